@@ -1,0 +1,5 @@
+#pragma once
+
+#define SPARQ_VERSION_MAJOR 0
+#define SPARQ_VERSION_MINOR 1
+#define SPARQ_VERSION_PATCH 0
