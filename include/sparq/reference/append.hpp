@@ -8,7 +8,8 @@
 
 namespace sparq::reference {
 
-/// new_k, new_v: [B, Hkv, n, d]; lengths: host [B], rows already in the cache (not updated).
+/// new_k, new_v: token-major [B, n, Hkv, d] (what a QKV projection produces); lengths: host [B],
+/// rows already in the cache (not updated here).
 template <typename T>
 Status append_kv(const DecodeProblem& p, const KVCacheView<T>& c, const int* lengths, int n,
                  const T* new_k, const T* new_v) {
@@ -25,7 +26,7 @@ Status append_kv(const DecodeProblem& p, const KVCacheView<T>& c, const int* len
     for (int h = 0; h < p.num_kv_heads; ++h) {
       float* vsum = c.vsum_row(b, h);
       for (int t = 0; t < n; ++t) {
-        const int64_t src = ((static_cast<int64_t>(b) * p.num_kv_heads + h) * n + t) * d;
+        const int64_t src = ((static_cast<int64_t>(b) * n + t) * p.num_kv_heads + h) * d;
         const int s = lengths[b] + t;
         for (int j = 0; j < d; ++j) {
           c.k_row(b, h, s)[j] = new_k[src + j];
