@@ -21,6 +21,7 @@ enum class Status : int {
   kMisalignedPointer,     // a pointer or stride breaks the vector-load alignment
   kInvalidStride,         // a stride is non-positive or makes rows overlap
   kWorkspaceTooSmall,     // the workspace is smaller than the size query returned
+  kUnsupportedGroupSize,  // more than 32 query heads would share one selection
   kCudaError,             // a CUDA runtime call failed; see cudaGetLastError
 };
 
@@ -49,6 +50,8 @@ inline const char* status_string(Status s) {
     case Status::kInvalidStride: return "invalid stride: strides must be positive and rows disjoint";
     case Status::kWorkspaceTooSmall:
       return "workspace too small: pass at least the size the workspace query returned";
+    case Status::kUnsupportedGroupSize:
+      return "unsupported GQA group: at most 32 query heads may share one KV head's selection";
     case Status::kCudaError: return "CUDA runtime error";
   }
   return "unknown status";

@@ -1,0 +1,156 @@
+// Steps 5-6 core: exact softmax(q . K / sqrt(d)) . V over a list of cache rows (the top-k
+// selection, or every row for dense decoding), as unnormalised partial states that merge
+// exactly across blocks. A "row group" of lanes reads one 16-byte chunk per lane of a row.
+#pragma once
+
+#include "sparq/device/reduce.cuh"
+#include "sparq/device/softmax_state.cuh"
+#include "sparq/device/vec.cuh"
+#include "sparq/problem.hpp"
+
+namespace sparq::device {
+
+/// How a warp covers rows of d elements of T with 16-byte loads.
+template <typename T, int D>
+struct RowGeometry {
+  static constexpr int kElemsPerChunk = kVec16<T>;
+  static constexpr int kChunks = D / kElemsPerChunk;                 // 16-byte chunks per row
+  static constexpr int kLanesPerRow = kChunks < 32 ? kChunks : 32;   // lanes sharing one row
+  static constexpr int kChunksPerLane = kChunks / kLanesPerRow;
+  static constexpr int kElemsPerLane = kChunksPerLane * kElemsPerChunk;
+  static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
+  /// First element of a lane's i-th chunk within the row.
+  __device__ static int elem(int lane_in_row, int i) {
+    return (lane_in_row + i * kLanesPerRow) * kElemsPerChunk;
+  }
+};
+
+/// Online-softmax state of up to kHeads query heads for the rows one lane group has seen.
+/// Logits are kept in base 2 (q is pre-scaled by log2(e) / sqrt(d)).
+template <typename T, int D, int kHeads>
+struct AttentionState {
+  using G = RowGeometry<T, D>;
+  float q[kHeads][G::kElemsPerLane];
+  float acc[kHeads][G::kElemsPerLane];
+  float m[kHeads];
+  float l[kHeads];
+
+  /// Loads this lane's slice of each head's query (`q_heads`: num_heads rows of D, global).
+  template <typename Q>
+  __device__ void init(const Q* q_heads, int num_heads, float scale) {
+    const int lr = (threadIdx.x & 31) % G::kLanesPerRow;
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      m[h] = -INFINITY;
+      l[h] = 0.f;
+#pragma unroll
+      for (int i = 0; i < G::kChunksPerLane; ++i)
+#pragma unroll
+        for (int e = 0; e < G::kElemsPerChunk; ++e) {
+          const int j = G::elem(lr, i) + e;
+          q[h][i * G::kElemsPerChunk + e] =
+              h < num_heads ? to_float(q_heads[h * D + j]) * scale : 0.f;
+          acc[h][i * G::kElemsPerChunk + e] = 0.f;
+        }
+    }
+  }
+
+  /// Folds kUnroll rows (already loaded, `valid` marks real ones) into the state.
+  template <int kUnroll>
+  __device__ void update(const float (&k)[kUnroll][G::kElemsPerLane],
+                         const float (&v)[kUnroll][G::kElemsPerLane], const bool (&valid)[kUnroll],
+                         int num_heads) {
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h >= num_heads) break;
+      float s[kUnroll];
+      float mx = m[h];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float dot = 0.f;
+#pragma unroll
+        for (int e = 0; e < G::kElemsPerLane; ++e) dot = fmaf(q[h][e], k[u][e], dot);
+        dot = group_sum<G::kLanesPerRow>(dot);
+        s[u] = valid[u] ? dot : -INFINITY;
+        mx = fmaxf(mx, s[u]);
+      }
+      if (mx == -INFINITY) continue;
+      const float scale = exp2f(m[h] - mx);  // 0 when m was -inf
+      float sum = l[h] * scale;
+#pragma unroll
+      for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] *= scale;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const float p = exp2f(s[u] - mx);
+        sum += p;
+#pragma unroll
+        for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] = fmaf(p, v[u][e], acc[h][e]);
+      }
+      l[h] = sum;
+      m[h] = mx;
+    }
+  }
+
+  /// Merges the states of the row groups of a warp: afterwards every lane group holds the
+  /// warp's state.
+  __device__ void merge_warp() {
+#pragma unroll
+    for (int off = G::kLanesPerRow; off < 32; off <<= 1) {
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) {
+        const float mo = __shfl_xor_sync(0xffffffffu, m[h], off);
+        const float lo = __shfl_xor_sync(0xffffffffu, l[h], off);
+        const float mx = fmaxf(m[h], mo);
+        const float ws = mx == -INFINITY ? 0.f : exp2f(m[h] - mx);
+        const float wo = mx == -INFINITY ? 0.f : exp2f(mo - mx);
+#pragma unroll
+        for (int e = 0; e < G::kElemsPerLane; ++e) {
+          const float ao = __shfl_xor_sync(0xffffffffu, acc[h][e], off);
+          acc[h][e] = acc[h][e] * ws + ao * wo;
+        }
+        l[h] = l[h] * ws + lo * wo;
+        m[h] = mx;
+      }
+    }
+  }
+};
+
+/// Loads row `row` of K and V for this lane (its chunks of the row) as floats.
+template <typename T, int D>
+__device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int kvh, int row,
+                                            float* k, float* v) {
+  using G = RowGeometry<T, D>;
+  const int lr = (threadIdx.x & 31) % G::kLanesPerRow;
+  const T* kr = c.k_row(b, kvh, row);
+  const T* vr = c.v_row(b, kvh, row);
+#pragma unroll
+  for (int i = 0; i < G::kChunksPerLane; ++i) {
+    const int j = G::elem(lr, i);
+    unpack16<T>(load16_stream(kr + j), k + i * G::kElemsPerChunk);
+    unpack16<T>(load16_stream(vr + j), v + i * G::kElemsPerChunk);
+  }
+}
+
+/// Merges split partial states (m, l in base 2, acc unnormalised) of one head and one
+/// dimension, in split order (deterministic). Returns acc / l, or 0 for an empty head.
+__device__ __forceinline__ float merge_split_partials(const float2* ml, const float* acc,
+                                                      int splits, int64_t acc_stride) {
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) {
+    const float2 x = __ldcg(ml + s);
+    if (x.y > 0.f) mx = fmaxf(mx, x.x);
+  }
+  if (mx == -INFINITY) return 0.f;
+  float l = 0.f, a = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const float2 x = __ldcg(ml + s);
+    if (x.y > 0.f) {
+      const float w = exp2f(x.x - mx);
+      l = fmaf(x.y, w, l);
+      a = fmaf(__ldcg(acc + s * acc_stride), w, a);
+    }
+  }
+  return a / l;
+}
+
+}  // namespace sparq::device

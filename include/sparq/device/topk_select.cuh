@@ -1,0 +1,125 @@
+// Step 4: top-k position selection in one thread block. A 4-pass, 8-bit MSB radix select finds
+// the k-th largest key; an ordered block scan (CUB) then writes the selected positions in
+// increasing position order. Deterministic: equal keys are taken lowest position first.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include <cub/block/block_scan.cuh>
+
+#include "sparq/macros.hpp"
+
+namespace sparq::device {
+
+/// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0).
+SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  if (u == 0x80000000u) u = 0;  // -0 ranks as +0
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/// Key that ranks above every finite score: positions of the local window.
+constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
+
+template <int kThreads>
+struct BlockTopK {
+  using Scan = cub::BlockScan<int, kThreads>;
+  struct TempStorage {
+    typename Scan::TempStorage scan;
+    unsigned hist[256];
+    unsigned digit;
+    unsigned above;
+  };
+
+  /// Clears the histogram of the first pass; call before add_to_first_histogram().
+  __device__ static void clear_histogram(TempStorage& ts) {
+    for (int i = threadIdx.x; i < 256; i += kThreads) ts.hist[i] = 0;
+  }
+
+  /// Lets the caller fill the first pass's histogram while it writes the keys.
+  __device__ static void add_to_first_histogram(TempStorage& ts, uint32_t key) {
+    atomicAdd(&ts.hist[key >> 24], 1u);
+  }
+
+  /// Finds the count-th largest key (1 <= count <= n). Returns it; *need_equal is how many keys
+  /// equal to it belong to the selection. The first histogram must be filled (and a barrier
+  /// passed) on entry.
+  __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
+                                       int* need_equal) {
+    uint32_t prefix = 0, mask = 0;
+    unsigned remaining = static_cast<unsigned>(count);
+    for (int pass = 0; pass < 4; ++pass) {
+      const int shift = 24 - 8 * pass;
+      if (pass > 0) {
+        clear_histogram(ts);
+        __syncthreads();
+        for (int s = threadIdx.x; s < n; s += kThreads) {
+          const uint32_t key = keys[s];
+          if ((key & mask) == prefix) atomicAdd(&ts.hist[(key >> shift) & 0xFFu], 1u);
+        }
+        __syncthreads();
+      }
+      if (threadIdx.x < 32) {
+        // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
+        const int lane = threadIdx.x;
+        unsigned cnt[8], total = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) total += (cnt[i] = ts.hist[255 - lane * 8 - i]);
+        unsigned incl = total;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
+          if (lane >= o) incl += t;
+        }
+        const unsigned excl = incl - total;
+        if (excl < remaining && remaining <= incl) {
+          unsigned running = excl;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            if (running + cnt[i] >= remaining) {
+              ts.digit = 255 - lane * 8 - i;
+              ts.above = running;
+              break;
+            }
+            running += cnt[i];
+          }
+        }
+      }
+      __syncthreads();
+      remaining -= ts.above;
+      prefix |= ts.digit << shift;
+      mask |= 0xFFu << shift;
+      __syncthreads();
+    }
+    *need_equal = static_cast<int>(remaining);
+    return prefix;
+  }
+
+  /// Writes, in increasing position order, every position with key > threshold and the first
+  /// need_equal positions with key == threshold. Returns the number written.
+  __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
+                                int need_equal, int* out) {
+    int written = 0, equal_seen = 0;
+    for (int base = 0; base < n; base += kThreads) {
+      const int s = base + threadIdx.x;
+      const uint32_t key = s < n ? keys[s] : 0u;
+      const int gt = (s < n && key > threshold) ? 1 : 0;
+      const int eq = (s < n && key == threshold) ? 1 : 0;
+      int pre, total;
+      Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
+      const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
+      const int eq_before = pre >> 16, gt_before = pre & 0xFFFF;
+      const int eq_taken_before = eq_before < budget ? eq_before : budget;
+      if (gt || (eq && eq_before < budget)) out[written + gt_before + eq_taken_before] = s;
+      const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
+      written += tile_gt + (tile_eq < budget ? tile_eq : budget);
+      equal_seen += tile_eq;
+      __syncthreads();
+    }
+    return written;
+  }
+};
+
+}  // namespace sparq::device

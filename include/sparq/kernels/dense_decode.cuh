@@ -1,0 +1,95 @@
+// Host launch API of dense decode attention (the baseline, and what runs when SparQ is off):
+// split-KV flash decoding with exact merging of partial softmax states, GQA-aware (each K and V
+// row is read once per group). Same validation, workspace and graph rules as sparq_decode.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/launch_common.cuh"
+
+namespace sparq {
+
+template <typename T>
+struct DenseDecodeParams {
+  DecodeProblem problem;
+  const T* q = nullptr;          ///< [B, Hq, d]
+  KVCacheView<T> cache;          ///< K and V are read; Kt and Vsum are not used
+  const int* lengths = nullptr;  ///< device [B]
+  T* out = nullptr;              ///< [B, Hq, d]
+};
+
+namespace kernels {
+
+struct DensePlan {
+  int splits = 0, rows_per_split = 0;
+  float2* partial_ml = nullptr;
+  float* partial_acc = nullptr;
+  unsigned* counters = nullptr;
+  size_t bytes = 0;
+
+  DensePlan(const DecodeProblem& p, void* workspace) {
+    const int64_t bound = p.length_bound();
+    const int64_t batch_units = static_cast<int64_t>(p.batch) * p.num_kv_heads;
+    const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
+    splits = plan_splits(bound, batch_units, 256);
+    rows_per_split = ceil_div(bound, splits);
+    WorkspaceCarver w(workspace);
+    partial_ml = w.take<float2>(q_rows * splits);
+    partial_acc = w.take<float>(q_rows * splits * p.head_dim);
+    counters = w.take<unsigned>(batch_units);
+    bytes = w.bytes();
+  }
+};
+
+template <typename T>
+Status validate_dense(const DenseDecodeParams<T>& a) {
+  if (Status s = validate_problem(a.problem); !ok(s)) return s;
+  if (a.q == nullptr || a.out == nullptr || a.lengths == nullptr || a.cache.k == nullptr ||
+      a.cache.v == nullptr)
+    return Status::kNullPointer;
+  const DecodeProblem& p = a.problem;
+  const int64_t d = p.head_dim;
+  const KVCacheView<T>& c = a.cache;
+  if (c.k_stride_s < d || c.k_stride_h < 1 || c.k_stride_b < 1 || c.v_stride_s < d ||
+      c.v_stride_h < 1 || c.v_stride_b < 1)
+    return Status::kInvalidStride;
+  return check_cache_alignment(a.cache, /*need_kt=*/false);
+}
+
+}  // namespace kernels
+
+template <typename T>
+Status dense_decode_workspace_size(const DecodeProblem& problem, size_t* bytes) {
+  if (bytes == nullptr) return Status::kNullPointer;
+  if (Status s = validate_problem(problem); !ok(s)) return s;
+  *bytes = kernels::DensePlan(problem, nullptr).bytes;
+  return Status::kSuccess;
+}
+
+template <typename T>
+Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  if (Status s = kernels::validate_dense(a); !ok(s)) return s;
+  if (workspace == nullptr) return Status::kNullPointer;
+  if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
+  const DecodeProblem& p = a.problem;
+  const kernels::DensePlan plan(p, workspace);
+  if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
+  if (cudaMemsetAsync(plan.counters, 0, sizeof(unsigned) * p.batch * p.num_kv_heads, stream) !=
+      cudaSuccess)
+    return Status::kCudaError;
+  const int g = p.group_size();
+  kernels::AttendParams<T> ap{a.q, a.cache, a.lengths, a.out, p.num_q_heads, p.num_kv_heads,
+                              g, g, p.length_bound(), plan.rows_per_split, plan.splits,
+                              nullptr, 0, 0, nullptr, plan.partial_ml, plan.partial_acc,
+                              plan.counters};
+  return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    kernels::attend_kernel<T, D>
+        <<<dim3(plan.splits, p.num_kv_heads, p.batch), kernels::kAttendThreads, 0, stream>>>(ap);
+    return kernels::last_launch_status();
+  });
+}
+
+}  // namespace sparq

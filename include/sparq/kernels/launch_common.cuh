@@ -1,0 +1,95 @@
+// Helpers shared by the launchers: head-dim dispatch, device facts, alignment checks,
+// workspace carving. Nothing here synchronises with the device or allocates.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sparq/problem.hpp"
+#include "sparq/status.hpp"
+
+namespace sparq::kernels {
+
+/// Calls f(std::integral_constant<int, D>{}) for the supported head dims.
+template <typename F>
+Status dispatch_head_dim(int d, F&& f) {
+  switch (d) {
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    case 256: return f(std::integral_constant<int, 256>{});
+    default: return Status::kUnsupportedHeadDim;
+  }
+}
+
+/// Multiprocessors of the current device (a host query; no synchronisation).
+inline int device_sm_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+  return sms;
+}
+
+/// SM count used to plan grids: the device's, or a fixed stand-in where none is present
+/// (so workspace queries work, and give stable answers, on machines without a GPU).
+inline int planning_sm_count() {
+  const int sms = device_sm_count();
+  return sms > 0 ? sms : 132;
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+/// Vector loads need 16-byte aligned rows: base pointers and every stride in bytes.
+template <typename T>
+Status check_cache_alignment(const KVCacheView<T>& c, bool need_kt) {
+  auto ok16 = [](int64_t stride_elems) { return (stride_elems * sizeof(T)) % 16 == 0; };
+  if (!aligned16(c.k) || !aligned16(c.v)) return Status::kMisalignedPointer;
+  if (!ok16(c.k_stride_b) || !ok16(c.k_stride_h) || !ok16(c.k_stride_s))
+    return Status::kMisalignedPointer;
+  if (!ok16(c.v_stride_b) || !ok16(c.v_stride_h) || !ok16(c.v_stride_s))
+    return Status::kMisalignedPointer;
+  if (need_kt) {
+    if (!aligned16(c.kt)) return Status::kMisalignedPointer;
+    if (!ok16(c.kt_stride_b) || !ok16(c.kt_stride_h) || !ok16(c.kt_stride_d))
+      return Status::kMisalignedPointer;
+  }
+  return Status::kSuccess;
+}
+
+/// Bump allocator over a caller-provided workspace (256-byte aligned pieces).
+class WorkspaceCarver {
+ public:
+  explicit WorkspaceCarver(void* base) : base_(static_cast<char*>(base)) {}
+  template <typename U>
+  U* take(int64_t count) {
+    U* p = base_ ? reinterpret_cast<U*>(base_ + offset_) : nullptr;
+    offset_ += (static_cast<int64_t>(sizeof(U)) * count + 255) / 256 * 256;
+    return p;
+  }
+  size_t bytes() const { return static_cast<size_t>(offset_); }
+
+ private:
+  char* base_;
+  int64_t offset_ = 0;
+};
+
+/// Returns the last launch error as a Status (launch errors are never swallowed).
+inline Status last_launch_status() {
+  return cudaGetLastError() == cudaSuccess ? Status::kSuccess : Status::kCudaError;
+}
+
+inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+/// Splits of a sequence of up to n rows among blocks so that batch * units * splits blocks
+/// fill the device a few times over, with at least min_rows rows per split.
+inline int plan_splits(int64_t n, int64_t batch_units, int min_rows) {
+  const int64_t target_blocks = 4LL * planning_sm_count();
+  int64_t splits = (target_blocks + batch_units - 1) / batch_units;
+  const int64_t most = (n + min_rows - 1) / min_rows;
+  if (splits > most) splits = most;
+  if (splits < 1) splits = 1;
+  return static_cast<int>(splits);
+}
+
+}  // namespace sparq::kernels

@@ -1,0 +1,124 @@
+// SparQ launch 1 of 3: per (sequence, unit, chunk of positions): top-r components of the
+// (group-summed) |q|, per-head temperatures, approximate logits q[i1] . Kt[i1, s] / tau
+// written to the workspace, and each chunk's softmax stats (max, sum of exp) per head.
+#pragma once
+
+#include "sparq/device/approx_scores.cuh"
+#include "sparq/device/reduce.cuh"
+#include "sparq/device/softmax_state.cuh"
+#include "sparq/device/topr_select.cuh"
+#include "sparq/problem.hpp"
+
+namespace sparq::kernels {
+
+template <typename T>
+struct ScoreParams {
+  const T* q;  // [B, Hq, D]
+  KVCacheView<T> cache;
+  const int* lengths;
+  int num_q_heads;
+  int units_per_batch;
+  int heads_per_unit;
+  int group_size;
+  int length_bound;
+  int capacity;
+  int r;
+  int chunks;                   // chunks per sequence
+  float* logits;                // [B, Hq, logit_stride]
+  int64_t logit_stride;
+  device::SoftmaxStats* stats;  // [B, Hq, chunks]
+};
+
+constexpr int kScoreThreads = 128;
+constexpr int kScoreHeadsPerPass = 4;
+
+template <typename T>
+__host__ __device__ constexpr int score_chunk_positions() {
+  return kScoreThreads * device::kVec16<T>;
+}
+
+/// Dynamic shared memory: the unit's queries as floats.
+inline size_t score_smem_bytes(int heads_per_unit, int d) {
+  return sizeof(float) * static_cast<size_t>(heads_per_unit) * d;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) {
+  constexpr int V = device::kVec16<T>;
+  extern __shared__ float s_q[];  // [heads_per_unit][D]
+  __shared__ float s_absq[D];
+  __shared__ int s_comp[D];
+  __shared__ float s_inv_tau[32];
+  __shared__ float s_scratch[32 * kScoreHeadsPerPass];
+
+  const int b = blockIdx.z, unit = blockIdx.y, chunk = blockIdx.x;
+  int len = p.lengths[b];
+  len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
+  const int chunk_begin = chunk * score_chunk_positions<T>();
+  if (chunk_begin >= len) return;  // the select kernel reads only chunks below the length
+
+  const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
+  const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
+  for (int i = threadIdx.x; i < nh * D; i += kScoreThreads) s_q[i] = to_float(q[i]);
+  __syncthreads();
+  for (int j = threadIdx.x; j < D; j += kScoreThreads) {
+    float a = 0.f;
+    for (int h = 0; h < nh; ++h) a += fabsf(s_q[h * D + j]);
+    s_absq[j] = a;
+  }
+  __syncthreads();
+  device::block_top_r(s_absq, D, p.r, s_comp);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5;
+  for (int h = warp; h < nh; h += kScoreThreads / 32) {
+    const float inv = device::warp_inverse_temperature(s_q + h * D, D, s_comp, p.r);
+    if ((threadIdx.x & 31) == 0) s_inv_tau[h] = inv;
+  }
+  __syncthreads();
+
+  const int s0 = chunk_begin + threadIdx.x * V;
+  const T* kt = p.cache.kt_row(b, kvh, 0);
+  for (int hb = 0; hb < nh; hb += kScoreHeadsPerPass) {
+    float acc[kScoreHeadsPerPass][V];
+    device::approx_logits<T, kScoreHeadsPerPass>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, hb,
+                                                 nh, s0, len, p.capacity, acc);
+    float mx[kScoreHeadsPerPass];
+#pragma unroll
+    for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+      mx[h] = -INFINITY;
+      const float inv = hb + h < nh ? s_inv_tau[hb + h] : 0.f;
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        acc[h][v] = s0 + v < len ? acc[h][v] * inv : -INFINITY;
+        mx[h] = fmaxf(mx[h], acc[h][v]);
+      }
+      if (hb + h < nh) {
+        float* dst = p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h) *
+                                    p.logit_stride;
+#pragma unroll
+        for (int v = 0; v < V; ++v)
+          if (s0 + v < len) dst[s0 + v] = acc[h][v];
+      }
+    }
+    device::block_max<kScoreHeadsPerPass, kScoreThreads>(mx, s_scratch);
+    float sum[kScoreHeadsPerPass];
+#pragma unroll
+    for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+      sum[h] = 0.f;
+#pragma unroll
+      for (int v = 0; v < V; ++v) sum[h] += s0 + v < len ? __expf(acc[h][v] - mx[h]) : 0.f;
+    }
+    device::block_sum<kScoreHeadsPerPass, kScoreThreads>(sum, s_scratch);
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+        if (hb + h < nh) {
+          const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h;
+          p.stats[row * p.chunks + chunk] = {mx[h], sum[h]};
+        }
+      }
+    }
+  }
+}
+
+}  // namespace sparq::kernels

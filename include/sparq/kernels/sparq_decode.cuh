@@ -1,0 +1,146 @@
+// Host launch API of SparQ decode attention: one call per layer per decode step for a batch.
+// Three kernel launches (scores, selection, exact attention) and one memset of counters; no
+// allocation, no host synchronisation and no device reads on the host: capturable in a graph.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "sparq/config.hpp"
+#include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/launch_common.cuh"
+#include "sparq/kernels/score_kernel.cuh"
+#include "sparq/kernels/select_kernel.cuh"
+#include "sparq/selection_units.hpp"
+
+namespace sparq {
+
+/// Everything one SparQ decode launch reads and writes (device pointers).
+template <typename T>
+struct SparqDecodeParams {
+  DecodeProblem problem;
+  SparqConfig config;
+  const T* q = nullptr;       ///< [B, Hq, d]
+  KVCacheView<T> cache;       ///< K, Kt, V and Vsum (Vsum only with reallocation)
+  const int* lengths = nullptr;  ///< device [B]; clamped to [0, problem.length_bound()]
+  T* out = nullptr;           ///< [B, Hq, d]
+};
+
+namespace kernels {
+
+/// Where each intermediate lives in the workspace; the same plan sizes and carves it.
+template <typename T>
+struct SparqPlan {
+  SelectionUnits units;
+  int chunk_positions = 0, chunks = 0, kmax = 0, splits = 0, rows_per_split = 0;
+  int64_t logit_stride = 0;
+  float* logits = nullptr;
+  device::SoftmaxStats* stats = nullptr;
+  uint32_t* keys = nullptr;
+  int* indices = nullptr;
+  float* alpha = nullptr;
+  float2* partial_ml = nullptr;
+  float* partial_acc = nullptr;
+  unsigned* counters = nullptr;
+  size_t bytes = 0;
+
+  SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace) {
+    units = selection_units(p, c.gqa);
+    const int64_t bound = p.length_bound();
+    const int64_t batch_units = static_cast<int64_t>(p.batch) * units.per_batch;
+    const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
+    chunk_positions = score_chunk_positions<T>();
+    chunks = ceil_div(bound, chunk_positions);
+    kmax = static_cast<int>(c.k < bound ? c.k : bound);
+    splits = plan_splits(kmax, batch_units, 32);
+    rows_per_split = ceil_div(kmax, splits);
+    logit_stride = (bound + 3) / 4 * 4;
+    WorkspaceCarver w(workspace);
+    logits = w.take<float>(q_rows * logit_stride);
+    stats = w.take<device::SoftmaxStats>(q_rows * chunks);
+    keys = w.take<uint32_t>(batch_units * logit_stride);
+    indices = w.take<int>(batch_units * kmax);
+    alpha = w.take<float>(q_rows);
+    partial_ml = w.take<float2>(q_rows * splits);
+    partial_acc = w.take<float>(q_rows * splits * p.head_dim);
+    counters = w.take<unsigned>(batch_units);
+    bytes = w.bytes();
+  }
+};
+
+template <typename T>
+Status validate_sparq(const SparqDecodeParams<T>& a) {
+  if (Status s = validate_problem(a.problem); !ok(s)) return s;
+  if (Status s = validate_config(a.config, a.problem.head_dim); !ok(s)) return s;
+  const SelectionUnits u = selection_units(a.problem, a.config.gqa);
+  if (u.heads_per_unit > kMaxHeadsPerUnit) return Status::kUnsupportedGroupSize;
+  if (a.q == nullptr || a.out == nullptr || a.lengths == nullptr || a.cache.k == nullptr ||
+      a.cache.kt == nullptr || a.cache.v == nullptr)
+    return Status::kNullPointer;
+  if (a.config.reallocation && a.cache.vsum == nullptr) return Status::kNullPointer;
+  if (Status s = validate_strides(a.problem, a.cache); !ok(s)) return s;
+  return check_cache_alignment(a.cache, /*need_kt=*/true);
+}
+
+template <typename T, int D>
+Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
+  const int bound = p.length_bound();
+
+  ScoreParams<T> sp{a.q, a.cache, a.lengths, p.num_q_heads, plan.units.per_batch,
+                    plan.units.heads_per_unit, plan.units.group_size, bound, p.capacity,
+                    a.config.r, plan.chunks, plan.logits, plan.logit_stride, plan.stats};
+  const size_t smem = score_smem_bytes(plan.units.heads_per_unit, D);
+  score_kernel<T, D><<<dim3(plan.chunks, plan.units.per_batch, p.batch), kScoreThreads, smem,
+                       stream>>>(sp);
+  if (Status s = last_launch_status(); !ok(s)) return s;
+
+  SelectParams sel{a.lengths, p.num_q_heads, plan.units.per_batch, plan.units.heads_per_unit,
+                   bound, a.config.k, a.config.local_window, plan.chunk_positions, plan.chunks,
+                   plan.logits, plan.logit_stride, plan.stats, plan.keys, plan.indices,
+                   plan.kmax, plan.alpha};
+  select_kernel<<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(sel);
+  if (Status s = last_launch_status(); !ok(s)) return s;
+
+  if (cudaMemsetAsync(plan.counters, 0,
+                      sizeof(unsigned) * static_cast<size_t>(p.batch) * plan.units.per_batch,
+                      stream) != cudaSuccess)
+    return Status::kCudaError;
+  AttendParams<T> ap{a.q, a.cache, a.lengths, a.out, p.num_q_heads, plan.units.per_batch,
+                     plan.units.heads_per_unit, plan.units.group_size, bound,
+                     plan.rows_per_split, plan.splits, plan.indices, plan.kmax, a.config.k,
+                     a.config.reallocation ? plan.alpha : nullptr, plan.partial_ml,
+                     plan.partial_acc, plan.counters};
+  attend_kernel<T, D><<<dim3(plan.splits, plan.units.per_batch, p.batch), kAttendThreads, 0,
+                        stream>>>(ap);
+  return last_launch_status();
+}
+
+}  // namespace kernels
+
+/// Bytes of workspace sparq_decode needs for this problem and config (on the current device).
+template <typename T>
+Status sparq_decode_workspace_size(const DecodeProblem& problem, const SparqConfig& config,
+                                   size_t* bytes) {
+  if (bytes == nullptr) return Status::kNullPointer;
+  if (Status s = validate_problem(problem); !ok(s)) return s;
+  if (Status s = validate_config(config, problem.head_dim); !ok(s)) return s;
+  *bytes = kernels::SparqPlan<T>(problem, config, nullptr).bytes;
+  return Status::kSuccess;
+}
+
+/// SparQ decode attention for a batch: validates everything first and launches nothing on
+/// error. `workspace` (device, 256-byte aligned) must hold sparq_decode_workspace_size bytes.
+template <typename T>
+Status sparq_decode(const SparqDecodeParams<T>& params, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  if (Status s = kernels::validate_sparq(params); !ok(s)) return s;
+  if (workspace == nullptr) return Status::kNullPointer;
+  if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
+  const kernels::SparqPlan<T> plan(params.problem, params.config, workspace);
+  if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
+  return kernels::dispatch_head_dim(params.problem.head_dim, [&](auto dim) {
+    return kernels::launch_sparq<T, decltype(dim)::value>(params, plan, stream);
+  });
+}
+
+}  // namespace sparq
