@@ -26,10 +26,13 @@ struct SparqTrace {
 };
 
 /// q: [B, Hq, d]; lengths: host [B]; out: [B, Hq, d] float64; trace optional.
+/// `positions`, when given, replaces step 4's selection per unit (tests use it to score a
+/// kernel's output on the kernel's own choice where float rounding decided a near tie).
 template <typename T>
 Status sparq_decode(const DecodeProblem& p, const SparqConfig& cfg, const T* q,
                     const KVCacheView<T>& cache, const int* lengths, double* out,
-                    SparqTrace* trace = nullptr) {
+                    SparqTrace* trace = nullptr,
+                    const std::vector<std::vector<int>>* positions = nullptr) {
   if (Status s = validate_problem(p); !ok(s)) return s;
   if (Status s = validate_config(cfg, p.head_dim); !ok(s)) return s;
   if (q == nullptr || out == nullptr || cache.k == nullptr || cache.kt == nullptr ||
@@ -91,7 +94,9 @@ Status sparq_decode(const DecodeProblem& p, const SparqConfig& cfg, const T* q,
       const int keff = effective_k(cfg.k, len), leff = effective_window(cfg.local_window, len);
       std::vector<double> ranking = key;
       for (int s = len - leff; s < len; ++s) ranking[s] += 2.0 * nh + 1.0;  // above any sum
-      const std::vector<int> i2 = top_indices(ranking, keff);
+      const std::vector<int> i2 =
+          positions ? (*positions)[static_cast<size_t>(b) * units.per_batch + u]
+                    : top_indices(ranking, keff);
 
       // Steps 5-7 per query head.
       std::vector<double> vbar(d, 0.0);
