@@ -1,6 +1,7 @@
 // Exact softmax attention of one query over chosen cache rows, in float64 (host only).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>

@@ -2,6 +2,7 @@
 // lengths, float64 accumulation. Reads only K and V of the cache.
 #pragma once
 
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
