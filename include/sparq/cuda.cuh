@@ -11,6 +11,7 @@
 #include "sparq/device/topk_select.cuh"
 #include "sparq/device/topr_select.cuh"
 #include "sparq/device/vec.cuh"
+#include "sparq/kernels/decode_attention.cuh"
 #include "sparq/kernels/dense_decode.cuh"
 #include "sparq/kernels/kv_append.cuh"
 #include "sparq/kernels/sparq_decode.cuh"

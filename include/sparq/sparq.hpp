@@ -3,6 +3,7 @@
 // Kernels and launchers live in <sparq/cuda.cuh>.
 #pragma once
 
+#include "sparq/attention_mode.hpp"
 #include "sparq/config.hpp"
 #include "sparq/dtype.hpp"
 #include "sparq/problem.hpp"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <dirent.h>
 #include <fstream>
@@ -27,8 +28,10 @@ inline nlohmann::json load_json(const std::string& path) {
   }
 }
 
-/// Directory of the checked-in test data (set by CMake).
+/// Directory of the checked-in test data: $SPARQ_TEST_DATA_DIR when set (a build carried to
+/// another machine), else the path CMake compiled in.
 inline std::string test_data_dir() {
+  if (const char* env = std::getenv("SPARQ_TEST_DATA_DIR"); env != nullptr && *env != 0) return env;
 #ifdef SPARQ_TEST_DATA_DIR
   return SPARQ_TEST_DATA_DIR;
 #else

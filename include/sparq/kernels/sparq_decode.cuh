@@ -81,38 +81,59 @@ Status validate_sparq(const SparqDecodeParams<T>& a) {
   return check_cache_alignment(a.cache, /*need_kt=*/true);
 }
 
+/// Launch 1: approximate logits and chunk stats.
 template <typename T, int D>
-Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
+Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                           cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  const int bound = p.length_bound();
-
   ScoreParams<T> sp{a.q, a.cache, a.lengths, p.num_q_heads, plan.units.per_batch,
-                    plan.units.heads_per_unit, plan.units.group_size, bound, p.capacity,
-                    a.config.r, plan.chunks, plan.logits, plan.logit_stride, plan.stats};
+                    plan.units.heads_per_unit, plan.units.group_size, p.length_bound(),
+                    p.capacity, a.config.r, plan.chunks, plan.logits, plan.logit_stride,
+                    plan.stats};
   const size_t smem = score_smem_bytes(plan.units.heads_per_unit, D);
   score_kernel<T, D><<<dim3(plan.chunks, plan.units.per_batch, p.batch), kScoreThreads, smem,
                        stream>>>(sp);
-  if (Status s = last_launch_status(); !ok(s)) return s;
+  return last_launch_status();
+}
 
+/// Launch 2: top-k positions and alpha.
+template <typename T>
+Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                           cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
   SelectParams sel{a.lengths, p.num_q_heads, plan.units.per_batch, plan.units.heads_per_unit,
-                   bound, a.config.k, a.config.local_window, plan.chunk_positions, plan.chunks,
-                   plan.logits, plan.logit_stride, plan.stats, plan.keys, plan.indices,
-                   plan.kmax, plan.alpha};
+                   p.length_bound(), a.config.k, a.config.local_window, plan.chunk_positions,
+                   plan.chunks, plan.logits, plan.logit_stride, plan.stats, plan.keys,
+                   plan.indices, plan.kmax, plan.alpha};
   select_kernel<<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(sel);
-  if (Status s = last_launch_status(); !ok(s)) return s;
+  return last_launch_status();
+}
 
+/// Launch 3 (after a memset of the counters): exact attention on the selected rows, merge,
+/// interpolation with v-bar.
+template <typename T, int D>
+Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                           cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
   if (cudaMemsetAsync(plan.counters, 0,
                       sizeof(unsigned) * static_cast<size_t>(p.batch) * plan.units.per_batch,
                       stream) != cudaSuccess)
     return Status::kCudaError;
   AttendParams<T> ap{a.q, a.cache, a.lengths, a.out, p.num_q_heads, plan.units.per_batch,
-                     plan.units.heads_per_unit, plan.units.group_size, bound,
+                     plan.units.heads_per_unit, plan.units.group_size, p.length_bound(),
                      plan.rows_per_split, plan.splits, plan.indices, plan.kmax, a.config.k,
                      a.config.reallocation ? plan.alpha : nullptr, plan.partial_ml,
                      plan.partial_acc, plan.counters};
   attend_kernel<T, D><<<dim3(plan.splits, plan.units.per_batch, p.batch), kAttendThreads, 0,
                         stream>>>(ap);
   return last_launch_status();
+}
+
+template <typename T, int D>
+Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
+  if (Status s = launch_sparq_scores<T, D>(a, plan, stream); !ok(s)) return s;
+  if (Status s = launch_sparq_select<T>(a, plan, stream); !ok(s)) return s;
+  return launch_sparq_attend<T, D>(a, plan, stream);
 }
 
 }  // namespace kernels

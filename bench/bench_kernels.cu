@@ -1,0 +1,125 @@
+// Per-kernel bandwidth: the copy ceiling, dense decode, SparQ decode (whole and each of its
+// three launches) and KV append. bf16, d = 128, Hq = Hkv = 32, compression 1/8. Median time
+// from CUDA events; bytes from the transfer formula; GB/s and % of the measured copy bandwidth.
+#include "bench/bench_support.cuh"
+
+namespace sb = sparq::bench;
+using T = __nv_bfloat16;
+
+namespace {
+
+constexpr int kHeads = 32, kDim = 128;
+
+sparq::SparqConfig config_for(int seq_len, double compression = 8) {
+  sparq::SparqConfig c;
+  sb::check_status(sparq::config_from_compression(kDim, seq_len, compression, &c), "config");
+  return c;
+}
+
+int reps_for(double bytes) { return bytes > 4e9 ? 7 : (bytes > 5e8 ? 15 : 40); }
+
+void BM_CopyCeiling(benchmark::State& state) {
+  for (auto _ : state) {
+    const double bw = sb::copy_bandwidth_bytes_per_s();
+    const double bytes = 2.0 * (size_t(1) << 31);
+    sb::report(state, bytes / bw * 1e3, bytes);
+  }
+}
+
+void BM_DenseDecode(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq), false);
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          sb::check_status(sparq::dense_decode(s.dense_params(i), s.workspace, s.workspace_bytes,
+                                               nullptr), "dense_decode");
+        },
+        reps_for(s.dense_bytes()));
+    sb::report(state, ms, s.dense_bytes());
+  }
+}
+
+enum Stage { kWhole, kScores, kSelect, kAttend };
+
+template <Stage kStage>
+void BM_SparqDecode(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  const sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace);
+  // Run the whole pipeline once per copy so every stage's inputs are valid.
+  for (int i = 0; i < s.copies; ++i)
+    sb::check_status(sparq::sparq_decode(s.sparq_params(i), s.workspace, s.workspace_bytes, nullptr),
+                     "sparq_decode");
+  const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
+  double bytes = s.sparq_bytes();
+  if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
+  if (kStage == kSelect) bytes = rows * (4.0 * S * g + 8.0 * S);
+  if (kStage == kAttend) bytes = rows * (2.0 * k * kDim * sizeof(T));
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          const sparq::SparqDecodeParams<T> a = s.sparq_params(i);
+          sparq::Status st = sparq::Status::kSuccess;
+          if (kStage == kWhole) st = sparq::sparq_decode(a, s.workspace, s.workspace_bytes, nullptr);
+          if (kStage == kScores) st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
+          if (kStage == kSelect) st = sparq::kernels::launch_sparq_select<T>(a, plan, nullptr);
+          if (kStage == kAttend) st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
+          sb::check_status(st, "sparq stage");
+        },
+        reps_for(bytes));
+    sb::report(state, ms, bytes);
+    state.counters["r"] = s.cfg.r;
+    state.counters["k"] = s.cfg.k;
+  }
+}
+
+void BM_KVAppendDecode(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq), false);
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  // New tokens come from the q buffer region (random data); lengths stay at seq - 1.
+  std::vector<int> lens(batch, seq - 1);
+  BENCH_CUDA(cudaMemcpy(s.lengths, lens.data(), batch * sizeof(int), cudaMemcpyHostToDevice));
+  const double bytes = s.kv_rows() * (3.0 * kDim * sizeof(T) + 2.0 * kDim * sizeof(float) +
+                                      2.0 * kDim * sizeof(T));
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          sparq::KVAppendParams<T> a;
+          a.problem = s.p;
+          a.cache = s.caches[i % s.copies];
+          a.lengths = s.lengths;
+          a.num_new = 1;
+          a.new_k = s.q;
+          a.new_v = s.q;
+          a.advance_lengths = false;
+          sb::check_status(sparq::kv_append(a, nullptr), "kv_append");
+        },
+        40);
+    sb::report(state, ms, bytes);
+  }
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (auto bs : std::vector<std::pair<int, int>>{{1, 16384}, {1, 32768}, {1, 131072}, {4, 16384},
+                                                  {16, 4096}, {64, 4096}, {64, 16384},
+                                                  {64, 32768}})
+    b->Args({bs.first, bs.second});
+  b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DenseDecode)->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kWhole>)->Name("BM_SparqDecode")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kAttend>)->Name("BM_SparqStageAttend")->Apply(shapes);
+BENCHMARK(BM_KVAppendDecode)->Args({1, 4096})->Args({64, 4096})->ArgNames({"B", "S"})
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();

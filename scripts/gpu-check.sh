@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Runs every GPU check on a machine with an NVIDIA GPU and prints a summary table last:
+# the GPU tests; with --bench the per-kernel benchmarks and the speedup sweep (JSON and PNG
+# plots); then compute-sanitizer memcheck and racecheck on a subset of the tests.
+#
+#   scripts/gpu-check.sh [--bench] [--build-dir DIR] [--out DIR]
+#
+# It uses an existing build (default build/gpu, from `cmake --preset gpu`; GoogleTest and
+# Google Benchmark are needed only where it is built) or builds one. Results go to --out
+# (default $OUT, else out/gpu-check). Fits in about 8 minutes on an H100.
+set -uo pipefail
+
+bench=0
+build=build/gpu
+out=${OUT:-out/gpu-check}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bench) bench=1 ;;
+    --build-dir) build=$2; shift ;;
+    --out) out=$2; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$out"
+export SPARQ_TEST_DATA_DIR="$PWD/tests/data"
+export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+summary="$out/summary.txt"
+: > "$summary"
+row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$summary"; }
+
+if ! nvidia-smi -L >/dev/null 2>&1; then echo "no NVIDIA GPU visible" >&2; exit 2; fi
+card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
+echo "card: $card" | tee -a "$summary"
+date -u +"date: %Y-%m-%d %H:%M UTC" | tee -a "$summary"
+
+if [ ! -x "$build/tests/gpu/test_gpu_sparq_decode" ]; then
+  echo "no build in $build: configuring and building (needs GoogleTest)"
+  cmake --preset gpu && cmake --build "$build" -j "$(nproc)" || { row build FAILED; exit 1; }
+fi
+
+fail=0
+tests_log="$out/tests.log"
+: > "$tests_log"
+for t in "$build"/tests/gpu/test_* "$build"/tests/test_*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  start=$(date +%s)
+  if timeout 150 "$t" --gtest_brief=1 >> "$tests_log" 2>&1; then res=pass; else res=FAIL; fail=1; fi
+  passed=$(grep -c '^\[       OK \]' "$tests_log" || true)
+  row "$name" "$res ($(( $(date +%s) - start )) s)"
+done
+grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
+
+if [ $bench = 1 ]; then
+  if [ -x "$build/bench/bench_kernels" ]; then
+    timeout 120 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
+      --benchmark_out_format=json > "$out/bench_kernels.txt" 2>&1 && row bench_kernels done || row bench_kernels FAIL
+    timeout 200 "$build/bench/bench_sweep" --benchmark_out="$out/bench_sweep.json" \
+      --benchmark_out_format=json > /dev/null 2>&1 && row bench_sweep done || row bench_sweep FAIL
+    python3 scripts/plot_bench.py --kernels "$out/bench_kernels.json" --sweep "$out/bench_sweep.json" \
+      --out "$out" >> "$summary" 2>&1 || row plots FAIL
+  else
+    row benchmarks "not built (configure with -DSPARQ_BUILD_BENCH=ON)"
+  fi
+fi
+
+san_log="$out/sanitizer.log"
+: > "$san_log"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one'
+  for tool in memcheck racecheck; do
+    ok=1
+    timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 \
+      "$build/tests/gpu/test_gpu_sparq_decode" --gtest_filter="$filter" >> "$san_log" 2>&1 || ok=0
+    timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
+      "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64' >> "$san_log" 2>&1 || ok=0
+    timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
+      "$build/tests/gpu/test_gpu_kv_append" >> "$san_log" 2>&1 || ok=0
+    if [ $tool = memcheck ]; then
+      timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
+        "$build/tests/gpu/test_building_blocks" >> "$san_log" 2>&1 || ok=0
+    fi
+    if [ $ok = 1 ]; then row "compute-sanitizer $tool" clean; else row "compute-sanitizer $tool" FAIL; fail=1; fi
+  done
+else
+  row compute-sanitizer "not installed"
+fi
+
+echo
+echo "==== summary ===="
+cat "$summary"
+exit $fail

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Turns the benchmark JSON (bench_kernels, bench_sweep) into PNG plots and a short table.
+
+  scripts/plot_bench.py --kernels bench_kernels.json --sweep bench_sweep.json --out DIR
+
+Writes DIR/speedup.png (SparQ speedup over dense against S, with the theoretical line) and
+DIR/bandwidth.png (% of the measured copy bandwidth per kernel), and prints the key figures.
+"""
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+
+
+def load(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        data = json.load(f)
+    return [b for b in data.get("benchmarks", []) if not b.get("error_occurred")]
+
+
+def parse_sweep_name(name):
+    # sweep/Hq32_Hkv8/B1/S4096/c8
+    parts = name.split("/")
+    heads, batch, seq, comp = parts[1], int(parts[2][1:]), int(parts[3][1:]), int(parts[4][1:])
+    return heads, batch, seq, comp
+
+
+def plot_speedup(sweep, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = defaultdict(list)
+    for b in sweep:
+        heads, batch, seq, comp = parse_sweep_name(b["name"])
+        groups[(heads, comp)].append((batch, seq, b["speedup"], b["theory"]))
+    keys = sorted(groups)
+    heads_list = sorted({k[0] for k in keys})
+    comps = sorted({k[1] for k in keys})
+    fig, axes = plt.subplots(len(heads_list), len(comps), figsize=(4 * len(comps), 3.4 * len(heads_list)),
+                             squeeze=False, sharex=True)
+    for i, heads in enumerate(heads_list):
+        for j, comp in enumerate(comps):
+            ax = axes[i][j]
+            pts = groups.get((heads, comp), [])
+            for batch in sorted({p[0] for p in pts}):
+                xs = sorted((p[1], p[2]) for p in pts if p[0] == batch)
+                ax.plot([x for x, _ in xs], [y for _, y in xs], marker="o", label=f"batch {batch}")
+            theory = sorted({(p[1], p[3]) for p in pts})
+            ax.plot([x for x, _ in theory], [y for _, y in theory], "k--", label="theory")
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{heads}, compression 1/{comp}", fontsize=9)
+            ax.set_xlabel("S")
+            ax.set_ylabel("speedup over dense")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "speedup.png"), dpi=90)
+
+
+def plot_bandwidth(kernels, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [(b["name"].replace("BM_", ""), b.get("pct_of_copy_bw", 0.0)) for b in kernels]
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.25 * len(rows))))
+    ax.barh([r[0] for r in rows], [r[1] for r in rows])
+    ax.axvline(100, color="k", lw=0.8)
+    ax.set_xlabel("% of measured device-to-device copy bandwidth")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "bandwidth.png"), dpi=90)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernels", help="bench_kernels JSON")
+    ap.add_argument("--sweep", help="bench_sweep JSON")
+    ap.add_argument("--out", default=".", help="folder for the PNG files")
+    args = ap.parse_args()
+    kernels, sweep = load(args.kernels), load(args.sweep)
+    if not kernels and not sweep:
+        print("no benchmark results to plot", file=sys.stderr)
+        return 1
+    os.makedirs(args.out, exist_ok=True)
+    for b in kernels:
+        if b["name"].startswith("BM_CopyCeiling"):
+            print(f"copy bandwidth: {b['GBps']:.0f} GB/s")
+    for b in kernels:
+        if not b["name"].startswith("BM_CopyCeiling"):
+            print(f"{b['name']:<44} {b['time_us']:10.1f} us {b['GBps']:8.0f} GB/s "
+                  f"{b['pct_of_copy_bw']:6.1f} %")
+    if sweep:
+        print("sweep (c = 8):  heads  B  S  dense_us  sparq_us  speedup  theory  auto/dense")
+        for b in sweep:
+            heads, batch, seq, comp = parse_sweep_name(b["name"])
+            if comp == 8 and seq >= 16384:
+                print(f"  {heads:<12} {batch:3d} {seq:7d} {b['dense_us']:9.1f} {b['sparq_us']:9.1f} "
+                      f"{b['speedup']:6.2f}x {b['theory']:6.2f}x {b['auto_vs_dense']:6.2f}")
+        worst = min(sweep, key=lambda b: b["auto_vs_dense"])
+        print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
+    try:
+        if sweep:
+            plot_speedup(sweep, args.out)
+        if kernels:
+            plot_bandwidth(kernels, args.out)
+    except ImportError as e:
+        print(f"matplotlib missing, no plots: {e}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+// Helpers for GPU tests: skip without a device, RAII device buffers, poisoning, error metrics.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "sparq/cuda.cuh"
+#include "support/host_cache.hpp"
+
+namespace sparq::test {
+
+/// Empty when a CUDA device is usable; otherwise why not.
+inline std::string gpu_unavailable_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("no CUDA device (") + cudaGetErrorString(e) + ")";
+  }
+  if (n == 0) return "no CUDA device";
+  return "";
+}
+
+#define SPARQ_REQUIRE_GPU()                                                   \
+  do {                                                                        \
+    const std::string why = ::sparq::test::gpu_unavailable_reason();          \
+    if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why;            \
+  } while (0)
+
+#define CUDA_ASSERT(expr)                                                     \
+  do {                                                                        \
+    const cudaError_t e_ = (expr);                                            \
+    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);    \
+  } while (0)
+
+#define SPARQ_ASSERT_OK(expr)                                                 \
+  do {                                                                        \
+    const ::sparq::Status s_ = (expr);                                        \
+    ASSERT_EQ(s_, ::sparq::Status::kSuccess) << #expr << ": " << ::sparq::status_string(s_); \
+  } while (0)
+
+/// Device memory of n elements of U, freed on scope exit.
+template <typename U>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) { resize(n); }
+  ~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void resize(size_t n) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = nullptr;
+    n_ = n;
+    if (n > 0 && cudaMalloc(&ptr_, n * sizeof(U)) != cudaSuccess) {
+      ptr_ = nullptr;
+      n_ = 0;
+      ADD_FAILURE() << "cudaMalloc of " << n * sizeof(U) << " bytes failed";
+    }
+  }
+  explicit DeviceBuffer(const std::vector<U>& host) : DeviceBuffer(host.size()) { upload(host); }
+  void upload(const std::vector<U>& host) {
+    if (ptr_ && !host.empty())
+      EXPECT_EQ(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice),
+                cudaSuccess);
+  }
+  std::vector<U> download() const {
+    std::vector<U> host(n_);
+    if (ptr_ && n_)
+      EXPECT_EQ(cudaMemcpy(host.data(), ptr_, n_ * sizeof(U), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+  /// Fills every byte with 0xFF: NaN in float, half and bfloat16; -1 in integers.
+  void poison() {
+    if (ptr_) EXPECT_EQ(cudaMemset(ptr_, 0xFF, n_ * sizeof(U)), cudaSuccess);
+  }
+  U* get() const { return ptr_; }
+  size_t size() const { return n_; }
+
+ private:
+  U* ptr_ = nullptr;
+  size_t n_ = 0;
+};
+
+/// A device copy of a HostKVCache, with a view in the same packed layout.
+template <typename T>
+struct DeviceKVCache {
+  DecodeProblem problem;
+  DeviceBuffer<T> k, kt, v;
+  DeviceBuffer<float> vsum;
+  explicit DeviceKVCache(const HostKVCache<T>& h)
+      : problem(h.problem), k(h.k), kt(h.kt), v(h.v), vsum(h.vsum) {}
+  KVCacheView<T> view() const {
+    return make_packed_cache_view<T>(problem, k.get(), kt.get(), v.get(), vsum.get());
+  }
+};
+
+template <typename T>
+std::vector<double> to_double(const std::vector<T>& x) {
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = to_float(x[i]);
+  return out;
+}
+
+inline double relative_l2(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+inline size_t count_non_finite(const std::vector<double>& x) {
+  size_t n = 0;
+  for (double v : x) n += std::isfinite(v) ? 0 : 1;
+  return n;
+}
+
+/// Tolerance of the relative L2 error against the float64 reference, per element type.
+template <typename T>
+double output_tolerance() {
+  return ElementTraits<T>::kDType == DType::kFloat32 ? 1e-5 : 2e-2;
+}
+
+}  // namespace sparq::test
+
+namespace sparq::test {
+
+/// Copies n elements from a raw device pointer (e.g. into a workspace) to the host.
+template <typename U>
+std::vector<U> download_raw(const U* device_ptr, size_t n) {
+  std::vector<U> host(n);
+  if (n) EXPECT_EQ(cudaMemcpy(host.data(), device_ptr, n * sizeof(U), cudaMemcpyDeviceToHost),
+                   cudaSuccess);
+  return host;
+}
+
+}  // namespace sparq::test
+
+namespace sparq::test {
+
+/// Recomputes the V sums in float64 (rounded once to float), so that a kernel test compares
+/// the kernel's v-bar with the reference's, not float accumulation over long sequences.
+template <typename T>
+void set_exact_vsum(HostKVCache<T>& h) {
+  const DecodeProblem& p = h.problem;
+  KVCacheView<T> c = h.view();
+  for (int b = 0; b < p.batch; ++b)
+    for (int kv = 0; kv < p.num_kv_heads; ++kv)
+      for (int j = 0; j < p.head_dim; ++j) {
+        double s = 0.0;
+        for (int r = 0; r < h.lengths[b]; ++r) s += to_float(c.v_row(b, kv, r)[j]);
+        c.vsum_row(b, kv)[j] = static_cast<float>(s);
+      }
+}
+
+}  // namespace sparq::test

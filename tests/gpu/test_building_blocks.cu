@@ -1,0 +1,147 @@
+// The device building blocks on their own: the host-callable pieces (tie rule, ordered keys,
+// softmax-state merge, interpolation) run on any machine; the block-level top-r and top-k
+// selections run in small test kernels against the reference's top_indices.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu_support.cuh"
+
+namespace {
+
+using sparq::reference::top_indices;
+
+TEST(BuildingBlocksHost, OrderedKeysPreserveFloatOrder) {
+  std::mt19937 gen(3);
+  std::normal_distribution<float> nd(0.f, 10.f);
+  std::vector<float> xs{0.f, -0.f, 1e-38f, -1e-38f, INFINITY, -INFINITY, 1.f, -1.f};
+  for (int i = 0; i < 2000; ++i) xs.push_back(nd(gen));
+  for (float a : xs)
+    for (int i = 0; i < 20; ++i) {
+      const float b = xs[(i * 97) % xs.size()];
+      const uint32_t ka = sparq::device::float_to_ordered(a), kb = sparq::device::float_to_ordered(b);
+      EXPECT_EQ(a < b, ka < kb) << a << " vs " << b;
+      EXPECT_EQ(a == b, ka == kb) << a << " vs " << b;
+    }
+  EXPECT_LT(sparq::device::float_to_ordered(INFINITY), sparq::device::kForcedKey);
+}
+
+TEST(BuildingBlocksHost, RankOfFollowsTheTieRule) {
+  const std::vector<float> v{3.f, 1.f, 3.f, 2.f, 1.f, 5.f};
+  std::vector<double> vd(v.begin(), v.end());
+  const std::vector<int> order = top_indices(vd, static_cast<int>(v.size()));
+  for (int pos = 0; pos < static_cast<int>(order.size()); ++pos)
+    EXPECT_EQ(sparq::device::rank_of(v.data(), static_cast<int>(v.size()), order[pos]), pos);
+}
+
+TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
+  std::mt19937 gen(5);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  std::vector<float> x(1000);
+  for (float& v : x) v = nd(gen);
+  auto stats_of = [&](int lo, int hi) {
+    sparq::device::SoftmaxStats s = sparq::device::empty_stats();
+    for (int i = lo; i < hi; ++i) s = sparq::device::merge_stats(s, {x[i], 1.f});
+    return s;
+  };
+  const sparq::device::SoftmaxStats whole = stats_of(0, 1000);
+  const sparq::device::SoftmaxStats merged = sparq::device::merge_stats(
+      sparq::device::merge_stats(stats_of(0, 333), stats_of(333, 334)), stats_of(334, 1000));
+  EXPECT_EQ(whole.m, merged.m);
+  EXPECT_NEAR(whole.l, merged.l, 1e-5 * whole.l);
+  double direct = 0.0;
+  for (float v : x) direct += std::exp(double(v) - whole.m);
+  EXPECT_NEAR(whole.l, direct, 1e-5 * direct);
+  const sparq::device::SoftmaxStats e =
+      sparq::device::merge_stats(sparq::device::empty_stats(), sparq::device::empty_stats());
+  EXPECT_EQ(e.l, 0.f);
+}
+
+TEST(BuildingBlocksHost, MeanInterpolation) {
+  EXPECT_FLOAT_EQ(sparq::device::interpolate_mean(1.f, 2.5f, 100.f, 4), 2.5f);
+  EXPECT_FLOAT_EQ(sparq::device::interpolate_mean(0.f, 2.5f, 100.f, 4), 25.f);
+  EXPECT_FLOAT_EQ(sparq::device::interpolate_mean(0.25f, 4.f, 8.f, 2), 0.25f * 4.f + 0.75f * 4.f);
+}
+
+TEST(BuildingBlocksHost, RowGeometryCoversARow) {
+  using G1 = sparq::device::RowGeometry<__nv_bfloat16, 128>;
+  static_assert(G1::kLanesPerRow == 16 && G1::kRowsPerWarp == 2 && G1::kElemsPerLane == 8);
+  using G2 = sparq::device::RowGeometry<float, 256>;
+  static_assert(G2::kLanesPerRow == 32 && G2::kChunksPerLane == 2 && G2::kElemsPerLane == 8);
+  using G3 = sparq::device::RowGeometry<__half, 64>;
+  static_assert(G3::kLanesPerRow == 8 && G3::kRowsPerWarp == 4);
+  SUCCEED();
+}
+
+constexpr int kThreads = sparq::kernels::kSelectThreads;
+
+__global__ void topk_kernel(const uint32_t* keys, int n, int count, int* out, int* written) {
+  using TopK = sparq::device::BlockTopK<kThreads>;
+  __shared__ typename TopK::TempStorage ts;
+  TopK::clear_histogram(ts);
+  __syncthreads();
+  for (int s = threadIdx.x; s < n; s += kThreads) TopK::add_to_first_histogram(ts, keys[s]);
+  __syncthreads();
+  int need = 0;
+  const uint32_t t = TopK::threshold(ts, keys, n, count, &need);
+  const int w = TopK::compact(ts, keys, n, t, need, out);
+  if (threadIdx.x == 0) *written = w;
+}
+
+TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
+  SPARQ_REQUIRE_GPU();
+  std::mt19937 gen(::testing::UnitTest::GetInstance()->random_seed());
+  struct Shape { int n, count, distinct; };
+  for (const Shape sh : {Shape{1, 1, 5}, Shape{7, 3, 3}, Shape{512, 100, 1000000},
+                         Shape{513, 513, 50}, Shape{5000, 1, 100}, Shape{100000, 6250, 1000000},
+                         Shape{131072, 8192, 64}, Shape{3000, 1500, 1}}) {
+    SCOPED_TRACE("n " + std::to_string(sh.n) + " count " + std::to_string(sh.count));
+    std::uniform_int_distribution<uint32_t> dist(0, sh.distinct - 1);
+    std::vector<uint32_t> keys(sh.n);
+    for (auto& k : keys) k = dist(gen) * 2654435761u % 0xFFFFFFF0u;  // spread over all bits
+    std::vector<double> as_double(keys.begin(), keys.end());
+    std::vector<int> want = top_indices(as_double, sh.count);
+    std::sort(want.begin(), want.end());
+    sparq::test::DeviceBuffer<uint32_t> dk(keys);
+    sparq::test::DeviceBuffer<int> dout(sh.count), dw(1);
+    dout.poison();
+    topk_kernel<<<1, kThreads>>>(dk.get(), sh.n, sh.count, dout.get(), dw.get());
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    EXPECT_EQ(dw.download()[0], sh.count);
+    EXPECT_EQ(dout.download(), want);
+  }
+}
+
+__global__ void topr_kernel(const float* absq, int d, int r, int* out) {
+  __shared__ float s_abs[256];
+  __shared__ int s_comp[256];
+  for (int j = threadIdx.x; j < d; j += blockDim.x) s_abs[j] = absq[j];
+  __syncthreads();
+  sparq::device::block_top_r(s_abs, d, r, s_comp);
+  __syncthreads();
+  for (int i = threadIdx.x; i < r; i += blockDim.x) out[i] = s_comp[i];
+}
+
+TEST(BuildingBlocksGpu, BlockTopRMatchesReference) {
+  SPARQ_REQUIRE_GPU();
+  std::mt19937 gen(::testing::UnitTest::GetInstance()->random_seed() + 1);
+  for (int d : {64, 128, 256})
+    for (int r : {1, 8, 13, d / 2, d}) {
+      SCOPED_TRACE("d " + std::to_string(d) + " r " + std::to_string(r));
+      std::uniform_int_distribution<int> coarse(0, 20);  // coarse values: plenty of ties
+      std::vector<float> absq(d);
+      for (float& a : absq) a = coarse(gen) * 0.5f;
+      const std::vector<int> want = top_indices(std::vector<double>(absq.begin(), absq.end()), r);
+      sparq::test::DeviceBuffer<float> da(absq);
+      sparq::test::DeviceBuffer<int> dout(r);
+      dout.poison();
+      topr_kernel<<<1, 128>>>(da.get(), d, r, dout.get());
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      EXPECT_EQ(dout.download(), want);
+    }
+}
+
+}  // namespace
