@@ -3,7 +3,9 @@
 # the GPU tests; with --bench the per-kernel benchmarks and the speedup sweep (JSON and PNG
 # plots); then compute-sanitizer memcheck and racecheck on a subset of the tests.
 #
-#   scripts/gpu-check.sh [--bench] [--build-dir DIR] [--out DIR]
+#   scripts/gpu-check.sh [--bench [--profile]] [--build-dir DIR] [--out DIR]
+#
+# --profile adds Nsight Compute summaries of the SparQ and dense kernels to bench.log.
 #
 # It uses an existing build (default build/gpu, from `cmake --preset gpu`; GoogleTest and
 # Google Benchmark are needed only where it is built) or builds one. Results go to --out
@@ -11,11 +13,13 @@
 set -uo pipefail
 
 bench=0
+profile=0
 build=build/gpu
 out=${OUT:-out/gpu-check}
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench) bench=1 ;;
+    --profile) profile=1 ;;
     --build-dir) build=$2; shift ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
@@ -55,10 +59,21 @@ grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
 
 if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
+    log="$out/bench.log"
     timeout 120 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
-      --benchmark_out_format=json > "$out/bench_kernels.txt" 2>&1 && row bench_kernels done || row bench_kernels FAIL
+      --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels done || row bench_kernels FAIL
+    echo "==== bench_sweep (stderr) ====" >> "$log"
     timeout 200 "$build/bench/bench_sweep" --benchmark_out="$out/bench_sweep.json" \
-      --benchmark_out_format=json > /dev/null 2>&1 && row bench_sweep done || row bench_sweep FAIL
+      --benchmark_out_format=json 2>> "$log" > /dev/null && row bench_sweep done || row bench_sweep "FAIL (rc $?)"
+    if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
+      echo "==== ncu: SparQ B=1 S=32k, dense B=1 and B=64 S=32k ====" >> "$log"
+      timeout 90 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
+        -k regex:'score|select|attend' --launch-count 3 "$build/bench/bench_kernels" \
+        --benchmark_filter='BM_SparqDecode/B:1/S:32768' >> "$log" 2>&1 || row ncu-sparq FAIL
+      timeout 90 ncu --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \
+        -k regex:'attend' --launch-count 1 "$build/bench/bench_kernels" \
+        --benchmark_filter='BM_DenseDecode/B:64/S:32768' >> "$log" 2>&1 || row ncu-dense FAIL
+    fi
     python3 scripts/plot_bench.py --kernels "$out/bench_kernels.json" --sweep "$out/bench_sweep.json" \
       --out "$out" >> "$summary" 2>&1 || row plots FAIL
   else

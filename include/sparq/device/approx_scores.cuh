@@ -24,7 +24,7 @@ __device__ __forceinline__ void approx_logits(const T* kt_base, int64_t kt_strid
 #pragma unroll
     for (int v = 0; v < V; ++v) acc[h][v] = 0.f;
   const bool full = s0 + V <= capacity;
-#pragma unroll 4
+#pragma unroll 8
   for (int i = 0; i < r; ++i) {
     const int c = components[i];
     const T* row = kt_base + c * kt_stride_d + s0;

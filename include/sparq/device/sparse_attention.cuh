@@ -55,39 +55,58 @@ struct AttentionState {
     }
   }
 
-  /// Folds kUnroll rows (already loaded, `valid` marks real ones) into the state.
+  /// Folds kUnroll rows into the state. Rows arrive as raw 16-byte chunks (this lane's part
+  /// of K and V) so that many stay in flight in few registers; `valid` marks real rows.
   template <int kUnroll>
-  __device__ void update(const float (&k)[kUnroll][G::kElemsPerLane],
-                         const float (&v)[kUnroll][G::kElemsPerLane], const bool (&valid)[kUnroll],
+  __device__ void update(const uint4 (&k)[kUnroll][G::kChunksPerLane],
+                         const uint4 (&v)[kUnroll][G::kChunksPerLane], const bool (&valid)[kUnroll],
                          int num_heads) {
+    float s[kHeads][kUnroll];
 #pragma unroll
-    for (int h = 0; h < kHeads; ++h) {
-      if (h >= num_heads) break;
-      float s[kUnroll];
-      float mx = m[h];
+    for (int u = 0; u < kUnroll; ++u) {
+      float kf[G::kElemsPerLane];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
+      for (int i = 0; i < G::kChunksPerLane; ++i)
+        unpack16<T>(k[u][i], kf + i * G::kElemsPerChunk);
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) {
         float dot = 0.f;
 #pragma unroll
-        for (int e = 0; e < G::kElemsPerLane; ++e) dot = fmaf(q[h][e], k[u][e], dot);
+        for (int e = 0; e < G::kElemsPerLane; ++e) dot = fmaf(q[h][e], kf[e], dot);
         dot = group_sum<G::kLanesPerRow>(dot);
-        s[u] = valid[u] ? dot : -INFINITY;
-        mx = fmaxf(mx, s[u]);
+        s[h][u] = valid[u] && h < num_heads ? dot : -INFINITY;
       }
-      if (mx == -INFINITY) continue;
-      const float scale = exp2f(m[h] - mx);  // 0 when m was -inf
-      float sum = l[h] * scale;
+    }
+    float mx[kHeads], sum[kHeads];
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      mx[h] = m[h];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) mx[h] = fmaxf(mx[h], s[h][u]);
+      // All -inf (no valid row yet): keep the state; exp2f(-inf - -inf) would be NaN.
+      const float scale = mx[h] == -INFINITY ? 1.f : exp2f(m[h] - mx[h]);
+      sum[h] = l[h] * scale;
 #pragma unroll
       for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] *= scale;
+    }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const float p = exp2f(s[u] - mx);
-        sum += p;
+    for (int u = 0; u < kUnroll; ++u) {
+      float vf[G::kElemsPerLane];
 #pragma unroll
-        for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] = fmaf(p, v[u][e], acc[h][e]);
+      for (int i = 0; i < G::kChunksPerLane; ++i)
+        unpack16<T>(v[u][i], vf + i * G::kElemsPerChunk);
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) {
+        const float p = mx[h] == -INFINITY ? 0.f : exp2f(s[h][u] - mx[h]);
+        sum[h] += p;
+#pragma unroll
+        for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] = fmaf(p, vf[e], acc[h][e]);
       }
-      l[h] = sum;
-      m[h] = mx;
+    }
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      l[h] = sum[h];
+      m[h] = mx[h];
     }
   }
 
@@ -115,10 +134,10 @@ struct AttentionState {
   }
 };
 
-/// Loads row `row` of K and V for this lane (its chunks of the row) as floats.
+/// Issues the loads of this lane's 16-byte chunks of row `row` of K and V (raw, unconverted).
 template <typename T, int D>
 __device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int kvh, int row,
-                                            float* k, float* v) {
+                                            uint4* k, uint4* v) {
   using G = RowGeometry<T, D>;
   const int lr = (threadIdx.x & 31) % G::kLanesPerRow;
   const T* kr = c.k_row(b, kvh, row);
@@ -126,8 +145,8 @@ __device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int 
 #pragma unroll
   for (int i = 0; i < G::kChunksPerLane; ++i) {
     const int j = G::elem(lr, i);
-    unpack16<T>(load16_stream(kr + j), k + i * G::kElemsPerChunk);
-    unpack16<T>(load16_stream(vr + j), v + i * G::kElemsPerChunk);
+    k[i] = load16_stream(kr + j);
+    v[i] = load16_stream(vr + j);
   }
 }
 

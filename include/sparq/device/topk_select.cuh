@@ -38,9 +38,17 @@ struct BlockTopK {
     for (int i = threadIdx.x; i < 256; i += kThreads) ts.hist[i] = 0;
   }
 
+  /// One count for `bin`; lanes of a warp that hit the same bin add together (the keys of
+  /// nearby scores share their top bits, so plain atomics would serialise on a few bins).
+  __device__ static void add_to_histogram(TempStorage& ts, unsigned bin) {
+    const unsigned peers = __match_any_sync(__activemask(), bin);
+    if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
+      atomicAdd(&ts.hist[bin], static_cast<unsigned>(__popc(peers)));
+  }
+
   /// Lets the caller fill the first pass's histogram while it writes the keys.
   __device__ static void add_to_first_histogram(TempStorage& ts, uint32_t key) {
-    atomicAdd(&ts.hist[key >> 24], 1u);
+    add_to_histogram(ts, key >> 24);
   }
 
   /// Finds the count-th largest key (1 <= count <= n). Returns it; *need_equal is how many keys
@@ -57,7 +65,7 @@ struct BlockTopK {
         __syncthreads();
         for (int s = threadIdx.x; s < n; s += kThreads) {
           const uint32_t key = keys[s];
-          if ((key & mask) == prefix) atomicAdd(&ts.hist[(key >> shift) & 0xFFu], 1u);
+          if ((key & mask) == prefix) add_to_histogram(ts, (key >> shift) & 0xFFu);
         }
         __syncthreads();
       }
@@ -98,21 +106,38 @@ struct BlockTopK {
   }
 
   /// Writes, in increasing position order, every position with key > threshold and the first
-  /// need_equal positions with key == threshold. Returns the number written.
+  /// need_equal positions with key == threshold. Returns the number written. Each thread takes
+  /// kItems consecutive positions per tile, so one block scan serves kThreads * kItems keys.
+  template <int kItems = 8>
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                 int need_equal, int* out) {
+    static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
     int written = 0, equal_seen = 0;
-    for (int base = 0; base < n; base += kThreads) {
-      const int s = base + threadIdx.x;
-      const uint32_t key = s < n ? keys[s] : 0u;
-      const int gt = (s < n && key > threshold) ? 1 : 0;
-      const int eq = (s < n && key == threshold) ? 1 : 0;
+    for (int base = 0; base < n; base += kThreads * kItems) {
+      const int s0 = base + threadIdx.x * kItems;
+      uint32_t key[kItems];
+      int gt = 0, eq = 0;
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        key[i] = s0 + i < n ? keys[s0 + i] : 0u;
+        gt += (s0 + i < n && key[i] > threshold) ? 1 : 0;
+        eq += (s0 + i < n && key[i] == threshold) ? 1 : 0;
+      }
       int pre, total;
       Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
       const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
-      const int eq_before = pre >> 16, gt_before = pre & 0xFFFF;
-      const int eq_taken_before = eq_before < budget ? eq_before : budget;
-      if (gt || (eq && eq_before < budget)) out[written + gt_before + eq_taken_before] = s;
+      int eq_count = pre >> 16;
+      int pos = written + (pre & 0xFFFF) + (eq_count < budget ? eq_count : budget);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        if (s0 + i >= n) break;
+        if (key[i] > threshold) {
+          out[pos++] = s0 + i;
+        } else if (key[i] == threshold) {
+          if (eq_count < budget) out[pos++] = s0 + i;
+          ++eq_count;
+        }
+      }
       const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
       written += tile_gt + (tile_eq < budget ? tile_eq : budget);
       equal_seen += tile_eq;

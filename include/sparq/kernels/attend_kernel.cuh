@@ -5,6 +5,7 @@
 #include "sparq/device/mean_interpolation.cuh"
 #include "sparq/device/sparse_attention.cuh"
 #include "sparq/dtype.hpp"
+#include "sparq/kernels/launch_common.cuh"
 #include "sparq/problem.hpp"
 
 namespace sparq::kernels {
@@ -34,11 +35,20 @@ struct AttendParams {
 };
 
 constexpr int kAttendThreads = 128;
-constexpr int kAttendMaxHeads = 4;  // heads per pass held in registers
-constexpr int kAttendUnroll = 4;    // rows in flight per lane group
 
-template <typename T, int D>
+/// Query heads one pass holds in registers: 1 when each unit has a single head (MHA, or
+/// per-query-head selections), else 4 (more heads take several passes over the rows).
+inline int attend_heads_per_pass(int heads_per_unit) { return heads_per_unit == 1 ? 1 : 4; }
+
+/// Rows in flight per lane group: more where registers allow.
+template <int kHeads>
+__host__ __device__ constexpr int attend_unroll() {
+  return kHeads == 1 ? 8 : 4;
+}
+
+template <typename T, int D, int kAttendMaxHeads>
 __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
+  constexpr int kAttendUnroll = attend_unroll<kAttendMaxHeads>();
   using G = device::RowGeometry<T, D>;
   constexpr int kWarps = kAttendThreads / 32;
   constexpr int kGroups = kWarps * G::kRowsPerWarp;  // lane groups per block
@@ -71,7 +81,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp) * D, nh, qscale);
     // The loop bound is uniform across the warp: update() shuffles with the full mask.
     for (int base = begin + warp * G::kRowsPerWarp; base < end; base += kGroups * kAttendUnroll) {
-      float k[kAttendUnroll][G::kElemsPerLane], v[kAttendUnroll][G::kElemsPerLane];
+      uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
       bool valid[kAttendUnroll];
 #pragma unroll
       for (int u = 0; u < kAttendUnroll; ++u) {
@@ -82,7 +92,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
           device::load_kv_row<T, D>(p.cache, b, kvh, row, k[u], v[u]);
         } else {
 #pragma unroll
-          for (int e = 0; e < G::kElemsPerLane; ++e) k[u][e] = v[u][e] = 0.f;
+          for (int i = 0; i < G::kChunksPerLane; ++i) k[u][i] = v[u][i] = make_uint4(0, 0, 0, 0);
         }
       }
       st.update(k, v, valid, nh);
@@ -142,6 +152,25 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     }
     p.out[(static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * D + j] = from_float<T>(y);
   }
+}
+
+/// Resident blocks of the attend kernel instance that `heads_per_unit` selects.
+template <typename T, int D>
+int attend_slots(int heads_per_unit) {
+  static const int one = device_slots(attend_kernel<T, D, 1>, kAttendThreads);
+  static const int four = device_slots(attend_kernel<T, D, 4>, kAttendThreads);
+  return attend_heads_per_pass(heads_per_unit) == 1 ? one : four;
+}
+
+/// Launches the attend kernel over (splits, units, batch) blocks.
+template <typename T, int D>
+Status launch_attend(const AttendParams<T>& ap, int batch, cudaStream_t stream) {
+  const dim3 grid(ap.splits, ap.units_per_batch, batch);
+  if (attend_heads_per_pass(ap.heads_per_unit) == 1)
+    attend_kernel<T, D, 1><<<grid, kAttendThreads, 0, stream>>>(ap);
+  else
+    attend_kernel<T, D, 4><<<grid, kAttendThreads, 0, stream>>>(ap);
+  return last_launch_status();
 }
 
 }  // namespace sparq::kernels

@@ -21,6 +21,7 @@ struct DenseDecodeParams {
 
 namespace kernels {
 
+template <typename T>
 struct DensePlan {
   int splits = 0, rows_per_split = 0;
   float2* partial_ml = nullptr;
@@ -32,7 +33,12 @@ struct DensePlan {
     const int64_t bound = p.length_bound();
     const int64_t batch_units = static_cast<int64_t>(p.batch) * p.num_kv_heads;
     const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
-    splits = plan_splits(bound, batch_units, 256);
+    int slots = 0;
+    dispatch_head_dim(p.head_dim, [&](auto dim) {
+      slots = attend_slots<T, decltype(dim)::value>(p.group_size());
+      return Status::kSuccess;
+    });
+    splits = plan_splits(bound, batch_units, 256, slots);
     rows_per_split = ceil_div(bound, splits);
     WorkspaceCarver w(workspace);
     partial_ml = w.take<float2>(q_rows * splits);
@@ -63,7 +69,7 @@ template <typename T>
 Status dense_decode_workspace_size(const DecodeProblem& problem, size_t* bytes) {
   if (bytes == nullptr) return Status::kNullPointer;
   if (Status s = validate_problem(problem); !ok(s)) return s;
-  *bytes = kernels::DensePlan(problem, nullptr).bytes;
+  *bytes = kernels::DensePlan<T>(problem, nullptr).bytes;
   return Status::kSuccess;
 }
 
@@ -74,7 +80,7 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
   if (workspace == nullptr) return Status::kNullPointer;
   if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
   const DecodeProblem& p = a.problem;
-  const kernels::DensePlan plan(p, workspace);
+  const kernels::DensePlan<T> plan(p, workspace);
   if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
   if (cudaMemsetAsync(plan.counters, 0, sizeof(unsigned) * p.batch * p.num_kv_heads, stream) !=
       cudaSuccess)
@@ -85,10 +91,7 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
                               nullptr, 0, 0, nullptr, plan.partial_ml, plan.partial_acc,
                               plan.counters};
   return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    kernels::attend_kernel<T, D>
-        <<<dim3(plan.splits, p.num_kv_heads, p.batch), kernels::kAttendThreads, 0, stream>>>(ap);
-    return kernels::last_launch_status();
+    return kernels::launch_attend<T, decltype(dim)::value>(ap, p.batch, stream);
   });
 }
 

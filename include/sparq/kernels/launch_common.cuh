@@ -81,15 +81,39 @@ inline Status last_launch_status() {
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-/// Splits of a sequence of up to n rows among blocks so that batch * units * splits blocks
-/// fill the device a few times over, with at least min_rows rows per split.
-inline int plan_splits(int64_t n, int64_t batch_units, int min_rows) {
-  const int64_t target_blocks = 4LL * planning_sm_count();
-  int64_t splits = (target_blocks + batch_units - 1) / batch_units;
-  const int64_t most = (n + min_rows - 1) / min_rows;
-  if (splits > most) splits = most;
-  if (splits < 1) splits = 1;
-  return static_cast<int>(splits);
+/// Blocks of `kernel` (with `threads` threads) resident on the whole device at once; a fixed
+/// stand-in where no device is present.
+template <typename Kernel>
+int device_slots(Kernel kernel, int threads) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess ||
+      per_sm < 1) {
+    cudaGetLastError();  // clear the error of a machine without a device
+    per_sm = 4;
+  }
+  return per_sm * planning_sm_count();
+}
+
+/// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists
+/// and `slots` resident blocks: the fewest splits whose last wave is at least 95% full (or the
+/// fullest found), with at least min_rows rows per split.
+inline int plan_splits(int64_t n, int64_t batch_units, int min_rows, int64_t slots) {
+  int64_t most = (n + min_rows - 1) / min_rows;
+  if (most < 1) most = 1;
+  if (most > 256) most = 256;
+  int best = 1;
+  double best_eff = 0.0;
+  for (int64_t s = 1; s <= most; ++s) {
+    const int64_t blocks = batch_units * s;
+    const int64_t waves = (blocks + slots - 1) / slots;
+    const double eff = static_cast<double>(blocks) / static_cast<double>(waves * slots);
+    if (eff > best_eff + 0.02) {
+      best = static_cast<int>(s);
+      best_eff = eff;
+    }
+    if (eff >= 0.95) break;
+  }
+  return best;
 }
 
 }  // namespace sparq::kernels

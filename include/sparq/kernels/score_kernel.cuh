@@ -95,9 +95,16 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
       if (hb + h < nh) {
         float* dst = p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h) *
                                     p.logit_stride;
+        if (s0 + V <= len) {  // rows of logits are 16-byte aligned and s0 is a multiple of V
 #pragma unroll
-        for (int v = 0; v < V; ++v)
-          if (s0 + v < len) dst[s0 + v] = acc[h][v];
+          for (int v = 0; v < V; v += 4)
+            *reinterpret_cast<float4*>(dst + s0 + v) =
+                make_float4(acc[h][v], acc[h][v + 1], acc[h][v + 2], acc[h][v + 3]);
+        } else {
+#pragma unroll
+          for (int v = 0; v < V; ++v)
+            if (s0 + v < len) dst[s0 + v] = acc[h][v];
+        }
       }
     }
     device::block_max<kScoreHeadsPerPass, kScoreThreads>(mx, s_scratch);

@@ -32,7 +32,12 @@ struct SelectParams {
 constexpr int kSelectThreads = 512;
 constexpr int kMaxHeadsPerUnit = 32;
 
+/// Keys in dynamic shared memory (kKeysInSmem, when the length bound fits) or in the
+/// workspace. Shared memory saves the selection passes' global traffic; long sequences fall
+/// back to global keys.
+template <bool kKeysInSmem>
 __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) {
+  extern __shared__ uint32_t s_keys[];
   using TopK = device::BlockTopK<kSelectThreads>;
   __shared__ typename TopK::TempStorage s_topk;
   __shared__ float s_max[kMaxHeadsPerUnit];
@@ -72,21 +77,53 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) 
   if (keff == len) {
     for (int s = threadIdx.x; s < len; s += kSelectThreads) out[s] = s;  // every row is taken
   } else {
-    uint32_t* keys = p.keys + un * p.logit_stride;
+    uint32_t* keys = kKeysInSmem ? s_keys : p.keys + un * p.logit_stride;
     TopK::clear_histogram(s_topk);
     __syncthreads();
-    for (int s = threadIdx.x; s < len; s += kSelectThreads) {
-      uint32_t key;
-      if (s >= len - leff) {
-        key = device::kForcedKey;
-      } else {
-        float sum = 0.f;
-        for (int h = 0; h < nh; ++h)
-          sum += expf(logits[h * p.logit_stride + s] - s_max[h]) * s_inv_sum[h];
-        key = device::float_to_ordered(sum);
+    // Each thread takes 4 consecutive positions from each of kVecs strips per step, so a
+    // warp's float4 loads are contiguous and several are in flight before the first exp.
+    constexpr int kVecs = 4, kStep = kSelectThreads * 4;
+    for (int base = threadIdx.x * 4; base < len; base += kStep * kVecs) {
+      float sum[kVecs][4];
+#pragma unroll
+      for (int v = 0; v < kVecs; ++v)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sum[v][i] = 0.f;
+      for (int h = 0; h < nh; ++h) {
+        const float* row = logits + h * p.logit_stride;
+        float x[kVecs][4];
+#pragma unroll
+        for (int v = 0; v < kVecs; ++v) {
+          const int s0 = base + v * kStep;
+          if (s0 + 4 <= len) {
+            const float4 f = *reinterpret_cast<const float4*>(row + s0);
+            x[v][0] = f.x;
+            x[v][1] = f.y;
+            x[v][2] = f.z;
+            x[v][3] = f.w;
+          } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) x[v][i] = s0 + i < len ? row[s0 + i] : -INFINITY;
+          }
+        }
+        const float mh = s_max[h], inv = s_inv_sum[h];
+#pragma unroll
+        for (int v = 0; v < kVecs; ++v)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) sum[v][i] += expf(x[v][i] - mh) * inv;
       }
-      keys[s] = key;
-      TopK::add_to_first_histogram(s_topk, key);
+#pragma unroll
+      for (int v = 0; v < kVecs; ++v)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int s = base + v * kStep + i;
+          if (s < len) {
+            const uint32_t key =
+                s >= len - leff ? device::kForcedKey : device::float_to_ordered(sum[v][i]);
+            keys[s] = key;
+            TopK::add_to_first_histogram(s_topk, key);
+          }
+        }
     }
     __syncthreads();
     int need_equal = 0;

@@ -27,6 +27,34 @@ struct SparqDecodeParams {
 
 namespace kernels {
 
+/// Largest length bound whose selection keys fit in one block's shared memory (0 where no
+/// device is present). Raises the kernel's dynamic shared-memory limit once per process.
+inline int select_smem_key_capacity() {
+  static const int capacity = [] {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
+            cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, select_kernel<true>) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
+    if (dynamic <= 0 || cudaFuncSetAttribute(select_kernel<true>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             dynamic) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return dynamic / static_cast<int>(sizeof(uint32_t));
+  }();
+  return capacity;
+}
+
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
 template <typename T>
 struct SparqPlan {
@@ -51,13 +79,19 @@ struct SparqPlan {
     chunk_positions = score_chunk_positions<T>();
     chunks = ceil_div(bound, chunk_positions);
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
-    splits = plan_splits(kmax, batch_units, 32);
+    int slots = 0;
+    dispatch_head_dim(p.head_dim, [&](auto dim) {
+      slots = attend_slots<T, decltype(dim)::value>(units.heads_per_unit);
+      return Status::kSuccess;
+    });
+    splits = plan_splits(kmax, batch_units, 32, slots);
     rows_per_split = ceil_div(kmax, splits);
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver w(workspace);
     logits = w.take<float>(q_rows * logit_stride);
     stats = w.take<device::SoftmaxStats>(q_rows * chunks);
-    keys = w.take<uint32_t>(batch_units * logit_stride);
+    // Selection keys live in shared memory where the bound fits, else in the workspace.
+    keys = w.take<uint32_t>(bound <= select_smem_key_capacity() ? 0 : batch_units * logit_stride);
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
     partial_ml = w.take<float2>(q_rows * splits);
@@ -105,7 +139,14 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                    p.length_bound(), a.config.k, a.config.local_window, plan.chunk_positions,
                    plan.chunks, plan.logits, plan.logit_stride, plan.stats, plan.keys,
                    plan.indices, plan.kmax, plan.alpha};
-  select_kernel<<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(sel);
+  const dim3 grid(plan.units.per_batch, p.batch);
+  const int bound = p.length_bound();
+  if (bound <= select_smem_key_capacity()) {
+    const size_t smem = sizeof(uint32_t) * static_cast<size_t>(bound);
+    select_kernel<true><<<grid, kSelectThreads, smem, stream>>>(sel);
+  } else {
+    select_kernel<false><<<grid, kSelectThreads, 0, stream>>>(sel);
+  }
   return last_launch_status();
 }
 
@@ -124,9 +165,7 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                      plan.rows_per_split, plan.splits, plan.indices, plan.kmax, a.config.k,
                      a.config.reallocation ? plan.alpha : nullptr, plan.partial_ml,
                      plan.partial_acc, plan.counters};
-  attend_kernel<T, D><<<dim3(plan.splits, plan.units.per_batch, p.batch), kAttendThreads, 0,
-                        stream>>>(ap);
-  return last_launch_status();
+  return launch_attend<T, D>(ap, p.batch, stream);
 }
 
 template <typename T, int D>
