@@ -62,9 +62,19 @@ if [ $bench = 1 ]; then
     log="$out/bench.log"
     timeout 120 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
       --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels done || row bench_kernels FAIL
-    echo "==== bench_sweep (stderr) ====" >> "$log"
-    timeout 200 "$build/bench/bench_sweep" --benchmark_out="$out/bench_sweep.json" \
-      --benchmark_out_format=json 2>> "$log" > /dev/null && row bench_sweep done || row bench_sweep "FAIL (rc $?)"
+    # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
+    parts=$(mktemp -d)
+    sweep_fail=0
+    for hkv in 32 8; do
+      for batch in 1 8 32 64; do
+        echo "==== bench_sweep Hkv$hkv B$batch (stderr) ====" >> "$log"
+        timeout 120 "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/" \
+          --benchmark_out="$parts/sweep_${hkv}_$batch.json" --benchmark_out_format=json \
+          2>> "$log" > /dev/null || { sweep_fail=1; echo "rc $? for Hkv$hkv B$batch" >> "$log"; }
+      done
+    done
+    python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
+    if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
     if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
       echo "==== ncu: SparQ B=1 S=32k, dense B=1 and B=64 S=32k ====" >> "$log"
       timeout 90 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \

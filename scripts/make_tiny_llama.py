@@ -82,8 +82,13 @@ def rounded(values):
     return [float(f"{v:.8g}") for v in values]
 
 
-def reference(model, ids):
-    model = model.float()
+def reference(cfg, model, ids):
+    # A fresh float32 model with the (possibly bf16) weights upcast: model.to(bfloat16) also
+    # rounds the rotary inv_freq buffer, which float() would not undo.
+    cfg32 = LlamaConfig.from_dict({**cfg.to_dict(), "torch_dtype": "float32", "dtype": "float32"})
+    ref = LlamaForCausalLM(cfg32).float().eval()
+    ref.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    model = ref
     out = {"prompt": PROMPT, "prompt_ids": ids, "prefill_logits": [], "decode": []}
     with torch.no_grad():
         x = torch.tensor([ids])
@@ -165,7 +170,7 @@ def main():
         cfg, model = make_model(tie, dtype, eps, seed)
         save_variant(name, cfg, model, shards, legacy_config=(shards > 1))
         shutil.copy(tok_path, os.path.join(OUT, name, "tokenizer.model"))
-        ref = reference(model, ids)
+        ref = reference(cfg, model, ids)
         with open(os.path.join(OUT, name, "reference.json"), "w") as f:
             json.dump(ref, f, separators=(",", ":"))
         last = np.array(ref["prefill_logits"][-1])

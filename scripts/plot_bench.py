@@ -21,6 +21,29 @@ def load(path):
     return [b for b in data.get("benchmarks", []) if not b.get("error_occurred")]
 
 
+def merge(folder, target):
+    """Concatenates the benchmarks of every readable JSON file in folder (a crashed run's
+    truncated file contributes the entries it finished)."""
+    merged, context = [], None
+    for name in sorted(os.listdir(folder)):
+        text = open(os.path.join(folder, name)).read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            cut = text.rfind("\n    },")
+            try:
+                data = json.loads(text[:cut + 6] + "]}") if cut > 0 else {"benchmarks": []}
+            except json.JSONDecodeError:
+                data = {"benchmarks": []}
+            print(f"{name}: truncated, kept {len(data['benchmarks'])} entries")
+        context = context or data.get("context")
+        merged += data.get("benchmarks", [])
+    with open(target, "w") as f:
+        json.dump({"context": context or {}, "benchmarks": merged}, f, indent=1)
+    print(f"merged {len(merged)} sweep entries into {target}")
+    return 0
+
+
 def parse_sweep_name(name):
     # sweep/Hq32_Hkv8/B1/S4096/c8
     parts = name.split("/")
@@ -80,7 +103,11 @@ def main():
     ap.add_argument("--kernels", help="bench_kernels JSON")
     ap.add_argument("--sweep", help="bench_sweep JSON")
     ap.add_argument("--out", default=".", help="folder for the PNG files")
+    ap.add_argument("--merge", help="folder of partial sweep JSON files to merge (then exit)")
+    ap.add_argument("--merged", help="where --merge writes the merged JSON")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, args.merged)
     kernels, sweep = load(args.kernels), load(args.sweep)
     if not kernels and not sweep:
         print("no benchmark results to plot", file=sys.stderr)

@@ -1,6 +1,7 @@
-// Step 4: top-k position selection in one thread block. A 4-pass, 8-bit MSB radix select finds
-// the k-th largest key; an ordered block scan (CUB) then writes the selected positions in
-// increasing position order. Deterministic: equal keys are taken lowest position first.
+// Step 4: top-k position selection. An MSB radix select (four 8-bit passes) finds the k-th
+// largest key; an ordered block scan (CUB) then writes the selected positions in increasing
+// position order. Deterministic: equal keys are taken lowest position first. The pieces work
+// for one block over all keys, or for a cluster of blocks that each own a segment of them.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,15 @@ SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
 /// Key that ranks above every finite score: positions of the local window.
 constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
 
+/// State of a radix select between passes: keys matching `prefix` under `mask` are still in
+/// play, and `remaining` of them belong to the selection.
+struct RadixState {
+  uint32_t prefix = 0;
+  uint32_t mask = 0;
+  unsigned remaining = 0;
+  __device__ int shift(int pass) const { return 24 - 8 * pass; }
+};
+
 template <int kThreads>
 struct BlockTopK {
   using Scan = cub::BlockScan<int, kThreads>;
@@ -33,86 +43,102 @@ struct BlockTopK {
     unsigned above;
   };
 
-  /// Clears the histogram of the first pass; call before add_to_first_histogram().
-  __device__ static void clear_histogram(TempStorage& ts) {
-    for (int i = threadIdx.x; i < 256; i += kThreads) ts.hist[i] = 0;
+  /// Clears a 256-bin histogram (call, then sync, before adding to it).
+  __device__ static void clear(unsigned* hist) {
+    for (int i = threadIdx.x; i < 256; i += kThreads) hist[i] = 0;
   }
+  __device__ static void clear_histogram(TempStorage& ts) { clear(ts.hist); }
 
   /// One count for `bin`; lanes of a warp that hit the same bin add together (the keys of
   /// nearby scores share their top bits, so plain atomics would serialise on a few bins).
-  __device__ static void add_to_histogram(TempStorage& ts, unsigned bin) {
+  __device__ static void add(unsigned* hist, unsigned bin) {
     const unsigned peers = __match_any_sync(__activemask(), bin);
     if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
-      atomicAdd(&ts.hist[bin], static_cast<unsigned>(__popc(peers)));
+      atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
   }
 
   /// Lets the caller fill the first pass's histogram while it writes the keys.
   __device__ static void add_to_first_histogram(TempStorage& ts, uint32_t key) {
-    add_to_histogram(ts, key >> 24);
+    add(ts.hist, key >> 24);
   }
 
-  /// Finds the count-th largest key (1 <= count <= n). Returns it; *need_equal is how many keys
-  /// equal to it belong to the selection. The first histogram must be filled (and a barrier
-  /// passed) on entry.
+  /// Adds the digit of `pass` of every key still in play to `hist` (no barrier).
+  __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
+                                         const RadixState& st, int pass) {
+    const int shift = st.shift(pass);
+    for (int s = threadIdx.x; s < n; s += kThreads) {
+      const uint32_t key = keys[s];
+      if ((key & st.mask) == st.prefix) add(hist, (key >> shift) & 0xFFu);
+    }
+  }
+
+  /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
+  /// every thread updates `st`. Contains barriers: call from the whole block.
+  __device__ static void choose_digit(TempStorage& ts, const unsigned* hist, RadixState& st,
+                                      int pass) {
+    if (threadIdx.x < 32) {
+      // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
+      const int lane = threadIdx.x;
+      unsigned cnt[8], total = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) total += (cnt[i] = hist[255 - lane * 8 - i]);
+      unsigned incl = total;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+      }
+      const unsigned excl = incl - total;
+      if (excl < st.remaining && st.remaining <= incl) {
+        unsigned running = excl;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          if (running + cnt[i] >= st.remaining) {
+            ts.digit = 255 - lane * 8 - i;
+            ts.above = running;
+            break;
+          }
+          running += cnt[i];
+        }
+      }
+    }
+    __syncthreads();
+    const int shift = st.shift(pass);
+    st.remaining -= ts.above;
+    st.prefix |= ts.digit << shift;
+    st.mask |= 0xFFu << shift;
+    __syncthreads();
+  }
+
+  /// Finds the count-th largest key (1 <= count <= n) of keys held by this block alone.
+  /// Returns it; *need_equal is how many keys equal to it belong to the selection. The first
+  /// histogram must be filled (and a barrier passed) on entry.
   __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
                                        int* need_equal) {
-    uint32_t prefix = 0, mask = 0;
-    unsigned remaining = static_cast<unsigned>(count);
+    RadixState st;
+    st.remaining = static_cast<unsigned>(count);
     for (int pass = 0; pass < 4; ++pass) {
-      const int shift = 24 - 8 * pass;
       if (pass > 0) {
-        clear_histogram(ts);
+        clear(ts.hist);
         __syncthreads();
-        for (int s = threadIdx.x; s < n; s += kThreads) {
-          const uint32_t key = keys[s];
-          if ((key & mask) == prefix) add_to_histogram(ts, (key >> shift) & 0xFFu);
-        }
+        build_histogram(ts.hist, keys, n, st, pass);
         __syncthreads();
       }
-      if (threadIdx.x < 32) {
-        // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
-        const int lane = threadIdx.x;
-        unsigned cnt[8], total = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) total += (cnt[i] = ts.hist[255 - lane * 8 - i]);
-        unsigned incl = total;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-          const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
-          if (lane >= o) incl += t;
-        }
-        const unsigned excl = incl - total;
-        if (excl < remaining && remaining <= incl) {
-          unsigned running = excl;
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            if (running + cnt[i] >= remaining) {
-              ts.digit = 255 - lane * 8 - i;
-              ts.above = running;
-              break;
-            }
-            running += cnt[i];
-          }
-        }
-      }
-      __syncthreads();
-      remaining -= ts.above;
-      prefix |= ts.digit << shift;
-      mask |= 0xFFu << shift;
-      __syncthreads();
+      choose_digit(ts, ts.hist, st, pass);
     }
-    *need_equal = static_cast<int>(remaining);
-    return prefix;
+    *need_equal = static_cast<int>(st.remaining);
+    return st.prefix;
   }
 
-  /// Writes, in increasing position order, every position with key > threshold and the first
-  /// need_equal positions with key == threshold. Returns the number written. Each thread takes
-  /// kItems consecutive positions per tile, so one block scan serves kThreads * kItems keys.
+  /// Writes, in increasing position order, every key > threshold and the first need_equal
+  /// keys == threshold, as positions first_position + i (keys[i] for i < n), into out from
+  /// index `written` on, with `equal_seen` equal keys already met before these. Returns the
+  /// index after the last one written. Each thread takes kItems consecutive keys per tile.
   template <int kItems = 8>
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
-                                int need_equal, int* out) {
+                                int need_equal, int* out, int written = 0, int equal_seen = 0,
+                                int first_position = 0) {
     static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
-    int written = 0, equal_seen = 0;
     for (int base = 0; base < n; base += kThreads * kItems) {
       const int s0 = base + threadIdx.x * kItems;
       uint32_t key[kItems];
@@ -132,9 +158,9 @@ struct BlockTopK {
       for (int i = 0; i < kItems; ++i) {
         if (s0 + i >= n) break;
         if (key[i] > threshold) {
-          out[pos++] = s0 + i;
+          out[pos++] = first_position + s0 + i;
         } else if (key[i] == threshold) {
-          if (eq_count < budget) out[pos++] = s0 + i;
+          if (eq_count < budget) out[pos++] = first_position + s0 + i;
           ++eq_count;
         }
       }
@@ -144,6 +170,23 @@ struct BlockTopK {
       __syncthreads();
     }
     return written;
+  }
+
+  /// Counts of keys > threshold and == threshold in keys[0..n) (every thread gets them).
+  __device__ static void count(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
+                               int* greater, int* equal) {
+    int gt = 0, eq = 0;
+    for (int s = threadIdx.x; s < n; s += kThreads) {
+      gt += keys[s] > threshold ? 1 : 0;
+      eq += keys[s] == threshold ? 1 : 0;
+    }
+    int pre, total_gt, total_eq;
+    Scan(ts.scan).ExclusiveSum(gt, pre, total_gt);
+    __syncthreads();
+    Scan(ts.scan).ExclusiveSum(eq, pre, total_eq);
+    __syncthreads();
+    *greater = total_gt;
+    *equal = total_eq;
   }
 };
 

@@ -35,30 +35,38 @@ struct AttendParams {
 };
 
 constexpr int kAttendThreads = 128;
+constexpr int kAttendWarps = kAttendThreads / 32;
+constexpr int kAttendUnroll = 8;  // rows in flight per lane group
 
-/// Query heads one pass holds in registers: 1 when each unit has a single head (MHA, or
-/// per-query-head selections), else 4 (more heads take several passes over the rows).
-inline int attend_heads_per_pass(int heads_per_unit) { return heads_per_unit == 1 ? 1 : 4; }
+/// Heads across warps: each warp follows one query head. With h heads in a pass (h <= 4),
+/// 4 / h warps share each head and split the rows; warps of different heads read the same
+/// rows, which the first of them brings into L1 for the others, so K and V leave DRAM once
+/// per group. More than 4 heads take several passes.
+struct WarpRole {
+  int heads;      // heads in this pass
+  int head;       // this warp's head within the pass (valid when active)
+  int row_warp;   // which of the warps sharing the head this is
+  int row_warps;  // warps sharing each head
+  bool active;
+  __device__ WarpRole(int heads_in_pass, int warp) {
+    heads = heads_in_pass;
+    row_warps = kAttendWarps / heads;
+    head = warp % heads;
+    row_warp = warp / heads;
+    active = row_warp < row_warps;
+  }
+};
 
-/// Rows in flight per lane group: more where registers allow.
-template <int kHeads>
-__host__ __device__ constexpr int attend_unroll() {
-  return kHeads == 1 ? 8 : 4;
-}
-
-template <typename T, int D, int kAttendMaxHeads>
+template <typename T, int D>
 __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
-  constexpr int kAttendUnroll = attend_unroll<kAttendMaxHeads>();
   using G = device::RowGeometry<T, D>;
-  constexpr int kWarps = kAttendThreads / 32;
-  constexpr int kGroups = kWarps * G::kRowsPerWarp;  // lane groups per block
-  __shared__ float s_acc[kWarps][kAttendMaxHeads][D];
-  __shared__ float2 s_ml[kWarps][kAttendMaxHeads];
+  __shared__ float s_acc[kAttendWarps][D];
+  __shared__ float2 s_ml[kAttendWarps];
   __shared__ bool s_last;
 
   const int b = blockIdx.z, unit = blockIdx.y, split = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int group = warp * G::kRowsPerWarp + lane / G::kLanesPerRow;
+  const int group_in_warp = lane / G::kLanesPerRow;
   const int lr = lane % G::kLanesPerRow;
 
   int len = p.lengths[b];
@@ -74,56 +82,61 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
                            : nullptr;
   const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
 
-  for (int hp = 0; hp < p.heads_per_unit; hp += kAttendMaxHeads) {
-    const int nh = p.heads_per_unit - hp < kAttendMaxHeads ? p.heads_per_unit - hp
-                                                           : kAttendMaxHeads;
-    device::AttentionState<T, D, kAttendMaxHeads> st;
-    st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp) * D, nh, qscale);
-    // The loop bound is uniform across the warp: update() shuffles with the full mask.
-    for (int base = begin + warp * G::kRowsPerWarp; base < end; base += kGroups * kAttendUnroll) {
-      uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
-      bool valid[kAttendUnroll];
+  for (int hp = 0; hp < p.heads_per_unit; hp += kAttendWarps) {
+    const WarpRole role(min(p.heads_per_unit - hp, kAttendWarps), warp);
+    device::AttentionState<T, D, 1> st;
+    st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + role.head) * D, 1, qscale);
+    if (role.active) {
+      // Lane groups of the warps sharing a head interleave over the rows; the loop bound is
+      // uniform across the warp since update() shuffles with the full mask.
+      const int groups = role.row_warps * G::kRowsPerWarp;
+      const int first = role.row_warp * G::kRowsPerWarp;
+      for (int base = begin + first; base < end; base += groups * kAttendUnroll) {
+        uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+        bool valid[kAttendUnroll];
 #pragma unroll
-      for (int u = 0; u < kAttendUnroll; ++u) {
-        const int i = base + (group - warp * G::kRowsPerWarp) + u * kGroups;
-        valid[u] = i < end;
-        const int row = valid[u] ? (sparse ? rows[i] : i) : -1;
-        if (valid[u]) {
-          device::load_kv_row<T, D>(p.cache, b, kvh, row, k[u], v[u]);
-        } else {
+        for (int u = 0; u < kAttendUnroll; ++u) {
+          const int i = base + group_in_warp + u * groups;
+          valid[u] = i < end;
+          if (valid[u]) {
+            device::load_kv_row<T, D>(p.cache, b, kvh, sparse ? rows[i] : i, k[u], v[u],
+                                      role.heads == 1);
+          } else {
 #pragma unroll
-          for (int i = 0; i < G::kChunksPerLane; ++i) k[u][i] = v[u][i] = make_uint4(0, 0, 0, 0);
+            for (int c = 0; c < G::kChunksPerLane; ++c) k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
+          }
         }
+        st.update(k, v, valid, 1);
       }
-      st.update(k, v, valid, nh);
     }
     st.merge_warp();
-    // Combine the warps through shared memory; lane group 0 of each warp holds its state.
+    // Lane group 0 of each warp holds the warp's state; combine the warps of each head.
     if (lane < G::kLanesPerRow) {
 #pragma unroll
-      for (int h = 0; h < kAttendMaxHeads; ++h) {
+      for (int i = 0; i < G::kChunksPerLane; ++i)
 #pragma unroll
-        for (int i = 0; i < G::kChunksPerLane; ++i)
-#pragma unroll
-          for (int e = 0; e < G::kElemsPerChunk; ++e)
-            s_acc[warp][h][G::elem(lr, i) + e] = st.acc[h][i * G::kElemsPerChunk + e];
-        if (lr == 0) s_ml[warp][h] = make_float2(st.m[h], st.l[h]);
-      }
+        for (int e = 0; e < G::kElemsPerChunk; ++e)
+          s_acc[warp][G::elem(lr, i) + e] = st.acc[0][i * G::kElemsPerChunk + e];
+      if (lr == 0) s_ml[warp] = role.active ? make_float2(st.m[0], st.l[0])
+                                            : make_float2(-INFINITY, 0.f);
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < nh * D; idx += kAttendThreads) {
+    for (int idx = threadIdx.x; idx < role.heads * D; idx += kAttendThreads) {
       const int h = idx / D, j = idx % D;
       float mx = -INFINITY;
-      for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[w][h].x);
+      for (int w = h; w < kAttendWarps; w += role.heads) mx = fmaxf(mx, s_ml[w].x);
       float l = 0.f, a = 0.f;
       if (mx != -INFINITY) {
-        for (int w = 0; w < kWarps; ++w) {
-          const float wt = exp2f(s_ml[w][h].x - mx);
-          l = fmaf(s_ml[w][h].y, wt, l);
-          a = fmaf(s_acc[w][h][j], wt, a);
+        for (int w = h; w < kAttendWarps; w += role.heads) {
+          if (s_ml[w].y > 0.f) {
+            const float wt = exp2f(s_ml[w].x - mx);
+            l = fmaf(s_ml[w].y, wt, l);
+            a = fmaf(s_acc[w][j], wt, a);
+          }
         }
       }
-      const int64_t slot = (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + h) * p.splits + split;
+      const int64_t slot =
+          (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + h) * p.splits + split;
       p.partial_acc[slot * D + j] = a;
       if (j == 0) p.partial_ml[slot] = make_float2(mx, l);
     }
@@ -154,22 +167,18 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   }
 }
 
-/// Resident blocks of the attend kernel instance that `heads_per_unit` selects.
+/// Resident blocks of the attend kernel.
 template <typename T, int D>
-int attend_slots(int heads_per_unit) {
-  static const int one = device_slots(attend_kernel<T, D, 1>, kAttendThreads);
-  static const int four = device_slots(attend_kernel<T, D, 4>, kAttendThreads);
-  return attend_heads_per_pass(heads_per_unit) == 1 ? one : four;
+int attend_slots() {
+  static const int slots = device_slots(attend_kernel<T, D>, kAttendThreads);
+  return slots;
 }
 
 /// Launches the attend kernel over (splits, units, batch) blocks.
 template <typename T, int D>
 Status launch_attend(const AttendParams<T>& ap, int batch, cudaStream_t stream) {
-  const dim3 grid(ap.splits, ap.units_per_batch, batch);
-  if (attend_heads_per_pass(ap.heads_per_unit) == 1)
-    attend_kernel<T, D, 1><<<grid, kAttendThreads, 0, stream>>>(ap);
-  else
-    attend_kernel<T, D, 4><<<grid, kAttendThreads, 0, stream>>>(ap);
+  attend_kernel<T, D><<<dim3(ap.splits, ap.units_per_batch, batch), kAttendThreads, 0, stream>>>(
+      ap);
   return last_launch_status();
 }
 

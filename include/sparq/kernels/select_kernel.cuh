@@ -1,10 +1,15 @@
 // SparQ launch 2 of 3: per (sequence, unit): merge the chunk stats into each head's softmax
 // normaliser, form the ranking key (sum over the unit's heads of s-hat; the local window
 // forced in), select the top-k positions in position order, and compute alpha per head.
+// Two kernels: a cluster of blocks per unit (sm_90, keys spread over the blocks' shared
+// memory), and one block per unit (keys in shared memory or, for long sequences, in the
+// workspace).
 #pragma once
 
-#include "sparq/device/softmax_state.cuh"
+#include <cooperative_groups.h>
+
 #include "sparq/device/reduce.cuh"
+#include "sparq/device/softmax_state.cuh"
 #include "sparq/device/topk_select.cuh"
 #include "sparq/selection_units.hpp"
 
@@ -23,7 +28,7 @@ struct SelectParams {
   const float* logits;                // [B, Hq, logit_stride]
   int64_t logit_stride;
   const device::SoftmaxStats* stats;  // [B, Hq, chunks]
-  uint32_t* keys;                     // [B * units, logit_stride]
+  uint32_t* keys;                     // [B * units, logit_stride] (single-block, global keys)
   int* indices;                       // [B * units, index_stride]
   int64_t index_stride;
   float* alpha;                       // [B, Hq]
@@ -32,32 +37,35 @@ struct SelectParams {
 constexpr int kSelectThreads = 512;
 constexpr int kMaxHeadsPerUnit = 32;
 
-/// Keys in dynamic shared memory (kKeysInSmem, when the length bound fits) or in the
-/// workspace. Shared memory saves the selection passes' global traffic; long sequences fall
-/// back to global keys.
-template <bool kKeysInSmem>
-__global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) {
-  extern __shared__ uint32_t s_keys[];
-  using TopK = device::BlockTopK<kSelectThreads>;
-  __shared__ typename TopK::TempStorage s_topk;
-  __shared__ float s_max[kMaxHeadsPerUnit];
-  __shared__ float s_inv_sum[kMaxHeadsPerUnit];
-  __shared__ float s_red[kSelectThreads / 32];
+namespace select_detail {
 
-  const int b = blockIdx.y, unit = blockIdx.x;
-  const int nh = p.heads_per_unit, h0 = unit * nh;
-  int len = p.lengths[b];
-  len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
-  const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
-  const int64_t un = static_cast<int64_t>(b) * p.units_per_batch + unit;
-  int* out = p.indices + un * p.index_stride;
+/// Where one (sequence, unit) stands: its clamped length, k, window and row pointers.
+struct UnitView {
+  int b, unit, nh, h0, len, keff, leff;
+  const float* logits;  // the unit's first head's logits
+  int* out;
+
+  __device__ UnitView(const SelectParams& p, int b_, int unit_) : b(b_), unit(unit_) {
+    nh = p.heads_per_unit;
+    h0 = unit * nh;
+    len = p.lengths[b];
+    len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
+    keff = effective_k(p.k, len);
+    leff = effective_window(p.local_window, len);
+    logits = p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0) * p.logit_stride;
+    out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride;
+  }
+};
+
+/// Each head's softmax max and 1/sum from the chunk stats (exact merge; one warp per head).
+template <int kThreads>
+__device__ void head_normalisers(const SelectParams& p, const UnitView& u, float* s_max,
+                                 float* s_inv_sum) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-
-  // Softmax normaliser per head from the chunk stats (exact merge).
-  const int used_chunks = (len + p.chunk_positions - 1) / p.chunk_positions;
-  for (int h = warp; h < nh; h += kSelectThreads / 32) {
-    const device::SoftmaxStats* st = p.stats + (static_cast<int64_t>(b) * p.num_q_heads + h0 + h) *
-                                                   p.chunks;
+  const int used_chunks = (u.len + p.chunk_positions - 1) / p.chunk_positions;
+  for (int h = warp; h < u.nh; h += kThreads / 32) {
+    const device::SoftmaxStats* st =
+        p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.chunks;
     device::SoftmaxStats acc = device::empty_stats();
     for (int c = lane; c < used_chunks; c += 32) acc = device::merge_stats(acc, st[c]);
 #pragma unroll
@@ -71,82 +79,216 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) 
       s_inv_sum[h] = acc.l > 0.f ? 1.f / acc.l : 0.f;
     }
   }
-  __syncthreads();
+}
 
-  const float* logits = p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0) * p.logit_stride;
-  if (keff == len) {
-    for (int s = threadIdx.x; s < len; s += kSelectThreads) out[s] = s;  // every row is taken
-  } else {
-    uint32_t* keys = kKeysInSmem ? s_keys : p.keys + un * p.logit_stride;
-    TopK::clear_histogram(s_topk);
-    __syncthreads();
-    // Each thread takes 4 consecutive positions from each of kVecs strips per step, so a
-    // warp's float4 loads are contiguous and several are in flight before the first exp.
-    constexpr int kVecs = 4, kStep = kSelectThreads * 4;
-    for (int base = threadIdx.x * 4; base < len; base += kStep * kVecs) {
-      float sum[kVecs][4];
+/// Keys of positions [begin, end) into keys[s - begin] (begin a multiple of 4), each added to
+/// the first radix pass's histogram. A thread takes 4 consecutive positions from each of
+/// kVecs strips per step, so a warp's float4 loads are contiguous and several are in flight.
+template <int kThreads>
+__device__ void compute_keys(const SelectParams& p, const UnitView& u, const float* s_max,
+                             const float* s_inv_sum, int begin, int end, uint32_t* keys,
+                             unsigned* hist) {
+  using TopK = device::BlockTopK<kThreads>;
+  constexpr int kVecs = 4, kStep = kThreads * 4;
+  for (int base = begin + threadIdx.x * 4; base < end; base += kStep * kVecs) {
+    float sum[kVecs][4];
 #pragma unroll
-      for (int v = 0; v < kVecs; ++v)
+    for (int v = 0; v < kVecs; ++v)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) sum[v][i] = 0.f;
-      for (int h = 0; h < nh; ++h) {
-        const float* row = logits + h * p.logit_stride;
-        float x[kVecs][4];
+      for (int i = 0; i < 4; ++i) sum[v][i] = 0.f;
+    for (int h = 0; h < u.nh; ++h) {
+      const float* row = u.logits + h * p.logit_stride;
+      float x[kVecs][4];
 #pragma unroll
-        for (int v = 0; v < kVecs; ++v) {
-          const int s0 = base + v * kStep;
-          if (s0 + 4 <= len) {
-            const float4 f = *reinterpret_cast<const float4*>(row + s0);
-            x[v][0] = f.x;
-            x[v][1] = f.y;
-            x[v][2] = f.z;
-            x[v][3] = f.w;
-          } else {
+      for (int v = 0; v < kVecs; ++v) {
+        const int s0 = base + v * kStep;
+        if (s0 + 4 <= end) {
+          const float4 f = *reinterpret_cast<const float4*>(row + s0);
+          x[v][0] = f.x;
+          x[v][1] = f.y;
+          x[v][2] = f.z;
+          x[v][3] = f.w;
+        } else {
 #pragma unroll
-            for (int i = 0; i < 4; ++i) x[v][i] = s0 + i < len ? row[s0 + i] : -INFINITY;
-          }
+          for (int i = 0; i < 4; ++i) x[v][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
         }
-        const float mh = s_max[h], inv = s_inv_sum[h];
-#pragma unroll
-        for (int v = 0; v < kVecs; ++v)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) sum[v][i] += expf(x[v][i] - mh) * inv;
       }
+      const float mh = s_max[h], inv = s_inv_sum[h];
 #pragma unroll
       for (int v = 0; v < kVecs; ++v)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int s = base + v * kStep + i;
-          if (s < len) {
-            const uint32_t key =
-                s >= len - leff ? device::kForcedKey : device::float_to_ordered(sum[v][i]);
-            keys[s] = key;
-            TopK::add_to_first_histogram(s_topk, key);
-          }
-        }
+        for (int i = 0; i < 4; ++i) sum[v][i] += expf(x[v][i] - mh) * inv;
     }
-    __syncthreads();
-    int need_equal = 0;
-    const uint32_t threshold = TopK::threshold(s_topk, keys, len, keff, &need_equal);
-    TopK::compact(s_topk, keys, len, threshold, need_equal, out);
+#pragma unroll
+    for (int v = 0; v < kVecs; ++v)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int s = base + v * kStep + i;
+        if (s < end) {
+          const uint32_t key =
+              s >= u.len - u.leff ? device::kForcedKey : device::float_to_ordered(sum[v][i]);
+          keys[s - begin] = key;
+          TopK::add(hist, key >> 24);
+        }
+      }
   }
-  __syncthreads();
+}
 
-  // alpha_h = sum of s-hat over the selected rows.
-  for (int h = 0; h < nh; ++h) {
+/// This block's share of alpha_h: the sum of s-hat over out[first..last) for each head,
+/// reduced over the block into s_alpha[h] (valid after the call's final barrier).
+template <int kThreads>
+__device__ void alpha_partials(const SelectParams& p, const UnitView& u, const float* s_max,
+                               const float* s_inv_sum, int first, int last, float* s_red,
+                               float* s_alpha) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int h = 0; h < u.nh; ++h) {
     float a = 0.f;
-    for (int i = threadIdx.x; i < keff; i += kSelectThreads)
-      a += expf(logits[h * p.logit_stride + out[i]] - s_max[h]) * s_inv_sum[h];
+    for (int i = first + threadIdx.x; i < last; i += kThreads)
+      a += expf(u.logits[h * p.logit_stride + u.out[i]] - s_max[h]) * s_inv_sum[h];
     a = device::warp_sum(a);
     if (lane == 0) s_red[warp] = a;
     __syncthreads();
     if (threadIdx.x == 0) {
       float t = 0.f;
-      for (int w = 0; w < kSelectThreads / 32; ++w) t += s_red[w];
-      p.alpha[static_cast<int64_t>(b) * p.num_q_heads + h0 + h] = t;
+      for (int w = 0; w < kThreads / 32; ++w) t += s_red[w];
+      s_alpha[h] = t;
     }
     __syncthreads();
   }
+}
+
+}  // namespace select_detail
+
+/// One block per unit. Keys in dynamic shared memory (kKeysInSmem, when the length bound
+/// fits) or in the workspace (long sequences).
+template <bool kKeysInSmem>
+__global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) {
+  extern __shared__ uint32_t s_keys[];
+  using TopK = device::BlockTopK<kSelectThreads>;
+  __shared__ typename TopK::TempStorage s_topk;
+  __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
+  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kSelectThreads / 32];
+
+  const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
+  select_detail::head_normalisers<kSelectThreads>(p, u, s_max, s_inv_sum);
+  TopK::clear_histogram(s_topk);
+  __syncthreads();
+
+  if (u.keff == u.len) {
+    for (int s = threadIdx.x; s < u.len; s += kSelectThreads) u.out[s] = s;  // every row taken
+  } else {
+    const int64_t un = static_cast<int64_t>(u.b) * p.units_per_batch + u.unit;
+    uint32_t* keys = kKeysInSmem ? s_keys : p.keys + un * p.logit_stride;
+    select_detail::compute_keys<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.len, keys,
+                                                s_topk.hist);
+    __syncthreads();
+    int need_equal = 0;
+    const uint32_t threshold = TopK::threshold(s_topk, keys, u.len, u.keff, &need_equal);
+    TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out);
+  }
+  __syncthreads();
+  select_detail::alpha_partials<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red,
+                                                s_alpha);
+  for (int h = threadIdx.x; h < u.nh; h += kSelectThreads)
+    p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = s_alpha[h];
+}
+
+constexpr int kClusterBlocks = 8;
+constexpr int kClusterThreads = 256;
+
+/// Positions each block of a cluster owns: the length split 8 ways, a multiple of 16.
+__host__ __device__ inline int cluster_segment(int length) {
+  const int per = (length + kClusterBlocks - 1) / kClusterBlocks;
+  return (per + 15) / 16 * 16;
+}
+
+/// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
+/// and keeps its keys in its shared memory; the radix histograms are summed across the
+/// cluster through distributed shared memory, one cluster barrier per pass.
+__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kClusterThreads)
+    select_cluster_kernel(SelectParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  extern __shared__ uint32_t s_keys[];
+  using TopK = device::BlockTopK<kClusterThreads>;
+  __shared__ typename TopK::TempStorage s_topk;
+  __shared__ unsigned s_hist[2][256];  // double-buffered: others may still read the last pass
+  __shared__ unsigned s_total[256];
+  __shared__ int s_counts[2];          // this block's keys > and == the threshold
+  __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
+  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const select_detail::UnitView u(p, blockIdx.z, blockIdx.y);
+  const int seg = cluster_segment(u.len);
+  const int begin = min(rank * seg, u.len), end = min(begin + seg, u.len), n = end - begin;
+
+  select_detail::head_normalisers<kClusterThreads>(p, u, s_max, s_inv_sum);
+  TopK::clear(s_hist[0]);
+  TopK::clear(s_hist[1]);
+  __syncthreads();
+
+  int first = 0, last = 0;  // this block's slice of the output
+  if (u.keff == u.len) {
+    for (int s = begin + threadIdx.x; s < end; s += kClusterThreads) u.out[s] = s;
+    first = begin;
+    last = end;
+  } else {
+    select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
+                                                 s_hist[0]);
+    device::RadixState st;
+    st.remaining = static_cast<unsigned>(u.keff);
+    for (int pass = 0; pass < 4; ++pass) {
+      unsigned* hist = s_hist[pass & 1];
+      if (pass > 0) {
+        // hist was last read by other blocks two passes ago, before the previous barrier.
+        TopK::clear(hist);
+        __syncthreads();
+        TopK::build_histogram(hist, s_keys, n, st, pass);
+      }
+      cluster.sync();  // every block's histogram of this pass is complete
+      for (int i = threadIdx.x; i < 256; i += kClusterThreads) {
+        unsigned t = 0;
+        for (int r = 0; r < kClusterBlocks; ++r) t += cluster.map_shared_rank(hist, r)[i];
+        s_total[i] = t;
+      }
+      __syncthreads();
+      TopK::choose_digit(s_topk, s_total, st, pass);
+    }
+    const uint32_t threshold = st.prefix;
+    const int need_equal = static_cast<int>(st.remaining);
+    int gt = 0, eq = 0;
+    TopK::count(s_topk, s_keys, n, threshold, &gt, &eq);
+    if (threadIdx.x == 0) {
+      s_counts[0] = gt;
+      s_counts[1] = eq;
+    }
+    cluster.sync();  // counts published
+    int gt_before = 0, eq_before = 0;
+    for (int r = 0; r < rank; ++r) {
+      const int* c = cluster.map_shared_rank(s_counts, r);
+      gt_before += c[0];
+      eq_before += c[1];
+    }
+    const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
+    first = gt_before + eq_taken;
+    last = TopK::compact(s_topk, s_keys, n, threshold, need_equal, u.out, first, eq_before,
+                         begin);
+  }
+  __syncthreads();
+  select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
+                                                 s_alpha);
+  cluster.sync();  // partial alphas published
+  if (rank == 0) {
+    for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
+      float a = 0.f;
+      for (int r = 0; r < kClusterBlocks; ++r) a += cluster.map_shared_rank(s_alpha, r)[h];
+      p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = a;
+    }
+  }
+  cluster.sync();  // keep every block's shared memory alive until rank 0 has read it
+#endif
 }
 
 }  // namespace sparq::kernels

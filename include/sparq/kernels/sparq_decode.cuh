@@ -27,32 +27,57 @@ struct SparqDecodeParams {
 
 namespace kernels {
 
-/// Largest length bound whose selection keys fit in one block's shared memory (0 where no
-/// device is present). Raises the kernel's dynamic shared-memory limit once per process.
-inline int select_smem_key_capacity() {
-  static const int capacity = [] {
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-            cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, select_kernel<true>) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
-    if (dynamic <= 0 || cudaFuncSetAttribute(select_kernel<true>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             dynamic) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return dynamic / static_cast<int>(sizeof(uint32_t));
-  }();
-  return capacity;
+/// How launch 2 selects, by the length bound: a cluster of blocks with keys in their shared
+/// memory (sm_90), one block with keys in shared memory, or one block with keys in the
+/// workspace (long sequences, or no device to ask).
+enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys };
+
+namespace select_detail {
+
+/// Dynamic shared memory a kernel may use after raising its limit to the device's opt-in
+/// maximum (done here, once per kernel); 0 where that fails or there is no device.
+template <typename Kernel>
+int raise_dynamic_smem(Kernel kernel) {
+  int dev = 0, optin = 0;
+  cudaFuncAttributes attr{};
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
+          cudaSuccess ||
+      cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
+  if (dynamic <= 0 ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return dynamic;
+}
+
+inline bool device_has_clusters() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 9;
+}
+
+}  // namespace select_detail
+
+inline SelectRoute select_route(int bound) {
+  static const int cluster_keys = select_detail::device_has_clusters()
+      ? select_detail::raise_dynamic_smem(select_cluster_kernel) / static_cast<int>(sizeof(uint32_t))
+      : 0;
+  static const int block_keys =
+      select_detail::raise_dynamic_smem(select_kernel<true>) / static_cast<int>(sizeof(uint32_t));
+  if (cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
+  if (bound <= block_keys) return SelectRoute::kSharedKeys;
+  return SelectRoute::kGlobalKeys;
 }
 
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
@@ -81,7 +106,7 @@ struct SparqPlan {
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
     int slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
-      slots = attend_slots<T, decltype(dim)::value>(units.heads_per_unit);
+      slots = attend_slots<T, decltype(dim)::value>();
       return Status::kSuccess;
     });
     splits = plan_splits(kmax, batch_units, 32, slots);
@@ -91,7 +116,9 @@ struct SparqPlan {
     logits = w.take<float>(q_rows * logit_stride);
     stats = w.take<device::SoftmaxStats>(q_rows * chunks);
     // Selection keys live in shared memory where the bound fits, else in the workspace.
-    keys = w.take<uint32_t>(bound <= select_smem_key_capacity() ? 0 : batch_units * logit_stride);
+    keys = w.take<uint32_t>(select_route(static_cast<int>(bound)) == SelectRoute::kGlobalKeys
+                               ? batch_units * logit_stride
+                               : 0);
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
     partial_ml = w.take<float2>(q_rows * splits);
@@ -139,13 +166,21 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                    p.length_bound(), a.config.k, a.config.local_window, plan.chunk_positions,
                    plan.chunks, plan.logits, plan.logit_stride, plan.stats, plan.keys,
                    plan.indices, plan.kmax, plan.alpha};
-  const dim3 grid(plan.units.per_batch, p.batch);
   const int bound = p.length_bound();
-  if (bound <= select_smem_key_capacity()) {
-    const size_t smem = sizeof(uint32_t) * static_cast<size_t>(bound);
-    select_kernel<true><<<grid, kSelectThreads, smem, stream>>>(sel);
-  } else {
-    select_kernel<false><<<grid, kSelectThreads, 0, stream>>>(sel);
+  switch (select_route(bound)) {
+    case SelectRoute::kCluster:
+      select_cluster_kernel<<<dim3(kClusterBlocks, plan.units.per_batch, p.batch),
+                              kClusterThreads, sizeof(uint32_t) * cluster_segment(bound),
+                              stream>>>(sel);
+      break;
+    case SelectRoute::kSharedKeys:
+      select_kernel<true><<<dim3(plan.units.per_batch, p.batch), kSelectThreads,
+                            sizeof(uint32_t) * static_cast<size_t>(bound), stream>>>(sel);
+      break;
+    case SelectRoute::kGlobalKeys:
+      select_kernel<false><<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(
+          sel);
+      break;
   }
   return last_launch_status();
 }
