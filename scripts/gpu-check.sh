@@ -70,7 +70,13 @@ if [ $bench = 1 ]; then
         echo "==== bench_sweep Hkv$hkv B$batch (stderr) ====" >> "$log"
         timeout 120 "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/" \
           --benchmark_out="$parts/sweep_${hkv}_$batch.json" --benchmark_out_format=json \
-          2>> "$log" > /dev/null || { sweep_fail=1; echo "rc $? for Hkv$hkv B$batch" >> "$log"; }
+          2>> "$log" > /dev/null || {
+            echo "rc $? for Hkv$hkv B$batch; memcheck of its first point:" >> "$log"
+            [ $sweep_fail = 1 ] || timeout 60 compute-sanitizer --tool memcheck --print-limit 3 \
+              "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/S1024/c2" \
+              >> "$log" 2>&1
+            sweep_fail=1
+          }
       done
     done
     python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
