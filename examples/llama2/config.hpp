@@ -1,0 +1,132 @@
+// Llama model hyper-parameters from a Hugging Face config.json, and the errors the loader throws.
+#pragma once
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace llama {
+
+/// Every loading problem (missing file, bad header, missing tensor, wrong shape or dtype) is a
+/// LoadError whose message names the file and, where there is one, the tensor.
+struct LoadError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int vocab_size = 0;
+  int max_position_embeddings = 2048;
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  int bos_token_id = 1;
+  int eos_token_id = 2;
+
+  int q_dim() const { return num_heads * head_dim; }
+  int kv_dim() const { return num_kv_heads * head_dim; }
+};
+
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw LoadError(path + ": cannot open file");
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+/// Checks the shapes every component of the example relies on (sparq supports head_dim 64, 128
+/// and 256; the query heads must be a multiple of the KV heads).
+inline void validate_config(const Config& c, const std::string& where) {
+  auto fail = [&](const std::string& m) { throw LoadError(where + ": " + m); };
+  if (c.hidden_size < 1 || c.intermediate_size < 1 || c.num_layers < 1 || c.num_heads < 1 ||
+      c.num_kv_heads < 1 || c.vocab_size < 1)
+    fail(
+        "hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
+        "num_key_value_heads and vocab_size must be positive");
+  if (c.num_heads % c.num_kv_heads != 0)
+    fail("num_attention_heads must be a multiple of num_key_value_heads");
+  if (c.head_dim != 64 && c.head_dim != 128 && c.head_dim != 256)
+    fail("head_dim " + std::to_string(c.head_dim) + " is not supported (sparq: 64, 128, 256)");
+  if (!(c.rope_theta > 0) || !(c.rms_norm_eps > 0)) fail("rope_theta and rms_norm_eps must be > 0");
+  if (c.max_position_embeddings < 1) fail("max_position_embeddings must be positive");
+}
+
+/// Parses config.json text (`where` names the file in errors).
+inline Config parse_config(const std::string& text, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw LoadError(where + ": malformed JSON: " + e.what());
+  }
+  if (!j.is_object()) throw LoadError(where + ": expected a JSON object");
+  auto get_int = [&](const char* key, int fallback, bool required) -> int {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      if (required) throw LoadError(where + ": missing \"" + key + "\"");
+      return fallback;
+    }
+    if (!it->is_number_integer()) throw LoadError(where + ": \"" + key + "\" must be an integer");
+    return it->get<int>();
+  };
+  auto get_num = [&](const char* key, double fallback) -> double {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    if (!it->is_number()) throw LoadError(where + ": \"" + key + "\" must be a number");
+    return it->get<double>();
+  };
+  Config c;
+  c.hidden_size = get_int("hidden_size", 0, true);
+  c.intermediate_size = get_int("intermediate_size", 0, true);
+  c.num_layers = get_int("num_hidden_layers", 0, true);
+  c.num_heads = get_int("num_attention_heads", 0, true);
+  c.vocab_size = get_int("vocab_size", 0, true);
+  c.num_kv_heads = get_int("num_key_value_heads", c.num_heads, false);
+  c.head_dim = get_int("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0, false);
+  c.max_position_embeddings = get_int("max_position_embeddings", 2048, false);
+  c.bos_token_id = get_int("bos_token_id", 1, false);
+  c.eos_token_id = j.contains("eos_token_id") && j["eos_token_id"].is_array()
+                       ? j["eos_token_id"].at(0).get<int>()
+                       : get_int("eos_token_id", 2, false);
+  c.rope_theta = get_num("rope_theta", 10000.0);
+  // transformers >= 5 writes {"rope_parameters": {"rope_theta": ..., "rope_type": ...}}.
+  if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object()) {
+    if (auto t = it->find("rope_theta"); t != it->end() && t->is_number())
+      c.rope_theta = t->get<double>();
+    const std::string type = it->value("rope_type", std::string("default"));
+    if (type != "default")
+      throw LoadError(where + ": rope_parameters rope_type \"" + type +
+                      "\" is not supported by this example");
+  }
+  c.rms_norm_eps = get_num("rms_norm_eps", 1e-6);
+  if (auto it = j.find("tie_word_embeddings"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) throw LoadError(where + ": \"tie_word_embeddings\" must be a boolean");
+    c.tie_word_embeddings = it->get<bool>();
+  }
+  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
+    const std::string type = it->value("rope_type", it->value("type", std::string("?")));
+    if (type != "default")
+      throw LoadError(where + ": rope_scaling \"" + type + "\" is not supported by this example");
+  }
+  if (auto it = j.find("hidden_act"); it != j.end() && it->is_string() && *it != "silu")
+    throw LoadError(where + ": hidden_act \"" + it->get<std::string>() + "\" is not supported");
+  validate_config(c, where);
+  return c;
+}
+
+inline Config load_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  return parse_config(read_text_file(path), path);
+}
+
+}  // namespace llama

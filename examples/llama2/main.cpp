@@ -1,0 +1,367 @@
+// llama2_chat: a minimal Llama 2 decoder and chat program on top of sparq.
+//
+//   llama2_chat --model DIR                   interactive chat (Llama 2 chat format)
+//   llama2_chat --model DIR --prompt "..."    one answer, then exit
+//   llama2_chat --random-weights llama2-7b --bench-decode 16384    decode timing, dense vs SparQ
+//
+// Everything model-specific is in model_cpu.hpp (CPU) and model_cuda.cu (GPU); this file has
+// the flags, the chat loop and the decode benchmark. Run with --help for the options.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "model.hpp"
+#include "model_cpu.hpp"
+#include "model_cuda.hpp"
+#include "sampler.hpp"
+#include "tokenizer.hpp"
+#include "weights.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string model_dir, device = "auto", prompt, system, random_weights;
+  bool has_prompt = false, raw = false, graphs = true;
+  int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
+  float temperature = 0.6f, top_p = 0.9f;
+  uint64_t seed = 1234;
+  llama::AttentionOptions attention;
+};
+
+void print_help() {
+  std::printf(
+      "Usage: llama2_chat --model DIR [options]\n"
+      "       llama2_chat --random-weights NAME --bench-decode S [options]\n"
+      "\n"
+      "A minimal Llama 2 decoder using sparq: chat with a Hugging Face Llama checkpoint\n"
+      "(config.json, model.safetensors or shards + model.safetensors.index.json,\n"
+      "tokenizer.model; bf16, fp16 or fp32) on a CUDA GPU or on the CPU.\n"
+      "\n"
+      "Model and device:\n"
+      "  --model DIR            checkpoint directory (e.g. Llama-2-7b-chat-hf)\n"
+      "  --device auto|cpu|cuda where to run [auto: cuda if a GPU is usable, else cpu]\n"
+      "  --max-seq-len N        KV-cache positions [min(max_position_embeddings, 4096)]\n"
+      "  --no-graph             GPU: run decode steps without CUDA graph capture\n"
+      "\n"
+      "Chat:\n"
+      "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
+      "                         Ctrl-D to quit)\n"
+      "  --system TEXT          system prompt (<<SYS>> block of the first turn)\n"
+      "  --raw                  plain text completion, no chat format\n"
+      "  --max-new-tokens N     per answer [256]\n"
+      "  --temperature T        0 = greedy [0.6]\n"
+      "  --top-p P              nucleus sampling mass [0.9]\n"
+      "  --seed N               sampling seed [1234]\n"
+      "\n"
+      "Attention for each decode step (prefill is always dense):\n"
+      "  --attention M          dense | sparq | auto [auto: SparQ where the library's rule\n"
+      "                         expects it to be faster: long contexts]\n"
+      "  --compression C        SparQ transfers ~1/C of dense: r = d/C, k = S/(2C) [8]\n"
+      "  --r N, --k N           override r (query components) / k (positions fetched)\n"
+      "  --local-window N       last N positions always kept [16]\n"
+      "  --no-reallocation      no mean-value interpolation (step 7)\n"
+      "\n"
+      "Benchmark:\n"
+      "  --bench-decode S       fill the KV cache to S positions (random keys and values), then\n"
+      "                         time decode steps with dense and with SparQ attention\n"
+      "  --bench-steps N        decode steps timed per mode [64]\n"
+      "  --random-weights NAME  no checkpoint: random weights of the true shapes, on the GPU;\n"
+      "                         NAME: llama2-7b, llama2-13b, llama2-70b, tinyllama-1.1b, "
+      "llama3-8b\n"
+      "\n"
+      "After each answer it prints (on stderr) prefill and decode tokens/s and the attention\n"
+      "transfer ratio (KV bytes read by SparQ / by dense attention).\n");
+}
+
+bool preset_config(const std::string& name, llama::Config* c) {
+  struct P {
+    const char* name;
+    int h, i, l, heads, kv, d, v, maxpos;
+    double theta;
+  };
+  static const P presets[] = {
+      {"llama2-7b", 4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e4},
+      {"llama2-13b", 5120, 13824, 40, 40, 40, 128, 32000, 4096, 1e4},
+      {"llama2-70b", 8192, 28672, 80, 64, 8, 128, 32000, 4096, 1e4},
+      {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e4},
+      {"llama3-8b", 4096, 14336, 32, 32, 8, 128, 128256, 8192, 5e5},
+  };
+  for (const P& p : presets) {
+    if (name != p.name) continue;
+    c->hidden_size = p.h;
+    c->intermediate_size = p.i;
+    c->num_layers = p.l;
+    c->num_heads = p.heads;
+    c->num_kv_heads = p.kv;
+    c->head_dim = p.d;
+    c->vocab_size = p.v;
+    c->max_position_embeddings = p.maxpos;
+    c->rope_theta = p.theta;
+    c->rms_norm_eps = 1e-5;
+    return true;
+  }
+  return false;
+}
+
+[[noreturn]] void usage_error(const std::string& m) {
+  std::fprintf(stderr, "error: %s (see --help)\n", m.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](double lo) {
+      const std::string v = value();
+      char* end = nullptr;
+      const double x = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(x >= lo)) usage_error("bad value for " + a + ": " + v);
+      return x;
+    };
+    if (a == "-h" || a == "--help") {
+      print_help();
+      std::exit(0);
+    } else if (a == "--model") {
+      o.model_dir = value();
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
+        usage_error("--device must be auto, cpu or cuda");
+    } else if (a == "--prompt") {
+      o.prompt = value();
+      o.has_prompt = true;
+    } else if (a == "--system") {
+      o.system = value();
+    } else if (a == "--raw") {
+      o.raw = true;
+    } else if (a == "--max-new-tokens") {
+      o.max_new_tokens = static_cast<int>(number(1));
+    } else if (a == "--max-seq-len") {
+      o.max_seq_len = static_cast<int>(number(2));
+    } else if (a == "--temperature") {
+      o.temperature = static_cast<float>(number(0));
+    } else if (a == "--top-p") {
+      o.top_p = static_cast<float>(number(0));
+    } else if (a == "--seed") {
+      o.seed = static_cast<uint64_t>(number(0));
+    } else if (a == "--attention") {
+      const std::string m = value();
+      if (m == "dense")
+        o.attention.mode = sparq::AttentionMode::kDense;
+      else if (m == "sparq")
+        o.attention.mode = sparq::AttentionMode::kSparq;
+      else if (m == "auto")
+        o.attention.mode = sparq::AttentionMode::kAuto;
+      else
+        usage_error("--attention must be dense, sparq or auto");
+    } else if (a == "--compression") {
+      o.attention.compression = number(1);
+    } else if (a == "--r") {
+      o.attention.r = static_cast<int>(number(1));
+    } else if (a == "--k") {
+      o.attention.k = static_cast<int>(number(1));
+    } else if (a == "--local-window") {
+      o.attention.local_window = static_cast<int>(number(0));
+    } else if (a == "--no-reallocation") {
+      o.attention.reallocation = false;
+    } else if (a == "--no-graph") {
+      o.graphs = false;
+    } else if (a == "--bench-decode") {
+      o.bench_decode = static_cast<int>(number(1));
+    } else if (a == "--bench-steps") {
+      o.bench_steps = static_cast<int>(number(1));
+    } else if (a == "--random-weights") {
+      o.random_weights = value();
+    } else {
+      usage_error("unknown option " + a);
+    }
+  }
+  if (o.model_dir.empty() && o.random_weights.empty())
+    usage_error("--model DIR is required (or --random-weights NAME with --bench-decode)");
+  if (!o.random_weights.empty() && o.bench_decode == 0)
+    usage_error("--random-weights is only for --bench-decode");
+  return o;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string attention_summary(const llama::Model& m) {
+  const llama::StepAttention& s = m.last_step;
+  if (!s.sparq) return "dense";
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "sparq r=%d k=%d l=%d", s.config.r, s.config.k,
+                s.config.local_window);
+  return buf;
+}
+
+int bench_decode(llama::Model& model, const Options& o) {
+  const int S = o.bench_decode, n = o.bench_steps;
+  const llama::Config& c = model.config();
+  std::printf("decode benchmark on %s: %d layers, %d/%d heads, head_dim %d; S = %d, %d steps\n",
+              model.device_name().c_str(), c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, S,
+              n);
+  std::mt19937 rng(static_cast<uint32_t>(o.seed));
+  std::uniform_int_distribution<int> tok(3, c.vocab_size - 1);
+  std::vector<float> logits;
+  double ms[2] = {0, 0};
+  std::string how[2];
+  double ratio = 1;
+  const sparq::AttentionMode modes[2] = {sparq::AttentionMode::kDense,
+                                         sparq::AttentionMode::kSparq};
+  for (int m = 0; m < 2; ++m) {
+    model.attention = o.attention;
+    model.attention.mode = modes[m];
+    for (int pass = 0; pass < 2; ++pass) {  // pass 0 warms up (and captures the graphs)
+      model.fill_random(S, o.seed);
+      model.synchronize();
+      const auto t0 = Clock::now();
+      for (int i = 0; i < n; ++i)
+        model.decode(tok(rng), &logits);  // logits fetched, as to sample
+      model.synchronize();
+      ms[m] = seconds_since(t0) * 1e3 / n;
+    }
+    how[m] = attention_summary(model);
+    if (m == 1) ratio = model.last_step.transfer_ratio;
+  }
+  std::printf("  dense: %8.3f ms/token\n", ms[0]);
+  std::printf("  SparQ: %8.3f ms/token (%s, attention transfers %.3f of dense)\n", ms[1],
+              how[1].c_str(), ratio);
+  std::printf("  speedup: %.2fx\n", ms[0] / ms[1]);
+  return 0;
+}
+
+int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
+  llama::Sampler sampler(o.temperature, o.top_p, o.seed);
+  const bool interactive = !o.has_prompt;
+  bool first = true, ended_with_eos = true;
+  std::vector<float> logits;
+  for (;;) {
+    std::string user = o.prompt;
+    if (interactive) {
+      std::printf("> ");
+      std::fflush(stdout);
+      if (!std::getline(std::cin, user)) break;
+      if (llama::strip(user).empty()) continue;
+    }
+    std::vector<int> ids;
+    if (!first && !ended_with_eos) ids.push_back(tok.eos());  // close the previous answer
+    if (o.raw) {
+      if (first) ids.push_back(tok.bos());
+      for (int id : tok.encode(user))
+        ids.push_back(id);
+    } else {
+      for (int id : llama::chat_turn_tokens(tok, first ? o.system : "", user))
+        ids.push_back(id);
+    }
+    if (model.length() + static_cast<int>(ids.size()) + 1 > model.capacity()) {
+      std::fprintf(stderr, "error: the conversation does not fit --max-seq-len %d\n",
+                   model.capacity());
+      return 1;
+    }
+    first = false;
+    auto t0 = Clock::now();
+    model.prefill(ids, &logits);
+    const double t_prefill = seconds_since(t0);
+    llama::TextStream stream(tok);
+    int steps = 0;
+    double ratio_sum = 0;
+    ended_with_eos = false;
+    t0 = Clock::now();
+    for (int i = 0; i < o.max_new_tokens && model.length() < model.capacity(); ++i) {
+      const int next = sampler.sample(logits);
+      if (next == tok.eos()) {
+        ended_with_eos = true;
+        break;
+      }
+      std::fputs(stream.push(next).c_str(), stdout);
+      std::fflush(stdout);
+      model.decode(next, &logits);  // the answer's tokens enter the cache for later turns
+      ++steps;
+      ratio_sum += model.last_step.transfer_ratio;
+    }
+    const double t_decode = seconds_since(t0);
+    std::printf("\n");
+    std::fprintf(stderr,
+                 "[prefill %zu tokens %.1f tok/s | decode %d tokens %.1f tok/s | attention %s, "
+                 "transfers %.3f of dense | context %d/%d]\n",
+                 ids.size(), ids.size() / t_prefill, steps, steps ? steps / t_decode : 0.0,
+                 steps ? attention_summary(model).c_str() : "-", steps ? ratio_sum / steps : 1.0,
+                 model.length(), model.capacity());
+    if (!interactive) break;
+  }
+  return 0;
+}
+
+int run(const Options& o) {
+  bool use_cuda = o.device == "cuda";
+  if (o.device != "cpu") {
+    const std::string why = llama::cuda_unavailable_reason();
+    if (!why.empty()) {
+      if (o.device == "cuda") throw std::runtime_error("--device cuda: " + why);
+      std::fprintf(stderr, "note: %s; running on the CPU\n", why.c_str());
+    } else {
+      use_cuda = true;
+    }
+  }
+  llama::CudaOptions copt;
+  copt.graphs = o.graphs;
+  std::unique_ptr<llama::Model> model;
+  std::unique_ptr<llama::Checkpoint> ck;
+  llama::Config cfg;
+  if (!o.random_weights.empty()) {
+    if (!preset_config(o.random_weights, &cfg)) usage_error("unknown --random-weights name");
+    if (!use_cuda) throw std::runtime_error("--random-weights needs a GPU");
+  } else {
+    ck = std::make_unique<llama::Checkpoint>(o.model_dir);
+    cfg = ck->config();
+  }
+  int seq = o.max_seq_len;
+  if (o.bench_decode > 0) {
+    const int need = o.bench_decode + o.bench_steps + 1;
+    if (seq == 0) seq = need;
+    if (seq < need) usage_error("--max-seq-len must be at least S + --bench-steps + 1");
+  } else if (seq == 0) {
+    seq = std::min(cfg.max_position_embeddings, 4096);
+  }
+  if (use_cuda)
+    model = ck ? llama::make_cuda_model(*ck, seq, copt)
+               : llama::make_cuda_model_random(cfg, seq, o.seed, copt);
+  else
+    model = std::make_unique<llama::CpuModel>(*ck, seq, /*progress=*/true);
+  model->attention = o.attention;
+  if (o.bench_decode > 0) return bench_decode(*model, o);
+  const llama::Tokenizer tok(o.model_dir + "/tokenizer.model");
+  std::fprintf(stderr, "%s on %s, %d layers, context %d\n", o.model_dir.c_str(),
+               model->device_name().c_str(), cfg.num_layers, seq);
+  return chat(*model, tok, o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    return run(o);
+  } catch (const llama::LoadError& e) {
+    std::fprintf(stderr, "error loading the model: %s\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,668 @@
+// The Llama forward pass on a CUDA GPU. Weights and KV cache in bf16; the residual stream, the
+// projections' outputs and every accumulation in float32. One decode step:
+//
+//   embed -> for each layer: RMSNorm -> q/k/v GEMMs -> RoPE (-> bf16) -> sparq::kv_append
+//            -> sparq::decode_attention (dense or SparQ) -> o GEMM (+= residual)
+//            -> RMSNorm -> gate/up GEMMs -> SiLU(gate) * up -> down GEMM (+= residual)
+//   -> final RMSNorm -> lm_head GEMM -> float32 logits
+//
+// Prefill runs the same layers over all prompt tokens at once, with a simple causal attention
+// kernel (below) over the cache after the prompt's K/V are appended. Nothing in the decode step
+// reads a length on the host, so it is captured once per (length bucket, attention choice) as a
+// CUDA graph and replayed.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <sparq/cuda.cuh>
+
+#include "model_cuda.hpp"
+
+namespace llama {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+void cublas_check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(int(s)));
+}
+void sparq_check(sparq::Status s, const char* what) {
+  if (!sparq::ok(s)) throw std::runtime_error(std::string(what) + ": " + sparq::status_string(s));
+}
+#define CK(x) cuda_check((x), #x)
+
+template <typename T>
+struct DeviceArray {
+  T* p = nullptr;
+  size_t n = 0;
+  DeviceArray() = default;
+  explicit DeviceArray(size_t count) { resize(count); }
+  ~DeviceArray() {
+    if (p) cudaFree(p);
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  DeviceArray(DeviceArray&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr, o.n = 0; }
+  void resize(size_t count) {
+    if (p) cudaFree(p);
+    p = nullptr;
+    n = count;
+    if (count) CK(cudaMalloc(&p, count * sizeof(T)));
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Kernels (simple and correct; the projections, which dominate, are cuBLAS)
+
+__global__ void embed_kernel(const int* tokens, const bf16* table, int hidden, float* x) {
+  const int t = blockIdx.x;
+  const bf16* row = table + static_cast<int64_t>(tokens[t]) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+    x[static_cast<int64_t>(t) * hidden + i] = __bfloat162float(row[i]);
+}
+
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1)
+      v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) part[0] = v;
+  }
+  __syncthreads();
+  const float r = part[0];
+  __syncthreads();
+  return r;
+}
+
+// y = x * rsqrt(mean(x^2) + eps) * w, one block per row, written as bf16 for the next GEMM.
+__global__ void rms_norm_kernel(const float* x, const float* w, int dim, float eps, bf16* y) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    ss += xr[i] * xr[i];
+  const float inv = rsqrtf(block_sum(ss) / dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    y[static_cast<int64_t>(blockIdx.x) * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * inv));
+}
+
+// RoPE (rotate-half: i pairs with i + d/2) on q and k at positions *pos0 + t, and the bf16
+// conversion of q, k, v. One block per token.
+__global__ void rope_kernel(const float* q, const float* k, const float* v, int hq, int hkv, int d,
+                            float theta, const int* pos0, bf16* q16, bf16* k16, bf16* v16) {
+  const int t = blockIdx.x, half = d / 2;
+  const float pos = static_cast<float>(*pos0 + t);
+  const int pairs = (hq + hkv) * half;
+  for (int idx = threadIdx.x; idx < pairs; idx += blockDim.x) {
+    const int h = idx / half, i = idx % half;
+    const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
+    float s, c;
+    sincosf(pos * inv_freq, &s, &c);
+    const bool is_q = h < hq;
+    const int64_t base = is_q ? (static_cast<int64_t>(t) * hq + h) * d
+                              : (static_cast<int64_t>(t) * hkv + h - hq) * d;
+    const float* src = is_q ? q : k;
+    bf16* dst = is_q ? q16 : k16;
+    const float a = src[base + i], b = src[base + i + half];
+    dst[base + i] = __float2bfloat16_rn(a * c - b * s);
+    dst[base + i + half] = __float2bfloat16_rn(b * c + a * s);
+  }
+  for (int i = threadIdx.x; i < hkv * d; i += blockDim.x) {
+    const int64_t j = static_cast<int64_t>(t) * hkv * d + i;
+    v16[j] = __float2bfloat16_rn(v[j]);
+  }
+}
+
+__global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, bf16* h) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = g[i];
+    h[i] = __float2bfloat16_rn(x / (1.0f + __expf(-x)) * u[i]);
+  }
+}
+
+__global__ void add_length_kernel(const int* src, int add, int* dst) {
+  *dst = *src + add;
+}
+
+// Causal attention for prefill over the cache: query t (position len0 + t) attends rows
+// [0, len0 + t]. One block of 4 warps per (token, query head); each warp runs an online softmax
+// over every 4th row, then the warps' partial states merge. Correctness first, not speed.
+constexpr int kPrefillWarps = 4;
+__global__ void prefill_attention_kernel(const bf16* q, sparq::KVCacheView<bf16> cache, int len0,
+                                         int hq, int group, int d, float scale, bf16* out) {
+  const int t = blockIdx.x, h = blockIdx.y, hk = h / group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, per_lane = d / 32;
+  const int rows = len0 + t + 1;
+  const bf16* qh = q + (static_cast<int64_t>(t) * hq + h) * d;
+  float qv[8], acc[8];
+  for (int e = 0; e < per_lane; ++e)
+    qv[e] = __bfloat162float(qh[lane + 32 * e]), acc[e] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  for (int s = warp; s < rows; s += kPrefillWarps) {
+    const bf16* kr = cache.k_row(0, hk, s);
+    float dot = 0.0f;
+    for (int e = 0; e < per_lane; ++e)
+      dot += qv[e] * __bfloat162float(kr[lane + 32 * e]);
+    for (int o = 16; o > 0; o >>= 1)
+      dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    const float sc = dot * scale, m_new = fmaxf(m, sc);
+    const float corr = __expf(m - m_new), p = __expf(sc - m_new);
+    const bf16* vr = cache.v_row(0, hk, s);
+    for (int e = 0; e < per_lane; ++e)
+      acc[e] = acc[e] * corr + p * __bfloat162float(vr[lane + 32 * e]);
+    l = l * corr + p;
+    m = m_new;
+  }
+  __shared__ float sm[kPrefillWarps], sl[kPrefillWarps], sacc[kPrefillWarps][256];
+  if (lane == 0) sm[warp] = m, sl[warp] = l;
+  for (int e = 0; e < per_lane; ++e)
+    sacc[warp][lane + 32 * e] = acc[e];
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int w = 0; w < kPrefillWarps; ++w)
+    mx = fmaxf(mx, sm[w]);
+  float den = 0.0f;
+  for (int w = 0; w < kPrefillWarps; ++w)
+    if (sl[w] > 0.0f) den += sl[w] * __expf(sm[w] - mx);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    float num = 0.0f;
+    for (int w = 0; w < kPrefillWarps; ++w)
+      if (sl[w] > 0.0f) num += sacc[w][i] * __expf(sm[w] - mx);
+    out[(static_cast<int64_t>(t) * hq + h) * d + i] = __float2bfloat16_rn(num / den);
+  }
+}
+
+// Deterministic pseudo-random fill (splitmix64 hash of the index): uniform in [-a, a) as bf16,
+// or a constant when a == 0 (norm weights are float).
+__device__ float hash_uniform(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+}
+__global__ void random_bf16_kernel(bf16* p, int64_t n, uint64_t seed, float a) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = __float2bfloat16_rn(a * hash_uniform(seed, i));
+}
+__global__ void fill_float_kernel(float* p, int64_t n, float v) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+uint16_t float_to_bf16_bits(float f) {  // round to nearest even (NaN kept quiet)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+float half_bits_to_float(uint16_t h) {
+  __half_raw r;
+  r.x = h;
+  return __half2float(__half(r));
+}
+
+struct Layer {
+  DeviceArray<float> attn_norm, mlp_norm;
+  DeviceArray<bf16> wq, wk, wv, wo, w_gate, w_up, w_down;
+  DeviceArray<bf16> k, kt, v;  // the layer's KV cache (sparq's packed dual layout)
+  DeviceArray<float> vsum;
+};
+
+/// Activations for up to `rows` tokens at once.
+struct Scratch {
+  int rows = 0;
+  DeviceArray<int> tokens;
+  DeviceArray<float> x, q, k, v, g, u, logits;
+  DeviceArray<bf16> xn, q16, k16, v16, att, h16;
+  void resize(const Config& c, int n, int logit_rows) {
+    rows = n;
+    tokens.resize(n);
+    x.resize(size_t(n) * c.hidden_size);
+    xn.resize(size_t(n) * c.hidden_size);
+    q.resize(size_t(n) * c.q_dim());
+    k.resize(size_t(n) * c.kv_dim());
+    v.resize(size_t(n) * c.kv_dim());
+    q16.resize(size_t(n) * c.q_dim());
+    k16.resize(size_t(n) * c.kv_dim());
+    v16.resize(size_t(n) * c.kv_dim());
+    att.resize(size_t(n) * c.q_dim());
+    g.resize(size_t(n) * c.intermediate_size);
+    u.resize(size_t(n) * c.intermediate_size);
+    h16.resize(size_t(n) * c.intermediate_size);
+    logits.resize(size_t(logit_rows) * c.vocab_size);
+  }
+};
+
+class CudaModel : public Model {
+ public:
+  CudaModel(const Config& cfg, int max_seq_len, const CudaOptions& opt) : cfg_(cfg), opt_(opt) {
+    CK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    cublas_check(cublasCreate(&blas_), "cublasCreate");
+    cublas_check(cublasSetStream(blas_, stream_), "cublasSetStream");
+    blas_ws_.resize(32 << 20);  // a fixed cuBLAS workspace keeps graph capture allocation-free
+    cublas_check(cublasSetWorkspace(blas_, blas_ws_.p, blas_ws_.n), "cublasSetWorkspace");
+    problem_.batch = 1;
+    problem_.num_q_heads = cfg.num_heads;
+    problem_.num_kv_heads = cfg.num_kv_heads;
+    problem_.head_dim = cfg.head_dim;
+    problem_.capacity = max_seq_len;
+    const sparq::KVCacheSizes s = sparq::packed_cache_sizes(problem_);
+    layers_.resize(cfg.num_layers);
+    for (Layer& L : layers_) {
+      L.k.resize(s.k);
+      L.kt.resize(s.kt);
+      L.v.resize(s.v);
+      L.vsum.resize(s.vsum);
+      CK(cudaMemset(L.k.p, 0, s.k * sizeof(bf16)));
+      CK(cudaMemset(L.kt.p, 0, s.kt * sizeof(bf16)));
+      CK(cudaMemset(L.v.p, 0, s.v * sizeof(bf16)));
+    }
+    d_len_.resize(1);
+    d_len_after_.resize(1);
+    decode_.resize(cfg, 1, 1);
+    CK(cudaMallocHost(&h_logits_, sizeof(float) * cfg.vocab_size));
+    reset();
+  }
+  ~CudaModel() override {
+    clear_graphs();
+    if (h_logits_) cudaFreeHost(h_logits_);
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  /// Allocates every weight, then fills it from the checkpoint (or randomly).
+  void allocate_weights() {
+    const Config& c = cfg_;
+    const size_t H = c.hidden_size, I = c.intermediate_size;
+    embed_.resize(size_t(c.vocab_size) * H);
+    final_norm_.resize(H);
+    if (!c.tie_word_embeddings) lm_head_.resize(size_t(c.vocab_size) * H);
+    for (Layer& L : layers_) {
+      L.attn_norm.resize(H);
+      L.mlp_norm.resize(H);
+      L.wq.resize(size_t(c.q_dim()) * H);
+      L.wk.resize(size_t(c.kv_dim()) * H);
+      L.wv.resize(size_t(c.kv_dim()) * H);
+      L.wo.resize(H * c.q_dim());
+      L.w_gate.resize(I * H);
+      L.w_up.resize(I * H);
+      L.w_down.resize(H * I);
+    }
+  }
+
+  void load(const Checkpoint& ck) {
+    const ModelTensors w = collect_tensors(ck, false);
+    allocate_weights();
+    int64_t done = 0;
+    auto progress = [&](const TensorInfo& t) {
+      done += t.bytes;
+      if (opt_.progress)
+        std::fprintf(stderr, "\rloading weights: %6.2f / %.2f GB", done / 1e9, w.bytes / 1e9);
+    };
+    auto put = [&](const TensorInfo& t, DeviceArray<bf16>& dst) {
+      upload_bf16(t, dst.p);
+      progress(t);
+    };
+    auto put_f = [&](const TensorInfo& t, DeviceArray<float>& dst) {
+      std::vector<float> h(t.numel());
+      for (int64_t i = 0; i < t.numel(); ++i)
+        h[i] = element(t, i);
+      CK(cudaMemcpy(dst.p, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+      progress(t);
+    };
+    put(*w.embed, embed_);
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      const LayerTensors& T = w.layers[l];
+      Layer& L = layers_[l];
+      put_f(*T.attn_norm, L.attn_norm);
+      put(*T.wq, L.wq);
+      put(*T.wk, L.wk);
+      put(*T.wv, L.wv);
+      put(*T.wo, L.wo);
+      put_f(*T.mlp_norm, L.mlp_norm);
+      put(*T.w_gate, L.w_gate);
+      put(*T.w_up, L.w_up);
+      put(*T.w_down, L.w_down);
+    }
+    put_f(*w.final_norm, final_norm_);
+    if (!cfg_.tie_word_embeddings) put(*w.lm_head, lm_head_);
+    if (opt_.progress) std::fprintf(stderr, "\n");
+  }
+
+  void randomize(uint64_t seed) {
+    allocate_weights();
+    uint64_t s = seed;
+    auto rnd = [&](DeviceArray<bf16>& a, int fan_in) {
+      random_bf16_kernel<<<1024, 256, 0, stream_>>>(a.p, a.n, s++ * 0x1000003ull,
+                                                    1.7320508f / std::sqrt(float(fan_in)));
+    };
+    auto one = [&](DeviceArray<float>& a) {
+      fill_float_kernel<<<64, 256, 0, stream_>>>(a.p, a.n, 1.0f);
+    };
+    rnd(embed_, 1);
+    if (!cfg_.tie_word_embeddings) rnd(lm_head_, cfg_.hidden_size);
+    one(final_norm_);
+    for (Layer& L : layers_) {
+      one(L.attn_norm);
+      one(L.mlp_norm);
+      rnd(L.wq, cfg_.hidden_size);
+      rnd(L.wk, cfg_.hidden_size);
+      rnd(L.wv, cfg_.hidden_size);
+      rnd(L.wo, cfg_.q_dim());
+      rnd(L.w_gate, cfg_.hidden_size);
+      rnd(L.w_up, cfg_.hidden_size);
+      rnd(L.w_down, cfg_.intermediate_size);
+    }
+    CK(cudaGetLastError());
+    CK(cudaStreamSynchronize(stream_));
+  }
+
+  const Config& config() const override { return cfg_; }
+  std::string device_name() const override {
+    int dev = 0;
+    cudaDeviceProp prop{};
+    cudaGetDevice(&dev);
+    cudaGetDeviceProperties(&prop, dev);
+    return std::string("cuda (") + prop.name + ")";
+  }
+  int capacity() const override { return problem_.capacity; }
+  int length() const override { return length_; }
+
+  void reset() override {
+    length_ = 0;
+    CK(cudaMemsetAsync(d_len_.p, 0, sizeof(int), stream_));
+    for (Layer& L : layers_)
+      CK(cudaMemsetAsync(L.vsum.p, 0, L.vsum.n * sizeof(float), stream_));
+    CK(cudaStreamSynchronize(stream_));
+  }
+
+  void synchronize() override { CK(cudaStreamSynchronize(stream_)); }
+
+  void prefill(const std::vector<int>& tokens, std::vector<float>* last,
+               std::vector<float>* all = nullptr) override {
+    const int n = static_cast<int>(tokens.size());
+    check_room(n);
+    for (int t : tokens)
+      if (t < 0 || t >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
+    const int logit_rows = all ? n : 1;
+    if (prefill_.rows < n || prefill_.logits.n < size_t(logit_rows) * cfg_.vocab_size)
+      prefill_.resize(cfg_, std::max(n, prefill_.rows), std::max(logit_rows, n));
+    CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data(), n * sizeof(int), cudaMemcpyHostToDevice,
+                       stream_));
+    forward(prefill_, n, /*decode=*/false, logit_rows);
+    std::vector<float> h(size_t(logit_rows) * cfg_.vocab_size);
+    CK(cudaMemcpyAsync(h.data(), prefill_.logits.p, h.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    CK(cudaStreamSynchronize(stream_));
+    length_ += n;
+    if (last) last->assign(h.end() - cfg_.vocab_size, h.end());
+    if (all) *all = std::move(h);
+  }
+
+  void decode(int token, std::vector<float>* logits) override {
+    check_room(1);
+    if (token < 0 || token >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
+    // Grids are sized by a length bound rounded up to 256 (so one graph serves 256 steps); the
+    // kernels read the exact length on the device.
+    const int bound = std::min(capacity(), (length_ + 1 + 255) / 256 * 256);
+    last_step = choose_attention(attention, cfg_.head_dim, bound);
+    if (last_step.sparq)  // the ratio at the exact length, for the report
+      last_step.transfer_ratio =
+          sparq::transfer_ratio(length_ + 1, cfg_.head_dim, last_step.config.r,
+                                std::min(last_step.config.k, length_ + 1));
+    step_problem_ = problem_;
+    step_problem_.max_length = bound;
+    ensure_workspace();
+    // From pageable memory: staged at call time, so the local may go out of scope.
+    CK(cudaMemcpyAsync(decode_.tokens.p, &token, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    if (opt_.graphs) {
+      const auto key =
+          std::make_tuple(bound, last_step.sparq, last_step.config.r, last_step.config.k,
+                          last_step.config.local_window, last_step.config.reallocation);
+      auto it = graphs_.find(key);
+      if (it == graphs_.end()) {
+        cudaGraph_t graph;
+        CK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+          forward(decode_, 1, /*decode=*/true, 1);
+        } catch (...) {
+          cudaStreamEndCapture(stream_, &graph);
+          throw;
+        }
+        CK(cudaStreamEndCapture(stream_, &graph));
+        cudaGraphExec_t exec;
+        CK(cudaGraphInstantiate(&exec, graph, 0));
+        cudaGraphDestroy(graph);
+        it = graphs_.emplace(key, exec).first;
+      }
+      CK(cudaGraphLaunch(it->second, stream_));
+    } else {
+      forward(decode_, 1, /*decode=*/true, 1);
+    }
+    if (logits) {
+      CK(cudaMemcpyAsync(h_logits_, decode_.logits.p, sizeof(float) * cfg_.vocab_size,
+                         cudaMemcpyDeviceToHost, stream_));
+      CK(cudaStreamSynchronize(stream_));
+      logits->assign(h_logits_, h_logits_ + cfg_.vocab_size);
+    }
+    ++length_;
+  }
+
+  void fill_random(int length, uint64_t seed) override {
+    if (length < 1 || length >= capacity()) throw std::invalid_argument("fill length");
+    reset();
+    DeviceArray<bf16> nk(size_t(length) * cfg_.kv_dim()), nv(nk.n);
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      random_bf16_kernel<<<1024, 256, 0, stream_>>>(nk.p, nk.n, seed + 2 * l, 1.7320508f);
+      random_bf16_kernel<<<1024, 256, 0, stream_>>>(nv.p, nv.n, seed + 2 * l + 1, 1.7320508f);
+      sparq::KVAppendParams<bf16> a;
+      a.problem = problem_;
+      a.cache = view(layers_[l]);
+      a.lengths = d_len_.p;
+      a.num_new = length;
+      a.new_k = nk.p;
+      a.new_v = nv.p;
+      a.advance_lengths = false;
+      sparq_check(sparq::kv_append(a, stream_), "kv_append");
+    }
+    add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, length, d_len_.p);
+    CK(cudaGetLastError());
+    CK(cudaStreamSynchronize(stream_));
+    length_ = length;
+  }
+
+ private:
+  sparq::KVCacheView<bf16> view(Layer& L) {
+    return sparq::make_packed_cache_view<bf16>(problem_, L.k.p, L.kt.p, L.v.p, L.vsum.p);
+  }
+
+  void check_room(int n) const {
+    if (length_ + n > capacity())
+      throw std::runtime_error("KV cache full: " + std::to_string(length_ + n) +
+                               " positions > --max-seq-len " + std::to_string(capacity()));
+  }
+
+  void clear_graphs() {
+    for (auto& kv : graphs_)
+      cudaGraphExecDestroy(kv.second);
+    graphs_.clear();
+  }
+
+  void ensure_workspace() {
+    size_t bytes = 0;
+    sparq_check(sparq::decode_attention_workspace_size<bf16>(
+                    last_step.sparq ? sparq::AttentionMode::kSparq : sparq::AttentionMode::kDense,
+                    step_problem_, last_step.config, &bytes),
+                "decode_attention_workspace_size");
+    if (bytes > attn_ws_.n) {
+      CK(cudaStreamSynchronize(stream_));
+      clear_graphs();  // captured graphs point at the old workspace
+      attn_ws_.resize(std::max(bytes, 2 * attn_ws_.n));
+    }
+  }
+
+  // y[n, out] (+)= x[n, in] . W[out, in]^T: bf16 in, float32 accumulate and out.
+  void gemm(const bf16* x, int n, const bf16* w, int out, int in, float* y, bool accumulate) {
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublas_check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF,
+                              in, x, CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+  }
+
+  void forward(Scratch& s, int n, bool decode, int logit_rows) {
+    const Config& c = cfg_;
+    const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
+    embed_kernel<<<n, 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
+    for (int l = 0; l < c.num_layers; ++l) {
+      Layer& L = layers_[l];
+      rms_norm_kernel<<<n, 256, 0, stream_>>>(s.x.p, L.attn_norm.p, H, eps, s.xn.p);
+      gemm(s.xn.p, n, L.wq.p, c.q_dim(), H, s.q.p, false);
+      gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
+      gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
+      rope_kernel<<<n, 256, 0, stream_>>>(s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
+                                          static_cast<float>(c.rope_theta), d_len_.p, s.q16.p,
+                                          s.k16.p, s.v16.p);
+      sparq::KVAppendParams<bf16> a;
+      a.problem = problem_;
+      a.cache = view(L);
+      a.lengths = d_len_.p;
+      a.num_new = n;
+      a.new_k = s.k16.p;
+      a.new_v = s.v16.p;
+      a.advance_lengths = false;  // every layer appends at the same positions
+      sparq_check(sparq::kv_append(a, stream_), "kv_append");
+      if (decode) {
+        sparq::SparqDecodeParams<bf16> p;
+        p.problem = step_problem_;
+        p.config = last_step.config;
+        p.q = s.q16.p;
+        p.cache = a.cache;
+        p.lengths = d_len_after_.p;
+        p.out = s.att.p;
+        sparq_check(sparq::decode_attention(last_step.sparq ? sparq::AttentionMode::kSparq
+                                                            : sparq::AttentionMode::kDense,
+                                            p, attn_ws_.p, attn_ws_.n, stream_),
+                    "decode_attention");
+      } else {
+        prefill_attention_kernel<<<dim3(n, c.num_heads), 32 * kPrefillWarps, 0, stream_>>>(
+            s.q16.p, a.cache, length_, c.num_heads, c.num_heads / c.num_kv_heads, d,
+            1.0f / std::sqrt(static_cast<float>(d)), s.att.p);
+      }
+      gemm(s.att.p, n, L.wo.p, H, c.q_dim(), s.x.p, true);
+      rms_norm_kernel<<<n, 256, 0, stream_>>>(s.x.p, L.mlp_norm.p, H, eps, s.xn.p);
+      gemm(s.xn.p, n, L.w_gate.p, I, H, s.g.p, false);
+      gemm(s.xn.p, n, L.w_up.p, I, H, s.u.p, false);
+      silu_mul_kernel<<<1024, 256, 0, stream_>>>(s.g.p, s.u.p, int64_t(n) * I, s.h16.p);
+      gemm(s.h16.p, n, L.w_down.p, H, I, s.x.p, true);
+    }
+    const int first = n - logit_rows;
+    rms_norm_kernel<<<logit_rows, 256, 0, stream_>>>(s.x.p + size_t(first) * H, final_norm_.p, H,
+                                                     eps, s.xn.p);
+    gemm(s.xn.p, logit_rows, c.tie_word_embeddings ? embed_.p : lm_head_.p, c.vocab_size, H,
+         s.logits.p, false);
+    add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, n, d_len_.p);
+    CK(cudaGetLastError());
+  }
+
+  static float element(const TensorInfo& t, int64_t i) {
+    if (t.dtype == DType::kF32) {
+      float f;
+      std::memcpy(&f, t.data + 4 * i, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, t.data + 2 * i, 2);
+    if (t.dtype == DType::kF16) return half_bits_to_float(h);
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+
+  // Copies a tensor to the device as bf16 (bf16 straight from the mapping; others converted on
+  // the host in chunks).
+  void upload_bf16(const TensorInfo& t, bf16* dst) {
+    if (t.dtype == DType::kBF16) {
+      CK(cudaMemcpy(dst, t.data, t.bytes, cudaMemcpyHostToDevice));
+      return;
+    }
+    const int64_t n = t.numel(), chunk = int64_t(1) << 22;
+    std::vector<uint16_t> h(std::min(n, chunk));
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t m = std::min(chunk, n - b);
+      for (int64_t i = 0; i < m; ++i)
+        h[i] = float_to_bf16_bits(element(t, b + i));
+      CK(cudaMemcpy(dst + b, h.data(), m * 2, cudaMemcpyHostToDevice));
+    }
+  }
+
+  Config cfg_;
+  CudaOptions opt_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  DeviceArray<uint8_t> blas_ws_, attn_ws_;
+  sparq::DecodeProblem problem_, step_problem_;
+  std::vector<Layer> layers_;
+  DeviceArray<bf16> embed_, lm_head_;
+  DeviceArray<float> final_norm_;
+  DeviceArray<int> d_len_, d_len_after_;
+  Scratch decode_, prefill_;
+  float* h_logits_ = nullptr;
+  int length_ = 0;
+  std::map<std::tuple<int, bool, int, int, int, bool>, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace
+
+std::string cuda_unavailable_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("no CUDA device (") + cudaGetErrorString(e) + ")";
+  }
+  if (n == 0) return "no CUDA device";
+  return "";
+}
+
+std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,
+                                       const CudaOptions& opt) {
+  auto m = std::make_unique<CudaModel>(ck.config(), max_seq_len, opt);
+  m->load(ck);
+  return m;
+}
+
+std::unique_ptr<Model> make_cuda_model_random(const Config& cfg, int max_seq_len, uint64_t seed,
+                                              const CudaOptions& opt) {
+  auto m = std::make_unique<CudaModel>(cfg, max_seq_len, opt);
+  m->randomize(seed);
+  return m;
+}
+
+}  // namespace llama

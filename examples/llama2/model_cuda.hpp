@@ -1,0 +1,31 @@
+// The Llama forward pass on a CUDA GPU (model_cuda.cu), behind a plain C++ interface so that
+// main.cpp and the tests compile without nvcc. bf16 weights and KV cache, float32 residual
+// stream and accumulation; cuBLAS projections; sparq's kv_append and decode_attention.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model.hpp"
+#include "weights.hpp"
+
+namespace llama {
+
+/// Empty when a CUDA device is usable; otherwise why not.
+std::string cuda_unavailable_reason();
+
+struct CudaOptions {
+  bool graphs = true;    ///< capture each decode step as a CUDA graph (replayed per token)
+  bool progress = true;  ///< a progress line on stderr while weights are copied
+};
+
+/// Loads a checkpoint's weights (bf16, fp16 or fp32; converted to bf16) onto the GPU.
+std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,
+                                       const CudaOptions& opt);
+
+/// The model `cfg` describes with random weights, generated on the GPU (for --random-weights).
+std::unique_ptr<Model> make_cuda_model_random(const Config& cfg, int max_seq_len, uint64_t seed,
+                                              const CudaOptions& opt);
+
+}  // namespace llama

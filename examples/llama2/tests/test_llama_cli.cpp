@@ -1,0 +1,90 @@
+// The llama2_chat program end to end on the CPU: --help, errors with a non-zero exit, a
+// one-shot greedy answer, and the decode benchmark, on the tiny checkpoint.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace llama::test {
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr
+};
+
+Result run(const std::string& args, bool with_stderr = true) {
+  Result r;
+  const std::string cmd = std::string("'") + LLAMA2_CHAT + "' " + args +
+                          (with_stderr ? " 2>&1" : " 2>/dev/null") + " </dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+    r.output.append(buf, n);
+  const int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+TEST(Cli, Help) {
+  const Result r = run("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--bench-decode"), std::string::npos);
+}
+
+TEST(Cli, MissingModelDirectoryFailsCleanly) {
+  const Result r = run("--model /nonexistent/llama --device cpu --prompt hi");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/llama: not a directory"), std::string::npos) << r.output;
+}
+
+TEST(Cli, BadFlagsAreUsageErrors) {
+  EXPECT_EQ(run("--model x --attention fast").exit_code, 2);
+  EXPECT_EQ(run("--prompt hi").exit_code, 2);
+  EXPECT_EQ(run("--model x --bogus").exit_code, 2);
+}
+
+TEST(Cli, OneShotGreedyAnswerIsDeterministic) {
+  const std::string args = "--model '" + variant_dir("bf16_tied") +
+                           "' --device cpu --prompt 'Hello there' --system 'Be brief.' "
+                           "--temperature 0 --max-new-tokens 8";
+  const Result a = run(args);
+  EXPECT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_NE(a.output.find("[prefill 50 tokens"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("decode 8 tokens"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("context 58/256"), std::string::npos) << a.output;
+  const Result b = run(args, false), c = run(args, false);  // the answer alone (stdout)
+  EXPECT_FALSE(b.output.empty());
+  EXPECT_EQ(b.output, c.output);
+}
+
+TEST(Cli, SparqDecodeReportsTransferRatio) {
+  const Result r = run("--model '" + variant_dir("fp32_sharded") +
+                       "' --device cpu --prompt 'Once upon a time' --raw --temperature 0.8 "
+                       "--seed 5 --max-new-tokens 6 --attention sparq --r 16 --k 8 "
+                       "--local-window 2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("attention sparq r=16 k=8 l=2"), std::string::npos) << r.output;
+}
+
+TEST(Cli, BenchDecodeOnTheCpu) {
+  const Result r = run("--model '" + variant_dir("bf16_tied") +
+                       "' --device cpu --bench-decode 200 --bench-steps 3 --compression 4");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("speedup"), std::string::npos) << r.output;
+}
+
+TEST(Cli, ContextOverflowIsAnError) {
+  const Result r = run("--model '" + variant_dir("bf16_tied") +
+                       "' --device cpu --prompt 'a long enough prompt' --max-seq-len 8");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("does not fit --max-seq-len 8"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace llama::test

@@ -1,0 +1,163 @@
+// The CPU forward pass against transformers' float32 logits (tests/data/tiny_llama, made by
+// scripts/make_tiny_llama.py), SparQ with r = d and k = S against dense, and the chat format.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model_cpu.hpp"
+#include "sampler.hpp"
+#include "test_support.hpp"
+#include "tokenizer.hpp"
+
+namespace llama::test {
+namespace {
+
+// transformers runs the same float32 math with other summation orders (and the library's
+// reference attention is float64): logits agree to ~1e-5; 2e-4 leaves room for rounding only.
+constexpr double kTol = 2e-4;
+
+class CpuLogits : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuLogits, PrefillAndDecodeMatchTransformers) {
+  const Reference ref = load_reference(GetParam());
+  const Checkpoint ck(variant_dir(GetParam()));
+  CpuModel model(ck, 128, false);
+  model.attention.mode = sparq::AttentionMode::kDense;
+  std::vector<float> last, all;
+  model.prefill(ref.prompt_ids, &last, &all);
+  const int V = ck.config().vocab_size;
+  ASSERT_EQ(all.size(), ref.prefill_logits.size() * V);
+  for (size_t t = 0; t < ref.prefill_logits.size(); ++t)
+    EXPECT_LT(max_abs_diff(&all[t * V], ref.prefill_logits[t]), kTol) << "prefill position " << t;
+  EXPECT_EQ(argmax(last), ref.decode_tokens[0]);
+  for (size_t s = 0; s < ref.decode_tokens.size(); ++s) {
+    std::vector<float> logits;
+    model.decode(ref.decode_tokens[s], &logits);  // teacher-forced with transformers' tokens
+    EXPECT_LT(max_abs_diff(logits.data(), ref.decode_logits[s]), kTol) << "decode step " << s;
+    if (s + 1 < ref.decode_tokens.size()) EXPECT_EQ(argmax(logits), ref.decode_tokens[s + 1]);
+  }
+  EXPECT_EQ(model.length(), int(ref.prompt_ids.size() + ref.decode_tokens.size()));
+}
+
+TEST_P(CpuLogits, PrefillInPiecesEqualsPrefillAtOnce) {
+  const Reference ref = load_reference(GetParam());
+  const Checkpoint ck(variant_dir(GetParam()));
+  CpuModel model(ck, 128, false);
+  std::vector<float> once, pieces;
+  model.prefill(ref.prompt_ids, &once);
+  model.reset();
+  const std::vector<int> a(ref.prompt_ids.begin(), ref.prompt_ids.begin() + 10),
+      b(ref.prompt_ids.begin() + 10, ref.prompt_ids.end());
+  model.prefill(a, nullptr);
+  model.prefill(b, &pieces);
+  EXPECT_LT(max_abs_diff(pieces.data(), once), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyLlama, CpuLogits, ::testing::Values("fp32_sharded", "bf16_tied"));
+
+std::vector<int> greedy(Model& m, const std::vector<int>& prompt, int steps,
+                        std::vector<std::vector<float>>* logits_out = nullptr) {
+  std::vector<float> logits;
+  m.reset();
+  m.prefill(prompt, &logits);
+  std::vector<int> out;
+  for (int i = 0; i < steps; ++i) {
+    out.push_back(argmax(logits));
+    m.decode(out.back(), &logits);
+    if (logits_out) logits_out->push_back(logits);
+  }
+  return out;
+}
+
+TEST(CpuSparq, FullRankSparqGeneratesExactlyTheDenseTokens) {
+  const Reference ref = load_reference("fp32_sharded");
+  const Checkpoint ck(variant_dir("fp32_sharded"));
+  CpuModel model(ck, 128, false);
+  model.attention.mode = sparq::AttentionMode::kDense;
+  std::vector<std::vector<float>> dense_logits, sparq_logits;
+  const std::vector<int> dense = greedy(model, ref.prompt_ids, 24, &dense_logits);
+  EXPECT_FALSE(model.last_step.sparq);
+  model.attention.mode = sparq::AttentionMode::kSparq;
+  model.attention.r = 64;    // r = d
+  model.attention.k = 1000;  // k >= S (clamped to each length)
+  model.attention.local_window = 0;
+  const std::vector<int> sparse = greedy(model, ref.prompt_ids, 24, &sparq_logits);
+  EXPECT_TRUE(model.last_step.sparq);
+  EXPECT_EQ(model.last_step.config.r, 64);
+  EXPECT_EQ(sparse, dense);
+  for (size_t i = 0; i < dense_logits.size(); ++i)
+    EXPECT_LT(max_abs_diff(sparq_logits[i].data(), dense_logits[i]), 1e-5) << "step " << i;
+}
+
+TEST(CpuSparq, CompressedSparqRunsAndReportsTransfers) {
+  const Reference ref = load_reference("bf16_tied");
+  const Checkpoint ck(variant_dir("bf16_tied"));
+  CpuModel model(ck, 128, false);
+  model.attention.mode = sparq::AttentionMode::kSparq;
+  model.attention.compression = 4;
+  model.attention.local_window = 4;
+  std::vector<std::vector<float>> logits;
+  greedy(model, ref.prompt_ids, 4, &logits);
+  EXPECT_TRUE(model.last_step.sparq);
+  EXPECT_EQ(model.last_step.config.r, 16);  // 64 / 4
+  EXPECT_GT(model.last_step.transfer_ratio, 0.0);
+  EXPECT_LT(model.last_step.transfer_ratio, 0.5);
+  for (const auto& l : logits)
+    for (float x : l)
+      ASSERT_TRUE(std::isfinite(x));
+}
+
+TEST(CpuAttentionChoice, AutoIsDenseForShortContexts) {
+  AttentionOptions o;  // auto
+  EXPECT_FALSE(choose_attention(o, 128, 100).sparq);
+  o.mode = sparq::AttentionMode::kSparq;
+  const StepAttention s = choose_attention(o, 128, 4096);
+  EXPECT_TRUE(s.sparq);
+  EXPECT_EQ(s.config.r, 16);
+  EXPECT_EQ(s.config.k, 256);
+  EXPECT_NEAR(s.transfer_ratio, sparq::transfer_ratio(4096, 128, 16, 256), 1e-12);
+}
+
+TEST(ChatFormat, TwoTurnsWithSystemPromptMatchMetasFormat) {
+  const nlohmann::json j =
+      nlohmann::json::parse(read_text_file(data_dir() + "/chat_reference.json"));
+  const Tokenizer tok(data_dir() + "/tokenizer.model");
+  std::vector<std::pair<std::string, std::string>> turns;
+  for (const auto& t : j["turns"])
+    turns.emplace_back(t[0].get<std::string>(), t[1].is_null() ? "" : t[1].get<std::string>());
+  const std::vector<int> want = j["ids"].get<std::vector<int>>();
+  EXPECT_EQ(dialog_tokens(tok, j["system"].get<std::string>(), turns), want);
+  // The open turn alone is what the chat loop prefills for a first turn.
+  const std::vector<int> first = chat_turn_tokens(tok, "sys", "hi");
+  EXPECT_EQ(first.front(), tok.bos());
+  EXPECT_EQ(tok.decode(first), "[INST] <<SYS>>\nsys\n<</SYS>>\n\nhi [/INST]");
+  EXPECT_EQ(tok.encode(j["plain"]["text"].get<std::string>()),
+            j["plain"]["ids"].get<std::vector<int>>());
+}
+
+TEST(ChatFormat, TextStreamRebuildsTheDecodedText) {
+  const Tokenizer tok(data_dir() + "/tokenizer.model");
+  const std::string text = "Hello world, the sky is blue. Ünïcödé ✓";
+  TextStream s(tok);
+  std::string streamed;
+  for (int id : tok.encode(text))
+    streamed += s.push(id);
+  EXPECT_EQ(streamed, text);
+}
+
+TEST(Sampler, GreedyAndSeededSampling) {
+  const std::vector<float> logits{0.1f, 2.0f, 1.9f, -1.0f};
+  Sampler greedy(0.0f, 0.9f, 1);
+  EXPECT_EQ(greedy.sample(logits), 1);
+  Sampler a(1.0f, 0.9f, 7), b(1.0f, 0.9f, 7);
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(a.sample(logits), b.sample(logits));
+  Sampler nucleus(1.0f, 0.01f, 3);  // top-p this small keeps only the best token
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(nucleus.sample(logits), 1);
+}
+
+}  // namespace
+}  // namespace llama::test

@@ -1,0 +1,60 @@
+// Shared by the llama2 tests: the tiny checkpoints and transformers' reference logits.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config.hpp"
+
+namespace llama::test {
+
+/// tests/data/tiny_llama (the environment variable LLAMA_TEST_DATA overrides the built-in path,
+/// for binaries run from another checkout).
+inline std::string data_dir() {
+  const char* env = std::getenv("LLAMA_TEST_DATA");
+  return env && *env ? env : LLAMA_TEST_DATA;
+}
+inline std::string variant_dir(const std::string& v) {
+  return data_dir() + "/" + v;
+}
+
+struct Reference {
+  std::vector<int> prompt_ids;
+  std::vector<std::vector<float>> prefill_logits;  ///< every prompt position
+  std::vector<int> decode_tokens;                  ///< fed at each decode step
+  std::vector<std::vector<float>> decode_logits;   ///< after each decode step
+};
+
+inline Reference load_reference(const std::string& variant) {
+  const nlohmann::json j =
+      nlohmann::json::parse(read_text_file(variant_dir(variant) + "/reference.json"));
+  Reference r;
+  r.prompt_ids = j["prompt_ids"].get<std::vector<int>>();
+  r.prefill_logits = j["prefill_logits"].get<std::vector<std::vector<float>>>();
+  for (const auto& s : j["decode"]) {
+    r.decode_tokens.push_back(s["token"].get<int>());
+    r.decode_logits.push_back(s["logits"].get<std::vector<float>>());
+  }
+  return r;
+}
+
+inline double max_abs_diff(const float* a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < b.size(); ++i)
+    m = std::max(m, std::fabs(double(a[i]) - b[i]));
+  return m;
+}
+
+inline int argmax(const std::vector<float>& v) {
+  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace llama::test
