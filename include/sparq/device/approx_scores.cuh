@@ -14,15 +14,15 @@ namespace sparq::device {
 /// `capacity` (the allocated row length); otherwise each position is loaded alone.
 template <typename T, int kHeads>
 __device__ __forceinline__ void approx_logits(const T* kt_base, int64_t kt_stride_d,
-                                              const int* components, int r, const float* q,
-                                              int d, int head0, int num_heads, int s0,
-                                              int length, int capacity,
-                                              float (&acc)[kHeads][kVec16<T>]) {
+                                              const int* components, int r, const float* q, int d,
+                                              int head0, int num_heads, int s0, int length,
+                                              int capacity, float (&acc)[kHeads][kVec16<T>]) {
   constexpr int V = kVec16<T>;
 #pragma unroll
   for (int h = 0; h < kHeads; ++h)
 #pragma unroll
-    for (int v = 0; v < V; ++v) acc[h][v] = 0.f;
+    for (int v = 0; v < V; ++v)
+      acc[h][v] = 0.f;
   const bool full = s0 + V <= capacity;
 #pragma unroll 8
   for (int i = 0; i < r; ++i) {
@@ -33,14 +33,16 @@ __device__ __forceinline__ void approx_logits(const T* kt_base, int64_t kt_strid
       unpack16<T>(load16_stream(row), k);
     } else {
 #pragma unroll
-      for (int v = 0; v < V; ++v) k[v] = s0 + v < length ? to_float(row[v]) : 0.f;
+      for (int v = 0; v < V; ++v)
+        k[v] = s0 + v < length ? to_float(row[v]) : 0.f;
     }
 #pragma unroll
     for (int h = 0; h < kHeads; ++h) {
       if (head0 + h < num_heads) {
         const float qv = q[(head0 + h) * d + c];
 #pragma unroll
-        for (int v = 0; v < V; ++v) acc[h][v] = fmaf(qv, k[v], acc[h][v]);
+        for (int v = 0; v < V; ++v)
+          acc[h][v] = fmaf(qv, k[v], acc[h][v]);
       }
     }
   }

@@ -5,13 +5,15 @@ namespace sparq::device {
 
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  for (int o = 16; o > 0; o >>= 1)
+    x += __shfl_xor_sync(0xffffffffu, x, o);
   return x;
 }
 
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  for (int o = 16; o > 0; o >>= 1)
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
   return x;
 }
 
@@ -19,7 +21,8 @@ __device__ __forceinline__ float warp_max(float x) {
 template <int kWidth>
 __device__ __forceinline__ float group_sum(float x) {
 #pragma unroll
-  for (int o = kWidth / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  for (int o = kWidth / 2; o > 0; o >>= 1)
+    x += __shfl_xor_sync(0xffffffffu, x, o);
   return x;
 }
 
@@ -38,7 +41,8 @@ __device__ __forceinline__ void block_max(float (&x)[N], float* scratch) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     float v = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) v = fmaxf(v, scratch[i * 32 + w]);
+    for (int w = 0; w < kWarps; ++w)
+      v = fmaxf(v, scratch[i * 32 + w]);
     x[i] = v;
   }
   __syncthreads();
@@ -57,7 +61,8 @@ __device__ __forceinline__ void block_sum(float (&x)[N], float* scratch) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     float v = 0.f;
-    for (int w = 0; w < kWarps; ++w) v += scratch[i * 32 + w];
+    for (int w = 0; w < kWarps; ++w)
+      v += scratch[i * 32 + w];
     x[i] = v;
   }
   __syncthreads();

@@ -14,7 +14,9 @@ struct SoftmaxStats {
   float l;
 };
 
-SPARQ_HOST_DEVICE inline SoftmaxStats empty_stats() { return {-INFINITY, 0.f}; }
+SPARQ_HOST_DEVICE inline SoftmaxStats empty_stats() {
+  return {-INFINITY, 0.f};
+}
 
 /// Exact merge of two parts' stats.
 SPARQ_HOST_DEVICE inline SoftmaxStats merge_stats(SoftmaxStats a, SoftmaxStats b) {

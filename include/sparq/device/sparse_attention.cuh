@@ -14,8 +14,8 @@ namespace sparq::device {
 template <typename T, int D>
 struct RowGeometry {
   static constexpr int kElemsPerChunk = kVec16<T>;
-  static constexpr int kChunks = D / kElemsPerChunk;                 // 16-byte chunks per row
-  static constexpr int kLanesPerRow = kChunks < 32 ? kChunks : 32;   // lanes sharing one row
+  static constexpr int kChunks = D / kElemsPerChunk;                // 16-byte chunks per row
+  static constexpr int kLanesPerRow = kChunks < 32 ? kChunks : 32;  // lanes sharing one row
   static constexpr int kChunksPerLane = kChunks / kLanesPerRow;
   static constexpr int kElemsPerLane = kChunksPerLane * kElemsPerChunk;
   static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
@@ -72,7 +72,8 @@ struct AttentionState {
       for (int h = 0; h < kHeads; ++h) {
         float dot = 0.f;
 #pragma unroll
-        for (int e = 0; e < G::kElemsPerLane; ++e) dot = fmaf(q[h][e], kf[e], dot);
+        for (int e = 0; e < G::kElemsPerLane; ++e)
+          dot = fmaf(q[h][e], kf[e], dot);
         dot = group_sum<G::kLanesPerRow>(dot);
         s[h][u] = valid[u] && h < num_heads ? dot : -INFINITY;
       }
@@ -82,12 +83,14 @@ struct AttentionState {
     for (int h = 0; h < kHeads; ++h) {
       mx[h] = m[h];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) mx[h] = fmaxf(mx[h], s[h][u]);
+      for (int u = 0; u < kUnroll; ++u)
+        mx[h] = fmaxf(mx[h], s[h][u]);
       // All -inf (no valid row yet): keep the state; exp2f(-inf - -inf) would be NaN.
       const float scale = mx[h] == -INFINITY ? 1.f : exp2f(m[h] - mx[h]);
       sum[h] = l[h] * scale;
 #pragma unroll
-      for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] *= scale;
+      for (int e = 0; e < G::kElemsPerLane; ++e)
+        acc[h][e] *= scale;
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -100,7 +103,8 @@ struct AttentionState {
         const float p = mx[h] == -INFINITY ? 0.f : exp2f(s[h][u] - mx[h]);
         sum[h] += p;
 #pragma unroll
-        for (int e = 0; e < G::kElemsPerLane; ++e) acc[h][e] = fmaf(p, vf[e], acc[h][e]);
+        for (int e = 0; e < G::kElemsPerLane; ++e)
+          acc[h][e] = fmaf(p, vf[e], acc[h][e]);
       }
     }
 #pragma unroll

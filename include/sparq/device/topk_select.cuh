@@ -45,7 +45,8 @@ struct BlockTopK {
 
   /// Clears a 256-bin histogram (call, then sync, before adding to it).
   __device__ static void clear(unsigned* hist) {
-    for (int i = threadIdx.x; i < 256; i += kThreads) hist[i] = 0;
+    for (int i = threadIdx.x; i < 256; i += kThreads)
+      hist[i] = 0;
   }
   __device__ static void clear_histogram(TempStorage& ts) { clear(ts.hist); }
 
@@ -81,7 +82,8 @@ struct BlockTopK {
       const int lane = threadIdx.x;
       unsigned cnt[8], total = 0;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) total += (cnt[i] = hist[255 - lane * 8 - i]);
+      for (int i = 0; i < 8; ++i)
+        total += (cnt[i] = hist[255 - lane * 8 - i]);
       unsigned incl = total;
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {

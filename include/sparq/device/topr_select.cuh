@@ -11,7 +11,8 @@ namespace sparq::device {
 SPARQ_HOST_DEVICE inline int rank_of(const float* values, int n, int j) {
   const float v = values[j];
   int rank = 0;
-  for (int i = 0; i < n; ++i) rank += ranks_before(values[i], i, v, j) ? 1 : 0;
+  for (int i = 0; i < n; ++i)
+    rank += ranks_before(values[i], i, v, j) ? 1 : 0;
   return rank;
 }
 
@@ -30,8 +31,10 @@ __device__ inline float warp_inverse_temperature(const float* q, int d, const in
                                                  int r) {
   const int lane = threadIdx.x & 31;
   float all = 0.f, sel = 0.f;
-  for (int j = lane; j < d; j += 32) all += fabsf(q[j]);
-  for (int i = lane; i < r; i += 32) sel += fabsf(q[components[i]]);
+  for (int j = lane; j < d; j += 32)
+    all += fabsf(q[j]);
+  for (int i = lane; i < r; i += 32)
+    sel += fabsf(q[components[i]]);
   all = warp_sum(all);
   sel = warp_sum(sel);
   return static_cast<float>(1.0 / temperature(d, sel, all));

@@ -12,26 +12,26 @@ namespace sparq::kernels {
 
 template <typename T>
 struct AttendParams {
-  const T* q;              // [B, Hq, D]
+  const T* q;  // [B, Hq, D]
   KVCacheView<T> cache;
-  const int* lengths;      // device [B]
-  T* out;                  // [B, Hq, D]
+  const int* lengths;  // device [B]
+  T* out;              // [B, Hq, D]
   int num_q_heads;
   int units_per_batch;
   int heads_per_unit;
   int group_size;
-  int length_bound;        // lengths are clamped to [0, length_bound]
+  int length_bound;  // lengths are clamped to [0, length_bound]
   int rows_per_split;
   int splits;
   // SparQ only (null for dense): selected rows [B * units, index_stride] and their count rule.
   const int* indices;
   int64_t index_stride;
   int k;
-  const float* alpha;      // [B, Hq]; null: no reallocation
+  const float* alpha;  // [B, Hq]; null: no reallocation
   // Workspace.
-  float2* partial_ml;      // [B, Hq, splits]
-  float* partial_acc;      // [B, Hq, splits, D]
-  unsigned* counters;      // [B, units], zero on entry
+  float2* partial_ml;  // [B, Hq, splits]
+  float* partial_acc;  // [B, Hq, splits, D]
+  unsigned* counters;  // [B, units], zero on entry
 };
 
 constexpr int kAttendThreads = 128;
@@ -77,9 +77,9 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   const int end = begin + p.rows_per_split < n ? begin + p.rows_per_split : n;
   const int kvh = unit * p.heads_per_unit / p.group_size;
   const int h0 = unit * p.heads_per_unit;
-  const int* rows = sparse ? p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) *
-                                             p.index_stride
-                           : nullptr;
+  const int* rows =
+      sparse ? p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride
+             : nullptr;
   const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
 
   for (int hp = 0; hp < p.heads_per_unit; hp += kAttendWarps) {
@@ -103,7 +103,8 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
                                       role.heads == 1);
           } else {
 #pragma unroll
-            for (int c = 0; c < G::kChunksPerLane; ++c) k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
+            for (int c = 0; c < G::kChunksPerLane; ++c)
+              k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
           }
         }
         st.update(k, v, valid, 1);
@@ -117,14 +118,15 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
 #pragma unroll
         for (int e = 0; e < G::kElemsPerChunk; ++e)
           s_acc[warp][G::elem(lr, i) + e] = st.acc[0][i * G::kElemsPerChunk + e];
-      if (lr == 0) s_ml[warp] = role.active ? make_float2(st.m[0], st.l[0])
-                                            : make_float2(-INFINITY, 0.f);
+      if (lr == 0)
+        s_ml[warp] = role.active ? make_float2(st.m[0], st.l[0]) : make_float2(-INFINITY, 0.f);
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < role.heads * D; idx += kAttendThreads) {
       const int h = idx / D, j = idx % D;
       float mx = -INFINITY;
-      for (int w = h; w < kAttendWarps; w += role.heads) mx = fmaxf(mx, s_ml[w].x);
+      for (int w = h; w < kAttendWarps; w += role.heads)
+        mx = fmaxf(mx, s_ml[w].x);
       float l = 0.f, a = 0.f;
       if (mx != -INFINITY) {
         for (int w = h; w < kAttendWarps; w += role.heads) {
@@ -177,8 +179,8 @@ int attend_slots() {
 /// Launches the attend kernel over (splits, units, batch) blocks.
 template <typename T, int D>
 Status launch_attend(const AttendParams<T>& ap, int batch, cudaStream_t stream) {
-  attend_kernel<T, D><<<dim3(ap.splits, ap.units_per_batch, batch), kAttendThreads, 0, stream>>>(
-      ap);
+  attend_kernel<T, D>
+      <<<dim3(ap.splits, ap.units_per_batch, batch), kAttendThreads, 0, stream>>>(ap);
   return last_launch_status();
 }
 

@@ -27,8 +27,7 @@ Status decode_attention_workspace_size(AttentionMode mode, const DecodeProblem& 
 /// config, Kt and Vsum.
 template <typename T>
 Status decode_attention(AttentionMode mode, const SparqDecodeParams<T>& a, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream,
-                        const AutoRule& rule = {}) {
+                        size_t workspace_bytes, cudaStream_t stream, const AutoRule& rule = {}) {
   if (resolve_attention_mode(mode, a.problem, a.config, rule) == AttentionMode::kSparq)
     return sparq_decode(a, workspace, workspace_bytes, stream);
   DenseDecodeParams<T> d;

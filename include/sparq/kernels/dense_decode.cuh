@@ -86,9 +86,23 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
       cudaSuccess)
     return Status::kCudaError;
   const int g = p.group_size();
-  kernels::AttendParams<T> ap{a.q, a.cache, a.lengths, a.out, p.num_q_heads, p.num_kv_heads,
-                              g, g, p.length_bound(), plan.rows_per_split, plan.splits,
-                              nullptr, 0, 0, nullptr, plan.partial_ml, plan.partial_acc,
+  kernels::AttendParams<T> ap{a.q,
+                              a.cache,
+                              a.lengths,
+                              a.out,
+                              p.num_q_heads,
+                              p.num_kv_heads,
+                              g,
+                              g,
+                              p.length_bound(),
+                              plan.rows_per_split,
+                              plan.splits,
+                              nullptr,
+                              0,
+                              0,
+                              nullptr,
+                              plan.partial_ml,
+                              plan.partial_acc,
                               plan.counters};
   return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
     return kernels::launch_attend<T, decltype(dim)::value>(ap, p.batch, stream);

@@ -15,10 +15,10 @@ template <typename T>
 struct KVAppendParams {
   DecodeProblem problem;
   KVCacheView<T> cache;
-  int* lengths = nullptr;     ///< device [B]: rows already in the cache
-  int num_new = 1;            ///< tokens appended to every sequence
-  const T* new_k = nullptr;   ///< [B, num_new, Hkv, d]
-  const T* new_v = nullptr;   ///< [B, num_new, Hkv, d]
+  int* lengths = nullptr;       ///< device [B]: rows already in the cache
+  int num_new = 1;              ///< tokens appended to every sequence
+  const T* new_k = nullptr;     ///< [B, num_new, Hkv, d]
+  const T* new_v = nullptr;     ///< [B, num_new, Hkv, d]
   bool advance_lengths = true;  ///< add num_new to lengths afterwards (clamped to capacity)
 };
 
@@ -51,7 +51,8 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParam
     float* vsum = a.cache.vsum_row(b, h);
     for (int j = threadIdx.x; j < d; j += kAppendThreads) {
       float s = vsum[j];
-      for (int t = 0; t < n && in_range(t); ++t) s += to_float(nv[t * tok_stride + j]);
+      for (int t = 0; t < n && in_range(t); ++t)
+        s += to_float(nv[t * tok_stride + j]);
       vsum[j] = s;  // tokens added one by one, in order: matches the reference bit for bit
     }
   }
@@ -76,8 +77,8 @@ Status kv_append(const KVAppendParams<T>& a, cudaStream_t stream) {
       a.cache.kt == nullptr || a.cache.v == nullptr)
     return Status::kNullPointer;
   if (Status s = validate_strides(p, a.cache); !ok(s)) return s;
-  kernels::kv_append_kernel<T><<<dim3(p.num_kv_heads, p.batch), kernels::kAppendThreads, 0,
-                                 stream>>>(a);
+  kernels::kv_append_kernel<T>
+      <<<dim3(p.num_kv_heads, p.batch), kernels::kAppendThreads, 0, stream>>>(a);
   if (Status s = kernels::last_launch_status(); !ok(s)) return s;
   if (a.advance_lengths) {
     kernels::advance_lengths_kernel<<<kernels::ceil_div(p.batch, 256), 256, 0, stream>>>(

@@ -16,10 +16,14 @@ namespace sparq::kernels {
 template <typename F>
 Status dispatch_head_dim(int d, F&& f) {
   switch (d) {
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 128: return f(std::integral_constant<int, 128>{});
-    case 256: return f(std::integral_constant<int, 256>{});
-    default: return Status::kUnsupportedHeadDim;
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 256:
+      return f(std::integral_constant<int, 256>{});
+    default:
+      return Status::kUnsupportedHeadDim;
   }
 }
 
@@ -38,7 +42,9 @@ inline int planning_sm_count() {
   return sms > 0 ? sms : 132;
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 /// Vector loads need 16-byte aligned rows: base pointers and every stride in bytes.
 template <typename T>
@@ -79,14 +85,17 @@ inline Status last_launch_status() {
   return cudaGetLastError() == cudaSuccess ? Status::kSuccess : Status::kCudaError;
 }
 
-inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+inline int ceil_div(int64_t a, int64_t b) {
+  return static_cast<int>((a + b - 1) / b);
+}
 
 /// Blocks of `kernel` (with `threads` threads) resident on the whole device at once; a fixed
 /// stand-in where no device is present.
 template <typename Kernel>
-int device_slots(Kernel kernel, int threads) {
+int device_slots(Kernel kernel, int threads, size_t dynamic_smem = 0) {
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, dynamic_smem) !=
+          cudaSuccess ||
       per_sm < 1) {
     cudaGetLastError();  // clear the error of a machine without a device
     per_sm = 4;

@@ -23,8 +23,9 @@ struct ScoreParams {
   int length_bound;
   int capacity;
   int r;
-  int chunks;                   // chunks per sequence
-  float* logits;                // [B, Hq, logit_stride]
+  int chunks;     // chunks per sequence
+  int iters;      // consecutive chunks per block (sharing its top-r and tau)
+  float* logits;  // [B, Hq, logit_stride]
   int64_t logit_stride;
   device::SoftmaxStats* stats;  // [B, Hq, chunks]
 };
@@ -51,19 +52,21 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
   __shared__ float s_inv_tau[32];
   __shared__ float s_scratch[32 * kScoreHeadsPerPass];
 
-  const int b = blockIdx.z, unit = blockIdx.y, chunk = blockIdx.x;
+  const int b = blockIdx.z, unit = blockIdx.y, first_chunk = blockIdx.x * p.iters;
   int len = p.lengths[b];
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
-  const int chunk_begin = chunk * score_chunk_positions<T>();
-  if (chunk_begin >= len) return;  // the select kernel reads only chunks below the length
+  // The select kernel reads only chunks below the length.
+  if (first_chunk * score_chunk_positions<T>() >= len) return;
 
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
-  for (int i = threadIdx.x; i < nh * D; i += kScoreThreads) s_q[i] = to_float(q[i]);
+  for (int i = threadIdx.x; i < nh * D; i += kScoreThreads)
+    s_q[i] = to_float(q[i]);
   __syncthreads();
   for (int j = threadIdx.x; j < D; j += kScoreThreads) {
     float a = 0.f;
-    for (int h = 0; h < nh; ++h) a += fabsf(s_q[h * D + j]);
+    for (int h = 0; h < nh; ++h)
+      a += fabsf(s_q[h * D + j]);
     s_absq[j] = a;
   }
   __syncthreads();
@@ -76,52 +79,57 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
   }
   __syncthreads();
 
-  const int s0 = chunk_begin + threadIdx.x * V;
   const T* kt = p.cache.kt_row(b, kvh, 0);
-  for (int hb = 0; hb < nh; hb += kScoreHeadsPerPass) {
-    float acc[kScoreHeadsPerPass][V];
-    device::approx_logits<T, kScoreHeadsPerPass>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, hb,
-                                                 nh, s0, len, p.capacity, acc);
-    float mx[kScoreHeadsPerPass];
-#pragma unroll
-    for (int h = 0; h < kScoreHeadsPerPass; ++h) {
-      mx[h] = -INFINITY;
-      const float inv = hb + h < nh ? s_inv_tau[hb + h] : 0.f;
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        acc[h][v] = s0 + v < len ? acc[h][v] * inv : -INFINITY;
-        mx[h] = fmaxf(mx[h], acc[h][v]);
-      }
-      if (hb + h < nh) {
-        float* dst = p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h) *
-                                    p.logit_stride;
-        if (s0 + V <= len) {  // rows of logits are 16-byte aligned and s0 is a multiple of V
-#pragma unroll
-          for (int v = 0; v < V; v += 4)
-            *reinterpret_cast<float4*>(dst + s0 + v) =
-                make_float4(acc[h][v], acc[h][v + 1], acc[h][v + 2], acc[h][v + 3]);
-        } else {
-#pragma unroll
-          for (int v = 0; v < V; ++v)
-            if (s0 + v < len) dst[s0 + v] = acc[h][v];
-        }
-      }
-    }
-    device::block_max<kScoreHeadsPerPass, kScoreThreads>(mx, s_scratch);
-    float sum[kScoreHeadsPerPass];
-#pragma unroll
-    for (int h = 0; h < kScoreHeadsPerPass; ++h) {
-      sum[h] = 0.f;
-#pragma unroll
-      for (int v = 0; v < V; ++v) sum[h] += s0 + v < len ? __expf(acc[h][v] - mx[h]) : 0.f;
-    }
-    device::block_sum<kScoreHeadsPerPass, kScoreThreads>(sum, s_scratch);
-    if (threadIdx.x == 0) {
+  for (int chunk = first_chunk; chunk < first_chunk + p.iters && chunk < p.chunks; ++chunk) {
+    const int chunk_begin = chunk * score_chunk_positions<T>();
+    if (chunk_begin >= len) break;
+    const int s0 = chunk_begin + threadIdx.x * V;
+    for (int hb = 0; hb < nh; hb += kScoreHeadsPerPass) {
+      float acc[kScoreHeadsPerPass][V];
+      device::approx_logits<T, kScoreHeadsPerPass>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, hb,
+                                                   nh, s0, len, p.capacity, acc);
+      float mx[kScoreHeadsPerPass];
 #pragma unroll
       for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+        mx[h] = -INFINITY;
+        const float inv = hb + h < nh ? s_inv_tau[hb + h] : 0.f;
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          acc[h][v] = s0 + v < len ? acc[h][v] * inv : -INFINITY;
+          mx[h] = fmaxf(mx[h], acc[h][v]);
+        }
         if (hb + h < nh) {
-          const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h;
-          p.stats[row * p.chunks + chunk] = {mx[h], sum[h]};
+          float* dst =
+              p.logits + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h) * p.logit_stride;
+          if (s0 + V <= len) {  // rows of logits are 16-byte aligned and s0 is a multiple of V
+#pragma unroll
+            for (int v = 0; v < V; v += 4)
+              *reinterpret_cast<float4*>(dst + s0 + v) =
+                  make_float4(acc[h][v], acc[h][v + 1], acc[h][v + 2], acc[h][v + 3]);
+          } else {
+#pragma unroll
+            for (int v = 0; v < V; ++v)
+              if (s0 + v < len) dst[s0 + v] = acc[h][v];
+          }
+        }
+      }
+      device::block_max<kScoreHeadsPerPass, kScoreThreads>(mx, s_scratch);
+      float sum[kScoreHeadsPerPass];
+#pragma unroll
+      for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+        sum[h] = 0.f;
+#pragma unroll
+        for (int v = 0; v < V; ++v)
+          sum[h] += s0 + v < len ? __expf(acc[h][v] - mx[h]) : 0.f;
+      }
+      device::block_sum<kScoreHeadsPerPass, kScoreThreads>(sum, s_scratch);
+      if (threadIdx.x == 0) {
+#pragma unroll
+        for (int h = 0; h < kScoreHeadsPerPass; ++h) {
+          if (hb + h < nh) {
+            const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h;
+            p.stats[row * p.chunks + chunk] = {mx[h], sum[h]};
+          }
         }
       }
     }

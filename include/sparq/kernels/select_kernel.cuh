@@ -25,13 +25,13 @@ struct SelectParams {
   int local_window;
   int chunk_positions;
   int chunks;
-  const float* logits;                // [B, Hq, logit_stride]
+  const float* logits;  // [B, Hq, logit_stride]
   int64_t logit_stride;
   const device::SoftmaxStats* stats;  // [B, Hq, chunks]
   uint32_t* keys;                     // [B * units, logit_stride] (single-block, global keys)
   int* indices;                       // [B * units, index_stride]
   int64_t index_stride;
-  float* alpha;                       // [B, Hq]
+  float* alpha;  // [B, Hq]
 };
 
 constexpr int kSelectThreads = 512;
@@ -67,7 +67,8 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
     const device::SoftmaxStats* st =
         p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.chunks;
     device::SoftmaxStats acc = device::empty_stats();
-    for (int c = lane; c < used_chunks; c += 32) acc = device::merge_stats(acc, st[c]);
+    for (int c = lane; c < used_chunks; c += 32)
+      acc = device::merge_stats(acc, st[c]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       device::SoftmaxStats other{__shfl_xor_sync(0xffffffffu, acc.m, o),
@@ -95,7 +96,8 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
 #pragma unroll
     for (int v = 0; v < kVecs; ++v)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) sum[v][i] = 0.f;
+      for (int i = 0; i < 4; ++i)
+        sum[v][i] = 0.f;
     for (int h = 0; h < u.nh; ++h) {
       const float* row = u.logits + h * p.logit_stride;
       float x[kVecs][4];
@@ -110,14 +112,16 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
           x[v][3] = f.w;
         } else {
 #pragma unroll
-          for (int i = 0; i < 4; ++i) x[v][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
+          for (int i = 0; i < 4; ++i)
+            x[v][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
         }
       }
       const float mh = s_max[h], inv = s_inv_sum[h];
 #pragma unroll
       for (int v = 0; v < kVecs; ++v)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) sum[v][i] += expf(x[v][i] - mh) * inv;
+        for (int i = 0; i < 4; ++i)
+          sum[v][i] += expf(x[v][i] - mh) * inv;
     }
 #pragma unroll
     for (int v = 0; v < kVecs; ++v)
@@ -150,7 +154,8 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
     __syncthreads();
     if (threadIdx.x == 0) {
       float t = 0.f;
-      for (int w = 0; w < kThreads / 32; ++w) t += s_red[w];
+      for (int w = 0; w < kThreads / 32; ++w)
+        t += s_red[w];
       s_alpha[h] = t;
     }
     __syncthreads();
@@ -175,7 +180,8 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) 
   __syncthreads();
 
   if (u.keff == u.len) {
-    for (int s = threadIdx.x; s < u.len; s += kSelectThreads) u.out[s] = s;  // every row taken
+    for (int s = threadIdx.x; s < u.len; s += kSelectThreads)
+      u.out[s] = s;  // every row taken
   } else {
     const int64_t un = static_cast<int64_t>(u.b) * p.units_per_batch + u.unit;
     uint32_t* keys = kKeysInSmem ? s_keys : p.keys + un * p.logit_stride;
@@ -187,8 +193,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) 
     TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out);
   }
   __syncthreads();
-  select_detail::alpha_partials<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red,
-                                                s_alpha);
+  select_detail::alpha_partials<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red, s_alpha);
   for (int h = threadIdx.x; h < u.nh; h += kSelectThreads)
     p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = s_alpha[h];
 }
@@ -214,7 +219,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
   __shared__ typename TopK::TempStorage s_topk;
   __shared__ unsigned s_hist[2][256];  // double-buffered: others may still read the last pass
   __shared__ unsigned s_total[256];
-  __shared__ int s_counts[2];          // this block's keys > and == the threshold
+  __shared__ int s_counts[2];  // this block's keys > and == the threshold
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
 
@@ -231,7 +236,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
 
   int first = 0, last = 0;  // this block's slice of the output
   if (u.keff == u.len) {
-    for (int s = begin + threadIdx.x; s < end; s += kClusterThreads) u.out[s] = s;
+    for (int s = begin + threadIdx.x; s < end; s += kClusterThreads)
+      u.out[s] = s;
     first = begin;
     last = end;
   } else {
@@ -250,7 +256,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
       cluster.sync();  // every block's histogram of this pass is complete
       for (int i = threadIdx.x; i < 256; i += kClusterThreads) {
         unsigned t = 0;
-        for (int r = 0; r < kClusterBlocks; ++r) t += cluster.map_shared_rank(hist, r)[i];
+        for (int r = 0; r < kClusterBlocks; ++r)
+          t += cluster.map_shared_rank(hist, r)[i];
         s_total[i] = t;
       }
       __syncthreads();
@@ -273,8 +280,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
     }
     const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
     first = gt_before + eq_taken;
-    last = TopK::compact(s_topk, s_keys, n, threshold, need_equal, u.out, first, eq_before,
-                         begin);
+    last = TopK::compact(s_topk, s_keys, n, threshold, need_equal, u.out, first, eq_before, begin);
   }
   __syncthreads();
   select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
@@ -283,7 +289,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
   if (rank == 0) {
     for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
       float a = 0.f;
-      for (int r = 0; r < kClusterBlocks; ++r) a += cluster.map_shared_rank(s_alpha, r)[h];
+      for (int r = 0; r < kClusterBlocks; ++r)
+        a += cluster.map_shared_rank(s_alpha, r)[h];
       p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = a;
     }
   }

@@ -19,10 +19,10 @@ template <typename T>
 struct SparqDecodeParams {
   DecodeProblem problem;
   SparqConfig config;
-  const T* q = nullptr;       ///< [B, Hq, d]
-  KVCacheView<T> cache;       ///< K, Kt, V and Vsum (Vsum only with reallocation)
+  const T* q = nullptr;          ///< [B, Hq, d]
+  KVCacheView<T> cache;          ///< K, Kt, V and Vsum (Vsum only with reallocation)
   const int* lengths = nullptr;  ///< device [B]; clamped to [0, problem.length_bound()]
-  T* out = nullptr;           ///< [B, Hq, d]
+  T* out = nullptr;              ///< [B, Hq, d]
 };
 
 namespace kernels {
@@ -41,16 +41,14 @@ int raise_dynamic_smem(Kernel kernel) {
   int dev = 0, optin = 0;
   cudaFuncAttributes attr{};
   if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-          cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
       cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
   const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
-  if (dynamic <= 0 ||
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic) !=
-          cudaSuccess) {
+  if (dynamic <= 0 || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           dynamic) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
@@ -69,14 +67,19 @@ inline bool device_has_clusters() {
 
 }  // namespace select_detail
 
-inline SelectRoute select_route(int bound) {
+inline SelectRoute select_route(int bound, int64_t batch_units) {
   static const int cluster_keys = select_detail::device_has_clusters()
-      ? select_detail::raise_dynamic_smem(select_cluster_kernel) / static_cast<int>(sizeof(uint32_t))
-      : 0;
+                                      ? select_detail::raise_dynamic_smem(select_cluster_kernel) /
+                                            static_cast<int>(sizeof(uint32_t))
+                                      : 0;
   static const int block_keys =
       select_detail::raise_dynamic_smem(select_kernel<true>) / static_cast<int>(sizeof(uint32_t));
-  if (cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
+  // A cluster spreads one unit over 8 SMs: worth its barriers only while one block per unit
+  // would leave most of the device idle.
+  const bool few_units = batch_units < planning_sm_count();
+  if (few_units && cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
   if (bound <= block_keys) return SelectRoute::kSharedKeys;
+  if (cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
   return SelectRoute::kGlobalKeys;
 }
 
@@ -84,7 +87,7 @@ inline SelectRoute select_route(int bound) {
 template <typename T>
 struct SparqPlan {
   SelectionUnits units;
-  int chunk_positions = 0, chunks = 0, kmax = 0, splits = 0, rows_per_split = 0;
+  int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0, splits = 0, rows_per_split = 0;
   int64_t logit_stride = 0;
   float* logits = nullptr;
   device::SoftmaxStats* stats = nullptr;
@@ -104,11 +107,18 @@ struct SparqPlan {
     chunk_positions = score_chunk_positions<T>();
     chunks = ceil_div(bound, chunk_positions);
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
-    int slots = 0;
+    int slots = 0, score_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
-      slots = attend_slots<T, decltype(dim)::value>();
+      constexpr int D = decltype(dim)::value;
+      slots = attend_slots<T, D>();
+      score_slots = device_slots(score_kernel<T, D>, kScoreThreads,
+                                 score_smem_bytes(units.heads_per_unit, D));
       return Status::kSuccess;
     });
+    // Enough consecutive chunks per score block that the grid is about one wave: each block
+    // computes its unit's top-r and temperatures once for all of them.
+    score_iters = ceil_div(batch_units * chunks, score_slots);
+    score_iters = score_iters < 1 ? 1 : (score_iters > 64 ? 64 : score_iters);
     splits = plan_splits(kmax, batch_units, 32, slots);
     rows_per_split = ceil_div(kmax, splits);
     logit_stride = (bound + 3) / 4 * 4;
@@ -116,9 +126,10 @@ struct SparqPlan {
     logits = w.take<float>(q_rows * logit_stride);
     stats = w.take<device::SoftmaxStats>(q_rows * chunks);
     // Selection keys live in shared memory where the bound fits, else in the workspace.
-    keys = w.take<uint32_t>(select_route(static_cast<int>(bound)) == SelectRoute::kGlobalKeys
-                               ? batch_units * logit_stride
-                               : 0);
+    keys = w.take<uint32_t>(select_route(static_cast<int>(bound), batch_units) ==
+                                    SelectRoute::kGlobalKeys
+                                ? batch_units * logit_stride
+                                : 0);
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
     partial_ml = w.take<float2>(q_rows * splits);
@@ -147,13 +158,24 @@ template <typename T, int D>
 Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  ScoreParams<T> sp{a.q, a.cache, a.lengths, p.num_q_heads, plan.units.per_batch,
-                    plan.units.heads_per_unit, plan.units.group_size, p.length_bound(),
-                    p.capacity, a.config.r, plan.chunks, plan.logits, plan.logit_stride,
+  ScoreParams<T> sp{a.q,
+                    a.cache,
+                    a.lengths,
+                    p.num_q_heads,
+                    plan.units.per_batch,
+                    plan.units.heads_per_unit,
+                    plan.units.group_size,
+                    p.length_bound(),
+                    p.capacity,
+                    a.config.r,
+                    plan.chunks,
+                    plan.score_iters,
+                    plan.logits,
+                    plan.logit_stride,
                     plan.stats};
   const size_t smem = score_smem_bytes(plan.units.heads_per_unit, D);
-  score_kernel<T, D><<<dim3(plan.chunks, plan.units.per_batch, p.batch), kScoreThreads, smem,
-                       stream>>>(sp);
+  score_kernel<T, D><<<dim3(ceil_div(plan.chunks, plan.score_iters), plan.units.per_batch, p.batch),
+                       kScoreThreads, smem, stream>>>(sp);
   return last_launch_status();
 }
 
@@ -162,24 +184,34 @@ template <typename T>
 Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  SelectParams sel{a.lengths, p.num_q_heads, plan.units.per_batch, plan.units.heads_per_unit,
-                   p.length_bound(), a.config.k, a.config.local_window, plan.chunk_positions,
-                   plan.chunks, plan.logits, plan.logit_stride, plan.stats, plan.keys,
-                   plan.indices, plan.kmax, plan.alpha};
+  SelectParams sel{a.lengths,
+                   p.num_q_heads,
+                   plan.units.per_batch,
+                   plan.units.heads_per_unit,
+                   p.length_bound(),
+                   a.config.k,
+                   a.config.local_window,
+                   plan.chunk_positions,
+                   plan.chunks,
+                   plan.logits,
+                   plan.logit_stride,
+                   plan.stats,
+                   plan.keys,
+                   plan.indices,
+                   plan.kmax,
+                   plan.alpha};
   const int bound = p.length_bound();
-  switch (select_route(bound)) {
+  switch (select_route(bound, static_cast<int64_t>(p.batch) * plan.units.per_batch)) {
     case SelectRoute::kCluster:
-      select_cluster_kernel<<<dim3(kClusterBlocks, plan.units.per_batch, p.batch),
-                              kClusterThreads, sizeof(uint32_t) * cluster_segment(bound),
-                              stream>>>(sel);
+      select_cluster_kernel<<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kClusterThreads,
+                              sizeof(uint32_t) * cluster_segment(bound), stream>>>(sel);
       break;
     case SelectRoute::kSharedKeys:
       select_kernel<true><<<dim3(plan.units.per_batch, p.batch), kSelectThreads,
                             sizeof(uint32_t) * static_cast<size_t>(bound), stream>>>(sel);
       break;
     case SelectRoute::kGlobalKeys:
-      select_kernel<false><<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(
-          sel);
+      select_kernel<false><<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(sel);
       break;
   }
   return last_launch_status();
@@ -195,11 +227,24 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                       sizeof(unsigned) * static_cast<size_t>(p.batch) * plan.units.per_batch,
                       stream) != cudaSuccess)
     return Status::kCudaError;
-  AttendParams<T> ap{a.q, a.cache, a.lengths, a.out, p.num_q_heads, plan.units.per_batch,
-                     plan.units.heads_per_unit, plan.units.group_size, p.length_bound(),
-                     plan.rows_per_split, plan.splits, plan.indices, plan.kmax, a.config.k,
-                     a.config.reallocation ? plan.alpha : nullptr, plan.partial_ml,
-                     plan.partial_acc, plan.counters};
+  AttendParams<T> ap{a.q,
+                     a.cache,
+                     a.lengths,
+                     a.out,
+                     p.num_q_heads,
+                     plan.units.per_batch,
+                     plan.units.heads_per_unit,
+                     plan.units.group_size,
+                     p.length_bound(),
+                     plan.rows_per_split,
+                     plan.splits,
+                     plan.indices,
+                     plan.kmax,
+                     a.config.k,
+                     a.config.reallocation ? plan.alpha : nullptr,
+                     plan.partial_ml,
+                     plan.partial_acc,
+                     plan.counters};
   return launch_attend<T, D>(ap, p.batch, stream);
 }
 
