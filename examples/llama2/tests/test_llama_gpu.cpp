@@ -17,9 +17,10 @@ namespace {
     if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why; \
   } while (0)
 
-// bf16 weights, activations and KV cache against a float32 reference: logits of magnitude ~4
-// agree to a few hundredths.
-constexpr double kTol = 0.08;
+// bf16 weights, activations and KV cache against a float32 reference, logits of magnitude ~4:
+// measured on an H100, max |error| 0.074 (fp32_sharded, whose weights are rounded to bf16) and
+// 0.046 (bf16_tied), over every prefill position and decode step.
+constexpr double kTol = 0.12;
 
 std::unique_ptr<Model> load(const std::string& variant, bool graphs = true) {
   CudaOptions o;
