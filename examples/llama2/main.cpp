@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model_dir, device = "auto", prompt, system, random_weights;
-  bool has_prompt = false, raw = false, graphs = true;
+  bool has_prompt = false, raw = false, graphs = true, bench_prefill = false;
   int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
   float temperature = 0.6f, top_p = 0.9f;
   uint64_t seed = 1234;
@@ -74,6 +74,9 @@ void print_help() {
       "  --bench-decode S       fill the KV cache to S positions (random keys and values), then\n"
       "                         time decode steps with dense and with SparQ attention\n"
       "  --bench-steps N        decode steps timed per mode [64]\n"
+      "  --bench-fill M         random: random keys and values through kv_append [default];\n"
+      "                         prefill: prefill a random prompt of S tokens (the example's\n"
+      "                         prefill attention is simple and quadratic: slow for large S)\n"
       "  --random-weights NAME  no checkpoint: random weights of the true shapes, on the GPU;\n"
       "                         NAME: llama2-7b, llama2-13b, llama2-70b, tinyllama-1.1b, "
       "llama3-8b\n"
@@ -184,6 +187,10 @@ Options parse(int argc, char** argv) {
       o.bench_decode = static_cast<int>(number(1));
     } else if (a == "--bench-steps") {
       o.bench_steps = static_cast<int>(number(1));
+    } else if (a == "--bench-fill") {
+      const std::string m = value();
+      if (m != "random" && m != "prefill") usage_error("--bench-fill must be random or prefill");
+      o.bench_prefill = m == "prefill";
     } else if (a == "--random-weights") {
       o.random_weights = value();
     } else {
@@ -228,7 +235,19 @@ int bench_decode(llama::Model& model, const Options& o) {
     model.attention = o.attention;
     model.attention.mode = modes[m];
     for (int pass = 0; pass < 2; ++pass) {  // pass 0 warms up (and captures the graphs)
-      model.fill_random(S, o.seed);
+      if (o.bench_prefill) {
+        std::vector<int> prompt(S);
+        std::mt19937 prompt_rng(static_cast<uint32_t>(o.seed));
+        for (int& t : prompt)
+          t = tok(prompt_rng);
+        model.reset();
+        const auto t0 = Clock::now();
+        model.prefill(prompt, &logits);
+        if (m == 0 && pass == 0)
+          std::printf("  prefill of %d random tokens: %.3f s\n", S, seconds_since(t0));
+      } else {
+        model.fill_random(S, o.seed);
+      }
       model.synchronize();
       const auto t0 = Clock::now();
       for (int i = 0; i < n; ++i)

@@ -79,6 +79,14 @@ TEST(Cli, BenchDecodeOnTheCpu) {
   EXPECT_NE(r.output.find("speedup"), std::string::npos) << r.output;
 }
 
+TEST(Cli, BenchDecodeAfterARealPrefill) {
+  const Result r = run("--model '" + variant_dir("fp32_sharded") +
+                       "' --device cpu --bench-decode 100 --bench-steps 2 --bench-fill prefill");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("prefill of 100 random tokens"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("speedup"), std::string::npos) << r.output;
+}
+
 TEST(Cli, ContextOverflowIsAnError) {
   const Result r = run("--model '" + variant_dir("bf16_tied") +
                        "' --device cpu --prompt 'a long enough prompt' --max-seq-len 8");
