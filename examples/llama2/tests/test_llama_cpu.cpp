@@ -2,6 +2,9 @@
 // scripts/make_tiny_llama.py), SparQ with r = d and k = S against dense, and the chat format.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +59,60 @@ TEST_P(CpuLogits, PrefillInPiecesEqualsPrefillAtOnce) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyLlama, CpuLogits, ::testing::Values("fp32_sharded", "bf16_tied"));
+
+TEST(CpuDtypes, HalfToFloat) {
+  for (float x : {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.9604644775390625e-08f,
+                  1e-6f, 0.1f, -3.14159f}) {
+    const __half h = sparq::from_float<__half>(x);
+    uint16_t bits;
+    std::memcpy(&bits, &h, 2);
+    EXPECT_EQ(f16_to_float(bits), sparq::to_float(h)) << x;
+  }
+  EXPECT_TRUE(std::isinf(f16_to_float(0x7c00)));
+  EXPECT_TRUE(std::isnan(f16_to_float(0x7e00)));
+}
+
+// The bf16 checkpoint rewritten as F16 (bf16 values are exact in fp16 unless they are tiny):
+// the fp16 loading path gives transformers' logits too.
+TEST(CpuDtypes, Fp16CheckpointMatchesTransformers) {
+  char tmpl[] = "/tmp/llama_fp16_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, src = variant_dir("bf16_tied");
+  const std::string bytes = read_text_file(src + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+  std::string data = bytes.substr(8 + n);
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    ASSERT_EQ((*it)["dtype"], "BF16");
+    (*it)["dtype"] = "F16";
+    const uint64_t b = (*it)["data_offsets"][0], e = (*it)["data_offsets"][1];
+    for (uint64_t off = b; off < e; off += 2) {
+      uint16_t v;
+      std::memcpy(&v, &data[off], 2);
+      const __half h = sparq::from_float<__half>(bf16_to_float(v));
+      std::memcpy(&data[off], &h, 2);
+    }
+  }
+  const std::string h = header.dump();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    out[i] = static_cast<char>((uint64_t(h.size()) >> (8 * i)) & 0xff);
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << out << h << data;
+  std::ofstream(dir + "/config.json", std::ios::binary) << read_text_file(src + "/config.json");
+
+  const Reference ref = load_reference("bf16_tied");
+  const Checkpoint ck(dir);
+  CpuModel model(ck, 64, false);
+  std::vector<float> last, all;
+  model.prefill(ref.prompt_ids, &last, &all);
+  const int V = ck.config().vocab_size;
+  for (size_t t = 0; t < ref.prefill_logits.size(); ++t)
+    EXPECT_LT(max_abs_diff(&all[t * V], ref.prefill_logits[t]), kTol) << "position " << t;
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
 
 std::vector<int> greedy(Model& m, const std::vector<int>& prompt, int steps,
                         std::vector<std::vector<float>>* logits_out = nullptr) {
