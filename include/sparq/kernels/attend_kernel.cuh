@@ -57,9 +57,24 @@ struct WarpRole {
   }
 };
 
+/// Rows of K and V staged per tile in the GQA variant: 16 KiB of shared memory per tile.
 template <typename T, int D>
+struct StageTile {
+  static constexpr int kChunksPerRow = D * static_cast<int>(sizeof(T)) / 16;
+  static constexpr int kRows = 16384 / (2 * kChunksPerRow * 16);
+  static constexpr int kChunks = 2 * kRows * kChunksPerRow;  // K then V
+  static constexpr int kPerThread = kChunks / kAttendThreads;
+};
+
+/// kStaged (query heads sharing a KV head): the block loads each tile of rows once into
+/// shared memory (prefetching the next tile into registers meanwhile) and every warp reads
+/// its head's rows from there. Otherwise (one head per unit) each lane group loads its own
+/// rows straight into registers, 8 rows in flight.
+template <typename T, int D, bool kStaged>
 __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
   using G = device::RowGeometry<T, D>;
+  using Tile = StageTile<T, D>;
+  __shared__ uint4 s_stage[kStaged ? Tile::kChunks : 1];
   __shared__ float s_acc[kAttendWarps][D];
   __shared__ float2 s_ml[kAttendWarps];
   __shared__ bool s_last;
@@ -86,7 +101,59 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     const WarpRole role(min(p.heads_per_unit - hp, kAttendWarps), warp);
     device::AttentionState<T, D, 1> st;
     st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + role.head) * D, 1, qscale);
-    if (role.active) {
+    if constexpr (kStaged) {
+      uint4 pre[Tile::kPerThread];
+      auto prefetch = [&](int tile_begin) {
+#pragma unroll
+        for (int i = 0; i < Tile::kPerThread; ++i) {
+          const int c = threadIdx.x + i * kAttendThreads;
+          const int in_tile = c % (Tile::kRows * Tile::kChunksPerRow);
+          const int r = tile_begin + in_tile / Tile::kChunksPerRow;
+          const int chunk = in_tile % Tile::kChunksPerRow;
+          if (r < end) {
+            const int row = sparse ? rows[r] : r;
+            const T* src = c < Tile::kRows * Tile::kChunksPerRow ? p.cache.k_row(b, kvh, row)
+                                                                 : p.cache.v_row(b, kvh, row);
+            pre[i] = device::load16_stream(src + chunk * G::kElemsPerChunk);
+          } else {
+            pre[i] = make_uint4(0, 0, 0, 0);
+          }
+        }
+      };
+      if (begin < end) prefetch(begin);
+      for (int tile = begin; tile < end; tile += Tile::kRows) {
+        __syncthreads();  // every warp is done with the previous tile
+#pragma unroll
+        for (int i = 0; i < Tile::kPerThread; ++i)
+          s_stage[threadIdx.x + i * kAttendThreads] = pre[i];
+        __syncthreads();
+        if (tile + Tile::kRows < end) prefetch(tile + Tile::kRows);
+        if (role.active) {
+          const int rows_here = min(Tile::kRows, end - tile);
+          const int groups = role.row_warps * G::kRowsPerWarp;
+          for (int base = role.row_warp * G::kRowsPerWarp; base < rows_here;
+               base += groups * kAttendUnroll) {
+            uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+            bool valid[kAttendUnroll];
+#pragma unroll
+            for (int u = 0; u < kAttendUnroll; ++u) {
+              const int r = base + group_in_warp + u * groups;
+              valid[u] = r < rows_here;
+#pragma unroll
+              for (int c = 0; c < G::kChunksPerLane; ++c) {
+                const int chunk = lr + c * G::kLanesPerRow;
+                const uint4 zero = make_uint4(0, 0, 0, 0);
+                k[u][c] = valid[u] ? s_stage[r * Tile::kChunksPerRow + chunk] : zero;
+                v[u][c] =
+                    valid[u] ? s_stage[(Tile::kRows + r) * Tile::kChunksPerRow + chunk] : zero;
+              }
+            }
+            st.update(k, v, valid, 1);
+          }
+        }
+      }
+      __syncthreads();  // s_stage is free for the next head pass
+    } else if (role.active) {
       // Lane groups of the warps sharing a head interleave over the rows; the loop bound is
       // uniform across the warp since update() shuffles with the full mask.
       const int groups = role.row_warps * G::kRowsPerWarp;
@@ -169,18 +236,22 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   }
 }
 
-/// Resident blocks of the attend kernel.
+/// Resident blocks of the attend kernel variant for units of `heads_per_unit` query heads.
 template <typename T, int D>
-int attend_slots() {
-  static const int slots = device_slots(attend_kernel<T, D>, kAttendThreads);
-  return slots;
+int attend_slots(int heads_per_unit) {
+  static const int direct = device_slots(attend_kernel<T, D, false>, kAttendThreads);
+  static const int staged = device_slots(attend_kernel<T, D, true>, kAttendThreads);
+  return heads_per_unit > 1 ? staged : direct;
 }
 
 /// Launches the attend kernel over (splits, units, batch) blocks.
 template <typename T, int D>
 Status launch_attend(const AttendParams<T>& ap, int batch, cudaStream_t stream) {
-  attend_kernel<T, D>
-      <<<dim3(ap.splits, ap.units_per_batch, batch), kAttendThreads, 0, stream>>>(ap);
+  const dim3 grid(ap.splits, ap.units_per_batch, batch);
+  if (ap.heads_per_unit > 1)
+    attend_kernel<T, D, true><<<grid, kAttendThreads, 0, stream>>>(ap);
+  else
+    attend_kernel<T, D, false><<<grid, kAttendThreads, 0, stream>>>(ap);
   return last_launch_status();
 }
 

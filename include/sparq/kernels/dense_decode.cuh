@@ -35,7 +35,7 @@ struct DensePlan {
     const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
     int slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
-      slots = attend_slots<T, decltype(dim)::value>();
+      slots = attend_slots<T, decltype(dim)::value>(p.group_size());
       return Status::kSuccess;
     });
     splits = plan_splits(bound, batch_units, 256, slots);

@@ -110,7 +110,7 @@ struct SparqPlan {
     int slots = 0, score_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
       constexpr int D = decltype(dim)::value;
-      slots = attend_slots<T, D>();
+      slots = attend_slots<T, D>(units.heads_per_unit);
       score_slots = device_slots(score_kernel<T, D>, kScoreThreads,
                                  score_smem_bytes(units.heads_per_unit, D));
       return Status::kSuccess;
