@@ -316,6 +316,7 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
     }
     const double t_decode = seconds_since(t0);
     std::printf("\n");
+    std::fflush(stdout);  // the answer before the statistics (stderr)
     std::fprintf(stderr,
                  "[prefill %zu tokens %.1f tok/s | decode %d tokens %.1f tok/s | attention %s, "
                  "transfers %.3f of dense | context %d/%d]\n",

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "test_support.hpp"
@@ -16,10 +17,11 @@ struct Result {
   std::string output;  ///< stdout and stderr
 };
 
-Result run(const std::string& args, bool with_stderr = true) {
+/// Runs llama2_chat with `args`; `input` (no single quotes) is its standard input.
+Result run(const std::string& args, bool with_stderr = true, const std::string& input = "") {
   Result r;
-  const std::string cmd = std::string("'") + LLAMA2_CHAT + "' " + args +
-                          (with_stderr ? " 2>&1" : " 2>/dev/null") + " </dev/null";
+  const std::string cmd = "printf '" + input + "' | '" + LLAMA2_CHAT + "' " + args +
+                          (with_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -61,6 +63,29 @@ TEST(Cli, OneShotGreedyAnswerIsDeterministic) {
   const Result b = run(args, false), c = run(args, false);  // the answer alone (stdout)
   EXPECT_FALSE(b.output.empty());
   EXPECT_EQ(b.output, c.output);
+}
+
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t p = s.find(part); p != std::string::npos; p = s.find(part, p + 1))
+    ++n;
+  return n;
+}
+
+TEST(Cli, InteractiveMultiTurnKeepsTheConversation) {
+  const Result r = run("--model '" + variant_dir("bf16_tied") +
+                           "' --device cpu --temperature 0 --max-new-tokens 5 --system Hi",
+                       true, "Hello\\n\\nHow are you?\\n");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "[prefill "), 2u) << r.output;  // the empty line is skipped
+  // Turn 1: <s>[INST] <<SYS>>... (43 tokens) + 5 answer tokens; turn 2 starts with </s>.
+  const size_t second = r.output.rfind("[prefill ");
+  EXPECT_NE(r.output.find("context ", second), std::string::npos);
+  const size_t first = r.output.find("[prefill ");
+  const int first_ctx = std::atoi(r.output.c_str() + r.output.find("context ", first) + 8);
+  const int second_ctx = std::atoi(r.output.c_str() + r.output.find("context ", second) + 8);
+  const int second_prefill = std::atoi(r.output.c_str() + second + 9);
+  EXPECT_EQ(second_ctx, first_ctx + second_prefill + 5) << r.output;
 }
 
 TEST(Cli, SparqDecodeReportsTransferRatio) {
