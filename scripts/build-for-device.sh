@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Builds the gpu preset here (no GPU needed) so that the build folder can be carried to a
-# machine with a GPU that lacks GoogleTest and Google Benchmark: shared libraries the
-# binaries need from this machine (Google Benchmark) are copied into build/gpu/lib, which
-# scripts/gpu-check.sh puts on LD_LIBRARY_PATH. Object files are dropped to keep it small.
+# Builds the gpu preset here (no GPU needed) and gathers what a GPU machine without GoogleTest,
+# Google Benchmark or SentencePiece needs into .devcarry/: the test, benchmark and example
+# binaries (same relative paths as in build/gpu) and the shared libraries they use from this
+# machine in .devcarry/lib. There: scripts/gpu-check.sh --build-dir .devcarry [--bench].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset gpu >/dev/null
 cmake --build --preset gpu -j "$(nproc)"
-mkdir -p build/gpu/lib
-for bin in build/gpu/tests/gpu/test_* build/gpu/bench/bench_*; do
-  [ -x "$bin" ] || continue
-  ldd "$bin" | awk '/libbenchmark/ {print $3}' | while read -r lib; do cp -L "$lib" build/gpu/lib/; done
+rm -rf .devcarry
+mkdir -p .devcarry/lib
+for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/bench_* \
+           build/gpu/examples/llama2/llama2_chat build/gpu/examples/llama2/tests/test_llama_*; do
+  [ -f "$bin" ] && [ -x "$bin" ] || continue
+  dest=".devcarry/${bin#build/gpu/}"
+  mkdir -p "$(dirname "$dest")"
+  cp "$bin" "$dest"
+  ldd "$bin" | awk '/libbenchmark|libsentencepiece|libprotobuf/ {print $3}' |
+    while read -r lib; do cp -L "$lib" .devcarry/lib/; done
 done
-du -sh build/gpu
+du -sh .devcarry

@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 export SPARQ_TEST_DATA_DIR="$PWD/tests/data"
+export LLAMA_TEST_DATA="$PWD/tests/data/tiny_llama"
 export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 summary="$out/summary.txt"
 : > "$summary"
@@ -47,7 +48,7 @@ fi
 fail=0
 tests_log="$out/tests.log"
 : > "$tests_log"
-for t in "$build"/tests/gpu/test_* "$build"/tests/test_*; do
+for t in "$build"/tests/gpu/test_* "$build"/tests/test_* "$build"/examples/llama2/tests/test_llama_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s)
@@ -81,6 +82,14 @@ if [ $bench = 1 ]; then
     done
     python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
     if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
+    chat="$build/examples/llama2/llama2_chat"
+    if [ -x "$chat" ]; then
+      for s_len in 4096 32768; do
+        echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len ====" >> "$log"
+        timeout 120 "$chat" --random-weights llama2-7b --bench-decode $s_len --bench-steps 32 \
+          >> "$log" 2>&1 && row "llama2-7b bench-decode $s_len" done || row "llama2-7b bench-decode $s_len" FAIL
+      done
+    fi
     if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
       echo "==== ncu: SparQ B=1 S=32k, dense B=1 and B=64 S=32k ====" >> "$log"
       timeout 120 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
