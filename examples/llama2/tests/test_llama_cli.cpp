@@ -17,10 +17,17 @@ struct Result {
   std::string output;  ///< stdout and stderr
 };
 
+/// The program under test: $LLAMA2_CHAT_BIN when set (a build carried to another machine),
+/// else the path CMake compiled in.
+std::string program() {
+  const char* env = std::getenv("LLAMA2_CHAT_BIN");
+  return env && *env ? env : LLAMA2_CHAT;
+}
+
 /// Runs llama2_chat with `args`; `input` (no single quotes) is its standard input.
 Result run(const std::string& args, bool with_stderr = true, const std::string& input = "") {
   Result r;
-  const std::string cmd = "printf '" + input + "' | '" + LLAMA2_CHAT + "' " + args +
+  const std::string cmd = "printf '" + input + "' | '" + program() + "' " + args +
                           (with_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
