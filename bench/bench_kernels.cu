@@ -16,7 +16,9 @@ sparq::SparqConfig config_for(int seq_len, double compression = 8) {
   return c;
 }
 
-int reps_for(double bytes) { return bytes > 4e9 ? 7 : (bytes > 5e8 ? 15 : 40); }
+int reps_for(double bytes) {
+  return bytes > 4e9 ? 7 : (bytes > 5e8 ? 15 : 40);
+}
 
 void BM_CopyCeiling(benchmark::State& state) {
   for (auto _ : state) {
@@ -33,8 +35,9 @@ void BM_DenseDecode(benchmark::State& state) {
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
-          sb::check_status(sparq::dense_decode(s.dense_params(i), s.workspace, s.workspace_bytes,
-                                               nullptr), "dense_decode");
+          sb::check_status(
+              sparq::dense_decode(s.dense_params(i), s.workspace, s.workspace_bytes, nullptr),
+              "dense_decode");
         },
         reps_for(s.dense_bytes()));
     sb::report(state, ms, s.dense_bytes());
@@ -51,8 +54,9 @@ void BM_SparqDecode(benchmark::State& state) {
   const sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace);
   // Run the whole pipeline once per copy so every stage's inputs are valid.
   for (int i = 0; i < s.copies; ++i)
-    sb::check_status(sparq::sparq_decode(s.sparq_params(i), s.workspace, s.workspace_bytes, nullptr),
-                     "sparq_decode");
+    sb::check_status(
+        sparq::sparq_decode(s.sparq_params(i), s.workspace, s.workspace_bytes, nullptr),
+        "sparq_decode");
   const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
   double bytes = s.sparq_bytes();
   if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
@@ -63,10 +67,13 @@ void BM_SparqDecode(benchmark::State& state) {
         [&](int i) {
           const sparq::SparqDecodeParams<T> a = s.sparq_params(i);
           sparq::Status st = sparq::Status::kSuccess;
-          if (kStage == kWhole) st = sparq::sparq_decode(a, s.workspace, s.workspace_bytes, nullptr);
-          if (kStage == kScores) st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
+          if (kStage == kWhole)
+            st = sparq::sparq_decode(a, s.workspace, s.workspace_bytes, nullptr);
+          if (kStage == kScores)
+            st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
           if (kStage == kSelect) st = sparq::kernels::launch_sparq_select<T>(a, plan, nullptr);
-          if (kStage == kAttend) st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
+          if (kStage == kAttend)
+            st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
           sb::check_status(st, "sparq stage");
         },
         reps_for(bytes));
@@ -83,8 +90,8 @@ void BM_KVAppendDecode(benchmark::State& state) {
   // New tokens come from the q buffer region (random data); lengths stay at seq - 1.
   std::vector<int> lens(batch, seq - 1);
   BENCH_CUDA(cudaMemcpy(s.lengths, lens.data(), batch * sizeof(int), cudaMemcpyHostToDevice));
-  const double bytes = s.kv_rows() * (3.0 * kDim * sizeof(T) + 2.0 * kDim * sizeof(float) +
-                                      2.0 * kDim * sizeof(T));
+  const double bytes =
+      s.kv_rows() * (3.0 * kDim * sizeof(T) + 2.0 * kDim * sizeof(float) + 2.0 * kDim * sizeof(T));
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
@@ -104,8 +111,13 @@ void BM_KVAppendDecode(benchmark::State& state) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (auto bs : std::vector<std::pair<int, int>>{{1, 16384}, {1, 32768}, {1, 131072}, {4, 16384},
-                                                  {16, 4096}, {64, 4096}, {64, 16384},
+  for (auto bs : std::vector<std::pair<int, int>>{{1, 16384},
+                                                  {1, 32768},
+                                                  {1, 131072},
+                                                  {4, 16384},
+                                                  {16, 4096},
+                                                  {64, 4096},
+                                                  {64, 16384},
                                                   {64, 32768}})
     b->Args({bs.first, bs.second});
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
@@ -119,7 +131,12 @@ BENCHMARK(BM_SparqDecode<kWhole>)->Name("BM_SparqDecode")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kAttend>)->Name("BM_SparqStageAttend")->Apply(shapes);
-BENCHMARK(BM_KVAppendDecode)->Args({1, 4096})->Args({64, 4096})->ArgNames({"B", "S"})
-    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_KVAppendDecode)
+    ->Args({1, 4096})
+    ->Args({64, 4096})
+    ->ArgNames({"B", "S"})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

@@ -16,13 +16,13 @@
 
 namespace sparq::bench {
 
-#define BENCH_CUDA(expr)                                                                  \
-  do {                                                                                    \
-    const cudaError_t e_ = (expr);                                                        \
-    if (e_ != cudaSuccess) {                                                              \
+#define BENCH_CUDA(expr)                                                                         \
+  do {                                                                                           \
+    const cudaError_t e_ = (expr);                                                               \
+    if (e_ != cudaSuccess) {                                                                     \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                       \
-    }                                                                                     \
+      std::exit(2);                                                                              \
+    }                                                                                            \
   } while (0)
 
 /// Uniform values in [-2, 2) from a hash of the index: random, reproducible, never all zeros.
@@ -93,9 +93,11 @@ class Pool {
 
 /// Median milliseconds of `reps` runs of fn(i), each bracketed by its own events.
 inline double median_ms(const std::function<void(int)>& fn, int reps, int warmup = 3) {
-  for (int i = 0; i < warmup; ++i) fn(i);
+  for (int i = 0; i < warmup; ++i)
+    fn(i);
   std::vector<cudaEvent_t> ev(2 * reps);
-  for (auto& e : ev) BENCH_CUDA(cudaEventCreate(&e));
+  for (auto& e : ev)
+    BENCH_CUDA(cudaEventCreate(&e));
   for (int i = 0; i < reps; ++i) {
     BENCH_CUDA(cudaEventRecord(ev[2 * i]));
     fn(i);
@@ -103,8 +105,10 @@ inline double median_ms(const std::function<void(int)>& fn, int reps, int warmup
   }
   BENCH_CUDA(cudaDeviceSynchronize());
   std::vector<float> ms(reps);
-  for (int i = 0; i < reps; ++i) BENCH_CUDA(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
-  for (auto& e : ev) cudaEventDestroy(e);
+  for (int i = 0; i < reps; ++i)
+    BENCH_CUDA(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
+  for (auto& e : ev)
+    cudaEventDestroy(e);
   std::sort(ms.begin(), ms.end());
   return ms[reps / 2];
 }
@@ -119,7 +123,8 @@ inline double copy_bandwidth_bytes_per_s() {
   BENCH_CUDA(cudaMalloc(&a, n));
   BENCH_CUDA(cudaMalloc(&b, n));
   BENCH_CUDA(cudaMemset(a, 1, n));
-  const double ms = median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20);
+  const double ms =
+      median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20);
   BENCH_CUDA(cudaFree(a));
   BENCH_CUDA(cudaFree(b));
   bw = 2.0 * n / (ms * 1e-3);
@@ -185,7 +190,8 @@ struct DecodeSetup {
     std::vector<int> lens(batch, seq_len);
     BENCH_CUDA(cudaMemcpy(lengths, lens.data(), batch * sizeof(int), cudaMemcpyHostToDevice));
     // The V sums are read as floats: give them finite values.
-    for (auto& c2 : caches) fill_random(c2.vsum, s.vsum, 7);
+    for (auto& c2 : caches)
+      fill_random(c2.vsum, s.vsum, 7);
     fits = true;
   }
 

@@ -16,7 +16,9 @@ namespace {
 
 constexpr int kDim = 128;
 
-int reps_for(double bytes) { return bytes > 4e9 ? 5 : (bytes > 5e8 ? 11 : 30); }
+int reps_for(double bytes) {
+  return bytes > 4e9 ? 5 : (bytes > 5e8 ? 11 : 30);
+}
 
 /// Dense time per (Hq, Hkv, B, S), shared by the four compressions.
 double dense_ms(const sb::DecodeSetup<T>& s) {
@@ -59,9 +61,8 @@ void run_point(benchmark::State& state, int hq, int hkv, int batch, int seq, dou
     state.counters["sparq_pct_bw"] = 100.0 * s.sparq_bytes() / (sparse * 1e-3) / copy_bw;
     state.counters["r"] = cfg.r;
     state.counters["k"] = cfg.k;
-    const bool auto_sparq =
-        sparq::resolve_attention_mode(sparq::AttentionMode::kAuto, s.p, cfg) ==
-        sparq::AttentionMode::kSparq;
+    const bool auto_sparq = sparq::resolve_attention_mode(sparq::AttentionMode::kAuto, s.p, cfg) ==
+                            sparq::AttentionMode::kSparq;
     state.counters["auto_is_sparq"] = auto_sparq ? 1 : 0;
     state.counters["auto_vs_dense"] = dense / (auto_sparq ? sparse : dense);
   }
@@ -86,9 +87,13 @@ int main(int argc, char** argv) {
           const std::string name = "sweep/Hq" + std::to_string(heads.first) + "_Hkv" +
                                    std::to_string(heads.second) + "/B" + std::to_string(batch) +
                                    "/S" + std::to_string(seq) + "/c" + std::to_string(int(c));
-          benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-            run_point(st, heads.first, heads.second, batch, seq, c);
-          })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+          benchmark::RegisterBenchmark(name.c_str(),
+                                       [=](benchmark::State& st) {
+                                         run_point(st, heads.first, heads.second, batch, seq, c);
+                                       })
+              ->UseManualTime()
+              ->Iterations(1)
+              ->Unit(benchmark::kMicrosecond);
         }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

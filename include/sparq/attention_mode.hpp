@@ -20,8 +20,8 @@ enum class AttentionMode : int {
 /// The defaults come from the speedup sweep on an H100 (docs/benchmarks.md): with them, auto
 /// was never more than 5% slower than dense at any point of that sweep.
 struct AutoRule {
-  double min_rows = 256000;                ///< rows per step at theoretical speedup >= 8
-  double min_theoretical_speedup = 1.5;    ///< below this, always dense
+  double min_rows = 256000;              ///< rows per step at theoretical speedup >= 8
+  double min_theoretical_speedup = 1.5;  ///< below this, always dense
 };
 
 /// Rows a step must read (batch x KV heads x length bound) for auto to pick SparQ.

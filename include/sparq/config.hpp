@@ -17,10 +17,10 @@ enum class GqaMode : int {
 };
 
 struct SparqConfig {
-  int r = 16;                 ///< query components used for the approximate scores (step 1)
-  int k = 128;                ///< positions fetched exactly (step 4); clamped to each length
-  int local_window = 0;       ///< the last l positions are always selected; 0 <= l <= k
-  bool reallocation = true;   ///< mix in the mean value vector (step 7); false: y = s . V[i2]
+  int r = 16;                ///< query components used for the approximate scores (step 1)
+  int k = 128;               ///< positions fetched exactly (step 4); clamped to each length
+  int local_window = 0;      ///< the last l positions are always selected; 0 <= l <= k
+  bool reallocation = true;  ///< mix in the mean value vector (step 7); false: y = s . V[i2]
   GqaMode gqa = GqaMode::kShared;
 };
 

@@ -13,14 +13,19 @@ enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kBFloat16:
+      return "bfloat16";
   }
   return "unknown";
 }
 
-inline int dtype_size(DType t) { return t == DType::kFloat32 ? 4 : 2; }
+inline int dtype_size(DType t) {
+  return t == DType::kFloat32 ? 4 : 2;
+}
 
 template <typename T>
 struct ElementTraits;  // only float, __half and __nv_bfloat16 are element types

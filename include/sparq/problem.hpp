@@ -25,7 +25,9 @@ struct DecodeProblem {
 };
 
 /// Head dims with compiled kernels (the reference accepts the same, so tests mirror kernels).
-inline bool supported_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
+inline bool supported_head_dim(int d) {
+  return d == 64 || d == 128 || d == 256;
+}
 
 /// Largest batch a launch accepts (grid y/z dimension limit).
 constexpr int kMaxBatch = 65535;
@@ -82,7 +84,9 @@ struct KVCacheView {
 
 /// Row stride of Kt in a packed cache: the capacity rounded up to 8 elements, so every row of
 /// Kt starts 16-byte aligned for any element type.
-inline int64_t padded_capacity(int capacity) { return (static_cast<int64_t>(capacity) + 7) / 8 * 8; }
+inline int64_t padded_capacity(int capacity) {
+  return (static_cast<int64_t>(capacity) + 7) / 8 * 8;
+}
 
 /// Element counts of a packed dual-layout cache for `p` (what to allocate).
 struct KVCacheSizes {

@@ -31,8 +31,12 @@ SPARQ_HOST_DEVICE inline SelectionUnits selection_units(const DecodeProblem& p, 
 }
 
 /// k and the local window for a sequence of `length` rows: both clamped to the length.
-SPARQ_HOST_DEVICE inline int effective_k(int k, int length) { return k < length ? k : length; }
-SPARQ_HOST_DEVICE inline int effective_window(int l, int length) { return l < length ? l : length; }
+SPARQ_HOST_DEVICE inline int effective_k(int k, int length) {
+  return k < length ? k : length;
+}
+SPARQ_HOST_DEVICE inline int effective_window(int l, int length) {
+  return l < length ? l : length;
+}
 
 /// Temperature of step 2: sqrt(d * |q[i1]|_1 / |q|_1). A zero query has no scale; 1 is used.
 SPARQ_HOST_DEVICE inline double temperature(int head_dim, double l1_selected, double l1_total) {

@@ -27,36 +27,50 @@ enum class Status : int {
 
 inline const char* status_string(Status s) {
   switch (s) {
-    case Status::kSuccess: return "success";
-    case Status::kInvalidBatch: return "invalid batch size: must be >= 1";
-    case Status::kInvalidHeads: return "invalid head count: num_q_heads and num_kv_heads must be >= 1";
+    case Status::kSuccess:
+      return "success";
+    case Status::kInvalidBatch:
+      return "invalid batch size: must be >= 1";
+    case Status::kInvalidHeads:
+      return "invalid head count: num_q_heads and num_kv_heads must be >= 1";
     case Status::kGroupSizeMismatch:
       return "num_q_heads must be a multiple of num_kv_heads (GQA group size must divide)";
-    case Status::kUnsupportedHeadDim: return "unsupported head_dim: must be 64, 128 or 256";
-    case Status::kUnsupportedDType: return "unsupported element type: must be float, half or bfloat16";
-    case Status::kInvalidCapacity: return "invalid cache capacity: must be >= 1";
+    case Status::kUnsupportedHeadDim:
+      return "unsupported head_dim: must be 64, 128 or 256";
+    case Status::kUnsupportedDType:
+      return "unsupported element type: must be float, half or bfloat16";
+    case Status::kInvalidCapacity:
+      return "invalid cache capacity: must be >= 1";
     case Status::kLengthBeyondCapacity:
       return "sequence length out of range: must be in [1, capacity]";
-    case Status::kInvalidR: return "r out of range: must be in [1, head_dim]";
-    case Status::kInvalidK: return "k out of range: must be >= 1";
-    case Status::kInvalidLocalWindow: return "local window out of range: must be in [0, k]";
+    case Status::kInvalidR:
+      return "r out of range: must be in [1, head_dim]";
+    case Status::kInvalidK:
+      return "k out of range: must be >= 1";
+    case Status::kInvalidLocalWindow:
+      return "local window out of range: must be in [0, k]";
     case Status::kInvalidCompression:
       return "compression ratio out of range: must be finite and >= 1";
     case Status::kInvalidNewTokens:
       return "invalid number of new tokens: must be >= 1 and fit in the cache capacity";
-    case Status::kNullPointer: return "a required pointer is null";
+    case Status::kNullPointer:
+      return "a required pointer is null";
     case Status::kMisalignedPointer:
       return "a pointer or stride is not aligned to 16 bytes as vector loads require";
-    case Status::kInvalidStride: return "invalid stride: strides must be positive and rows disjoint";
+    case Status::kInvalidStride:
+      return "invalid stride: strides must be positive and rows disjoint";
     case Status::kWorkspaceTooSmall:
       return "workspace too small: pass at least the size the workspace query returned";
     case Status::kUnsupportedGroupSize:
       return "unsupported GQA group: at most 32 query heads may share one KV head's selection";
-    case Status::kCudaError: return "CUDA runtime error";
+    case Status::kCudaError:
+      return "CUDA runtime error";
   }
   return "unknown status";
 }
 
-inline bool ok(Status s) { return s == Status::kSuccess; }
+inline bool ok(Status s) {
+  return s == Status::kSuccess;
+}
 
 }  // namespace sparq

@@ -25,21 +25,21 @@ inline std::string gpu_unavailable_reason() {
   return "";
 }
 
-#define SPARQ_REQUIRE_GPU()                                                   \
-  do {                                                                        \
-    const std::string why = ::sparq::test::gpu_unavailable_reason();          \
-    if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why;            \
+#define SPARQ_REQUIRE_GPU()                                          \
+  do {                                                               \
+    const std::string why = ::sparq::test::gpu_unavailable_reason(); \
+    if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why;   \
   } while (0)
 
-#define CUDA_ASSERT(expr)                                                     \
-  do {                                                                        \
-    const cudaError_t e_ = (expr);                                            \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);    \
+#define CUDA_ASSERT(expr)                                                  \
+  do {                                                                     \
+    const cudaError_t e_ = (expr);                                         \
+    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_); \
   } while (0)
 
-#define SPARQ_ASSERT_OK(expr)                                                 \
-  do {                                                                        \
-    const ::sparq::Status s_ = (expr);                                        \
+#define SPARQ_ASSERT_OK(expr)                                                                \
+  do {                                                                                       \
+    const ::sparq::Status s_ = (expr);                                                       \
     ASSERT_EQ(s_, ::sparq::Status::kSuccess) << #expr << ": " << ::sparq::status_string(s_); \
   } while (0)
 
@@ -104,7 +104,8 @@ struct DeviceKVCache {
 template <typename T>
 std::vector<double> to_double(const std::vector<T>& x) {
   std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = to_float(x[i]);
+  for (size_t i = 0; i < x.size(); ++i)
+    out[i] = to_float(x[i]);
   return out;
 }
 
@@ -119,7 +120,8 @@ inline double relative_l2(const std::vector<double>& got, const std::vector<doub
 
 inline size_t count_non_finite(const std::vector<double>& x) {
   size_t n = 0;
-  for (double v : x) n += std::isfinite(v) ? 0 : 1;
+  for (double v : x)
+    n += std::isfinite(v) ? 0 : 1;
   return n;
 }
 
@@ -137,8 +139,9 @@ namespace sparq::test {
 template <typename U>
 std::vector<U> download_raw(const U* device_ptr, size_t n) {
   std::vector<U> host(n);
-  if (n) EXPECT_EQ(cudaMemcpy(host.data(), device_ptr, n * sizeof(U), cudaMemcpyDeviceToHost),
-                   cudaSuccess);
+  if (n)
+    EXPECT_EQ(cudaMemcpy(host.data(), device_ptr, n * sizeof(U), cudaMemcpyDeviceToHost),
+              cudaSuccess);
   return host;
 }
 
@@ -156,7 +159,8 @@ void set_exact_vsum(HostKVCache<T>& h) {
     for (int kv = 0; kv < p.num_kv_heads; ++kv)
       for (int j = 0; j < p.head_dim; ++j) {
         double s = 0.0;
-        for (int r = 0; r < h.lengths[b]; ++r) s += to_float(c.v_row(b, kv, r)[j]);
+        for (int r = 0; r < h.lengths[b]; ++r)
+          s += to_float(c.v_row(b, kv, r)[j]);
         c.vsum_row(b, kv)[j] = static_cast<float>(s);
       }
 }

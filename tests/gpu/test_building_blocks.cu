@@ -18,11 +18,13 @@ TEST(BuildingBlocksHost, OrderedKeysPreserveFloatOrder) {
   std::mt19937 gen(3);
   std::normal_distribution<float> nd(0.f, 10.f);
   std::vector<float> xs{0.f, -0.f, 1e-38f, -1e-38f, INFINITY, -INFINITY, 1.f, -1.f};
-  for (int i = 0; i < 2000; ++i) xs.push_back(nd(gen));
+  for (int i = 0; i < 2000; ++i)
+    xs.push_back(nd(gen));
   for (float a : xs)
     for (int i = 0; i < 20; ++i) {
       const float b = xs[(i * 97) % xs.size()];
-      const uint32_t ka = sparq::device::float_to_ordered(a), kb = sparq::device::float_to_ordered(b);
+      const uint32_t ka = sparq::device::float_to_ordered(a),
+                     kb = sparq::device::float_to_ordered(b);
       EXPECT_EQ(a < b, ka < kb) << a << " vs " << b;
       EXPECT_EQ(a == b, ka == kb) << a << " vs " << b;
     }
@@ -41,10 +43,12 @@ TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
   std::mt19937 gen(5);
   std::normal_distribution<float> nd(0.f, 3.f);
   std::vector<float> x(1000);
-  for (float& v : x) v = nd(gen);
+  for (float& v : x)
+    v = nd(gen);
   auto stats_of = [&](int lo, int hi) {
     sparq::device::SoftmaxStats s = sparq::device::empty_stats();
-    for (int i = lo; i < hi; ++i) s = sparq::device::merge_stats(s, {x[i], 1.f});
+    for (int i = lo; i < hi; ++i)
+      s = sparq::device::merge_stats(s, {x[i], 1.f});
     return s;
   };
   const sparq::device::SoftmaxStats whole = stats_of(0, 1000);
@@ -53,7 +57,8 @@ TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
   EXPECT_EQ(whole.m, merged.m);
   EXPECT_NEAR(whole.l, merged.l, 1e-5 * whole.l);
   double direct = 0.0;
-  for (float v : x) direct += std::exp(double(v) - whole.m);
+  for (float v : x)
+    direct += std::exp(double(v) - whole.m);
   EXPECT_NEAR(whole.l, direct, 1e-5 * direct);
   const sparq::device::SoftmaxStats e =
       sparq::device::merge_stats(sparq::device::empty_stats(), sparq::device::empty_stats());
@@ -83,7 +88,8 @@ __global__ void topk_kernel(const uint32_t* keys, int n, int count, int* out, in
   __shared__ typename TopK::TempStorage ts;
   TopK::clear_histogram(ts);
   __syncthreads();
-  for (int s = threadIdx.x; s < n; s += kThreads) TopK::add_to_first_histogram(ts, keys[s]);
+  for (int s = threadIdx.x; s < n; s += kThreads)
+    TopK::add_to_first_histogram(ts, keys[s]);
   __syncthreads();
   int need = 0;
   const uint32_t t = TopK::threshold(ts, keys, n, count, &need);
@@ -94,14 +100,17 @@ __global__ void topk_kernel(const uint32_t* keys, int n, int count, int* out, in
 TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
   SPARQ_REQUIRE_GPU();
   std::mt19937 gen(::testing::UnitTest::GetInstance()->random_seed());
-  struct Shape { int n, count, distinct; };
+  struct Shape {
+    int n, count, distinct;
+  };
   for (const Shape sh : {Shape{1, 1, 5}, Shape{7, 3, 3}, Shape{512, 100, 1000000},
                          Shape{513, 513, 50}, Shape{5000, 1, 100}, Shape{100000, 6250, 1000000},
                          Shape{131072, 8192, 64}, Shape{3000, 1500, 1}}) {
     SCOPED_TRACE("n " + std::to_string(sh.n) + " count " + std::to_string(sh.count));
     std::uniform_int_distribution<uint32_t> dist(0, sh.distinct - 1);
     std::vector<uint32_t> keys(sh.n);
-    for (auto& k : keys) k = dist(gen) * 2654435761u % 0xFFFFFFF0u;  // spread over all bits
+    for (auto& k : keys)
+      k = dist(gen) * 2654435761u % 0xFFFFFFF0u;  // spread over all bits
     std::vector<double> as_double(keys.begin(), keys.end());
     std::vector<int> want = top_indices(as_double, sh.count);
     std::sort(want.begin(), want.end());
@@ -118,11 +127,13 @@ TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
 __global__ void topr_kernel(const float* absq, int d, int r, int* out) {
   __shared__ float s_abs[256];
   __shared__ int s_comp[256];
-  for (int j = threadIdx.x; j < d; j += blockDim.x) s_abs[j] = absq[j];
+  for (int j = threadIdx.x; j < d; j += blockDim.x)
+    s_abs[j] = absq[j];
   __syncthreads();
   sparq::device::block_top_r(s_abs, d, r, s_comp);
   __syncthreads();
-  for (int i = threadIdx.x; i < r; i += blockDim.x) out[i] = s_comp[i];
+  for (int i = threadIdx.x; i < r; i += blockDim.x)
+    out[i] = s_comp[i];
 }
 
 TEST(BuildingBlocksGpu, BlockTopRMatchesReference) {
@@ -133,7 +144,8 @@ TEST(BuildingBlocksGpu, BlockTopRMatchesReference) {
       SCOPED_TRACE("d " + std::to_string(d) + " r " + std::to_string(r));
       std::uniform_int_distribution<int> coarse(0, 20);  // coarse values: plenty of ties
       std::vector<float> absq(d);
-      for (float& a : absq) a = coarse(gen) * 0.5f;
+      for (float& a : absq)
+        a = coarse(gen) * 0.5f;
       const std::vector<int> want = top_indices(std::vector<double>(absq.begin(), absq.end()), r);
       sparq::test::DeviceBuffer<float> da(absq);
       sparq::test::DeviceBuffer<int> dout(r);

@@ -18,7 +18,12 @@ std::vector<DenseCase> cases() {
       {"mha_d128", 2, 4, 4, 128, 3000, {3000, 1234}},
       {"gqa4_d64", 3, 16, 4, 64, 777, {1, 776, 777}},
       {"gqa8_d256", 2, 16, 2, 256, 1025, {1025, 17}},
-      {"many_short", 16, 2, 1, 128, 300,
+      {"many_short",
+       16,
+       2,
+       1,
+       128,
+       300,
        {1, 2, 3, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 255, 256, 300}},
       {"long", 1, 8, 8, 128, 40000, {39999}},
       {"gqa4_batch32", 32, 32, 8, 128, 1024, std::vector<int>(32, 1024)},
@@ -67,7 +72,9 @@ void run_dense(const DenseCase& c, uint64_t seed) {
   EXPECT_LE(err, sparq::test::output_tolerance<T>()) << "relative L2 error " << err;
 }
 
-uint64_t fresh_seed() { return ::testing::UnitTest::GetInstance()->random_seed() * 6151ULL + 3; }
+uint64_t fresh_seed() {
+  return ::testing::UnitTest::GetInstance()->random_seed() * 6151ULL + 3;
+}
 
 class DenseDecodeGpu : public ::testing::TestWithParam<DenseCase> {};
 

@@ -49,7 +49,8 @@ void run_append(int n, uint64_t seed) {
   EXPECT_TRUE(same_bits(host.v, dev.v.download())) << "V differs";
   EXPECT_TRUE(same_bits(host.vsum, dev.vsum.download())) << "V sum differs";
   const std::vector<int> after = dlen.download();
-  for (int b = 0; b < p.batch; ++b) EXPECT_EQ(after[b], lengths[b] + n);
+  for (int b = 0; b < p.batch; ++b)
+    EXPECT_EQ(after[b], lengths[b] + n);
 }
 
 TEST(KVAppendGpu, DecodeOneTokenBFloat16) {
@@ -91,7 +92,8 @@ TEST(KVAppendGpu, RowsPastCapacityAreDropped) {
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<T> k = dev.k.download();
   for (int s = 8; s < 10; ++s)
-    for (int j = 0; j < 64; ++j) EXPECT_EQ(k[s * 64 + j], nk[(s - 8) * 64 + j]);
+    for (int j = 0; j < 64; ++j)
+      EXPECT_EQ(k[s * 64 + j], nk[(s - 8) * 64 + j]);
   EXPECT_EQ(dlen.download()[0], 10);
 }
 

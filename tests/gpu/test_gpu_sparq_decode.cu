@@ -28,7 +28,17 @@ std::vector<SparqCase> all_cases() {
       {"mha_two_lengths", 2, 4, 4, 128, 1000, {1000, 517}, 16, 64, 0, true, GqaMode::kShared},
       {"gqa4_window", 3, 16, 4, 128, 777, {777, 300, 45}, 32, 100, 16, true, GqaMode::kShared},
       {"gqa8_d64", 2, 32, 4, 64, 2049, {2049, 1500}, 8, 128, 8, true, GqaMode::kShared},
-      {"per_head_gqa4_d256", 2, 8, 2, 256, 600, {600, 333}, 32, 50, 4, true,
+      {"per_head_gqa4_d256",
+       2,
+       8,
+       2,
+       256,
+       600,
+       {600, 333},
+       32,
+       50,
+       4,
+       true,
        GqaMode::kPerQueryHead},
       {"gqa4_d256_shared", 1, 8, 2, 256, 1500, {1400}, 24, 200, 0, true, GqaMode::kShared},
       {"length_one", 2, 2, 2, 128, 8, {1, 1}, 16, 4, 0, true, GqaMode::kShared},
@@ -38,18 +48,25 @@ std::vector<SparqCase> all_cases() {
       {"odd_tiles", 3, 2, 2, 128, 1031, {1031, 1029, 513}, 13, 77, 3, true, GqaMode::kShared},
       {"gqa4_batch32", 32, 32, 8, 128, 1024, std::vector<int>(32, 1024), 64, 256, 0, true,
        GqaMode::kShared},
-      {"gqa8_per_head_odd", 2, 24, 3, 128, 900, {900, 3}, 16, 70, 5, true,
-       GqaMode::kPerQueryHead},
+      {"gqa8_per_head_odd", 2, 24, 3, 128, 900, {900, 3}, 16, 70, 5, true, GqaMode::kPerQueryHead},
       {"gqa3_shared", 2, 6, 2, 64, 700, {700, 650}, 8, 90, 0, true, GqaMode::kShared},
-      {"many_sequences", 16, 2, 2, 64, 500,
-       {1, 2, 3, 7, 31, 64, 65, 127, 128, 129, 255, 256, 257, 333, 499, 500}, 8, 40, 4, true,
+      {"many_sequences",
+       16,
+       2,
+       2,
+       64,
+       500,
+       {1, 2, 3, 7, 31, 64, 65, 127, 128, 129, 255, 256, 257, 333, 499, 500},
+       8,
+       40,
+       4,
+       true,
        GqaMode::kShared},
   };
 }
 
 SparqCase long_case() {
-  return {"positions_128k", 1, 4, 1, 128, 131072, {131072}, 16, 8192, 64, true,
-          GqaMode::kShared};
+  return {"positions_128k", 1, 4, 1, 128, 131072, {131072}, 16, 8192, 64, true, GqaMode::kShared};
 }
 
 /// Position sets must match the reference, except where the reference's ranking keys of the
@@ -60,7 +77,8 @@ void expect_same_selection(const std::vector<int>& gpu, const std::vector<int>& 
   std::set<int> g(gpu.begin(), gpu.end()), r(ref.begin(), ref.end());
   ASSERT_EQ(g.size(), gpu.size()) << "duplicate positions selected";
   ASSERT_EQ(gpu.size(), ref.size());
-  for (int s : gpu) ASSERT_TRUE(s >= 0 && s < static_cast<int>(key.size())) << "position " << s;
+  for (int s : gpu)
+    ASSERT_TRUE(s >= 0 && s < static_cast<int>(key.size())) << "position " << s;
   for (int s = window_begin; s < static_cast<int>(key.size()); ++s)
     EXPECT_TRUE(g.count(s)) << "window position " << s << " not selected";
   if (g == r) return;
@@ -95,8 +113,8 @@ void run_case(const SparqCase& c, uint64_t seed) {
   sparq::test::HostKVCache<T> host(p);
   host.fill_random(c.lengths, seed);
   sparq::test::set_exact_vsum(host);
-  const std::vector<T> q = sparq::test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim,
-                                                         seed + 1);
+  const std::vector<T> q =
+      sparq::test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, seed + 1);
   sparq::reference::SparqTrace trace;
   std::vector<double> ref(q.size());
   SPARQ_ASSERT_OK(sparq::reference::sparq_decode(p, cfg, q.data(), host.view(), c.lengths.data(),
@@ -155,7 +173,9 @@ void run_case(const SparqCase& c, uint64_t seed) {
   }
 }
 
-uint64_t fresh_seed() { return ::testing::UnitTest::GetInstance()->random_seed() * 7919ULL + 17; }
+uint64_t fresh_seed() {
+  return ::testing::UnitTest::GetInstance()->random_seed() * 7919ULL + 17;
+}
 
 class SparqDecodeGpu : public ::testing::TestWithParam<SparqCase> {};
 

@@ -12,7 +12,9 @@ using T = __nv_bfloat16;
 using sparq::Status;
 
 // Never dereferenced on the host: validation fails first, or (where noted) needs a device.
-T* fake(uintptr_t a) { return reinterpret_cast<T*>(a); }
+T* fake(uintptr_t a) {
+  return reinterpret_cast<T*>(a);
+}
 
 struct Valid {
   sparq::DecodeProblem p;

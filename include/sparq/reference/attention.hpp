@@ -21,17 +21,20 @@ std::vector<double> attend_rows(const KVCacheView<T>& c, int b, int kvh, int d,
   for (size_t i = 0; i < rows.size(); ++i) {
     const T* krow = c.k_row(b, kvh, rows[i]);
     double dot = 0.0;
-    for (int j = 0; j < d; ++j) dot += q[j] * static_cast<double>(to_float(krow[j]));
+    for (int j = 0; j < d; ++j)
+      dot += q[j] * static_cast<double>(to_float(krow[j]));
     logits[i] = dot * scale;
     mx = std::max(mx, logits[i]);
   }
   double denom = 0.0;
-  for (double& l : logits) denom += (l = std::exp(l - mx));
+  for (double& l : logits)
+    denom += (l = std::exp(l - mx));
   std::vector<double> out(d, 0.0);
   for (size_t i = 0; i < rows.size(); ++i) {
     const T* vrow = c.v_row(b, kvh, rows[i]);
     const double w = logits[i] / denom;
-    for (int j = 0; j < d; ++j) out[j] += w * static_cast<double>(to_float(vrow[j]));
+    for (int j = 0; j < d; ++j)
+      out[j] += w * static_cast<double>(to_float(vrow[j]));
   }
   return out;
 }
@@ -41,7 +44,8 @@ template <typename T>
 std::vector<double> load_query(const DecodeProblem& p, const T* q, int b, int h) {
   std::vector<double> out(p.head_dim);
   const T* src = q + (static_cast<int64_t>(b) * p.num_q_heads + h) * p.head_dim;
-  for (int j = 0; j < p.head_dim; ++j) out[j] = to_float(src[j]);
+  for (int j = 0; j < p.head_dim; ++j)
+    out[j] = to_float(src[j]);
   return out;
 }
 

@@ -17,12 +17,12 @@ namespace sparq::reference {
 /// Intermediate values, for tests of the individual steps. Units are indexed b * per_batch + u;
 /// query heads b * Hq + h.
 struct SparqTrace {
-  std::vector<std::vector<int>> components;     ///< i1 per unit, selection order
-  std::vector<std::vector<int>> positions;      ///< i2 per unit, selection order
-  std::vector<std::vector<double>> unit_scores; ///< ranking key per unit (sum of s-hat), [len]
-  std::vector<std::vector<double>> approx;      ///< s-hat per query head, [len]
-  std::vector<double> tau;                      ///< per query head
-  std::vector<double> alpha;                    ///< per query head
+  std::vector<std::vector<int>> components;      ///< i1 per unit, selection order
+  std::vector<std::vector<int>> positions;       ///< i2 per unit, selection order
+  std::vector<std::vector<double>> unit_scores;  ///< ranking key per unit (sum of s-hat), [len]
+  std::vector<std::vector<double>> approx;       ///< s-hat per query head, [len]
+  std::vector<double> tau;                       ///< per query head
+  std::vector<double> alpha;                     ///< per query head
 };
 
 /// q: [B, Hq, d]; lengths: host [B]; out: [B, Hq, d] float64; trace optional.
@@ -58,12 +58,14 @@ Status sparq_decode(const DecodeProblem& p, const SparqConfig& cfg, const T* q,
     for (int u = 0; u < units.per_batch; ++u) {
       const int kvh = units.kv_head(u), h0 = units.first_q_head(u), nh = units.heads_per_unit;
       std::vector<std::vector<double>> qs(nh);
-      for (int i = 0; i < nh; ++i) qs[i] = load_query(p, q, b, h0 + i);
+      for (int i = 0; i < nh; ++i)
+        qs[i] = load_query(p, q, b, h0 + i);
 
       // Step 1: top-r of |q| (summed over the unit's heads).
       std::vector<double> absq(d, 0.0);
       for (int i = 0; i < nh; ++i)
-        for (int j = 0; j < d; ++j) absq[j] += std::fabs(qs[i][j]);
+        for (int j = 0; j < d; ++j)
+          absq[j] += std::fabs(qs[i][j]);
       const std::vector<int> i1 = top_indices(absq, cfg.r);
 
       // Steps 2-3: per-head temperature and approximate scores from the gathered components.
@@ -72,18 +74,22 @@ Status sparq_decode(const DecodeProblem& p, const SparqConfig& cfg, const T* q,
       std::vector<double> taus(nh);
       for (int i = 0; i < nh; ++i) {
         double l1_sel = 0.0, l1_all = 0.0;
-        for (int j = 0; j < d; ++j) l1_all += std::fabs(qs[i][j]);
-        for (int j : i1) l1_sel += std::fabs(qs[i][j]);
+        for (int j = 0; j < d; ++j)
+          l1_all += std::fabs(qs[i][j]);
+        for (int j : i1)
+          l1_sel += std::fabs(qs[i][j]);
         taus[i] = temperature(d, l1_sel, l1_all);
         double mx = -std::numeric_limits<double>::infinity();
         for (int s = 0; s < len; ++s) {
           double dot = 0.0;
-          for (int j : i1) dot += qs[i][j] * static_cast<double>(to_float(cache.kt_row(b, kvh, j)[s]));
+          for (int j : i1)
+            dot += qs[i][j] * static_cast<double>(to_float(cache.kt_row(b, kvh, j)[s]));
           shat[i][s] = dot / taus[i];
           mx = std::max(mx, shat[i][s]);
         }
         double z = 0.0;
-        for (int s = 0; s < len; ++s) z += (shat[i][s] = std::exp(shat[i][s] - mx));
+        for (int s = 0; s < len; ++s)
+          z += (shat[i][s] = std::exp(shat[i][s] - mx));
         for (int s = 0; s < len; ++s) {
           shat[i][s] /= z;
           key[s] += shat[i][s];
@@ -93,29 +99,35 @@ Status sparq_decode(const DecodeProblem& p, const SparqConfig& cfg, const T* q,
       // Step 4: top-k positions; the last l positions are always kept (ranked first).
       const int keff = effective_k(cfg.k, len), leff = effective_window(cfg.local_window, len);
       std::vector<double> ranking = key;
-      for (int s = len - leff; s < len; ++s) ranking[s] += 2.0 * nh + 1.0;  // above any sum
-      const std::vector<int> i2 =
-          positions ? (*positions)[static_cast<size_t>(b) * units.per_batch + u]
-                    : top_indices(ranking, keff);
+      for (int s = len - leff; s < len; ++s)
+        ranking[s] += 2.0 * nh + 1.0;  // above any sum
+      const std::vector<int> i2 = positions
+                                      ? (*positions)[static_cast<size_t>(b) * units.per_batch + u]
+                                      : top_indices(ranking, keff);
 
       // Steps 5-7 per query head.
       std::vector<double> vbar(d, 0.0);
       for (int s = 0; s < len; ++s)
-        for (int j = 0; j < d; ++j) vbar[j] += to_float(cache.v_row(b, kvh, s)[j]);
-      for (double& x : vbar) x /= len;
+        for (int j = 0; j < d; ++j)
+          vbar[j] += to_float(cache.v_row(b, kvh, s)[j]);
+      for (double& x : vbar)
+        x /= len;
       for (int i = 0; i < nh; ++i) {
         double alpha = 0.0;
-        for (int s : i2) alpha += shat[i][s];
+        for (int s : i2)
+          alpha += shat[i][s];
         if (!cfg.reallocation) alpha = 1.0;
         const std::vector<double> y = attend_rows(cache, b, kvh, d, qs[i], i2);
         double* dst = out + (static_cast<int64_t>(b) * p.num_q_heads + h0 + i) * d;
-        for (int j = 0; j < d; ++j) dst[j] = alpha * y[j] + (1.0 - alpha) * vbar[j];
+        for (int j = 0; j < d; ++j)
+          dst[j] = alpha * y[j] + (1.0 - alpha) * vbar[j];
         if (trace) {
           const size_t hq = static_cast<size_t>(b) * p.num_q_heads + h0 + i;
           trace->approx[hq] = shat[i];
           trace->tau[hq] = taus[i];
           double a = 0.0;
-          for (int s : i2) a += shat[i][s];
+          for (int s : i2)
+            a += shat[i][s];
           trace->alpha[hq] = a;
         }
       }
