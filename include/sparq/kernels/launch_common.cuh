@@ -116,11 +116,11 @@ inline int plan_splits(int64_t n, int64_t batch_units, int min_rows, int64_t slo
     const int64_t blocks = batch_units * s;
     const int64_t waves = (blocks + slots - 1) / slots;
     const double eff = static_cast<double>(blocks) / static_cast<double>(waves * slots);
-    if (eff > best_eff + 0.02) {
+    if (eff >= 0.95) return static_cast<int>(s);  // the fewest splits that fill the last wave
+    if (eff > best_eff + 0.02) {  // else the fullest, preferring fewer splits on near ties
       best = static_cast<int>(s);
       best_eff = eff;
     }
-    if (eff >= 0.95) break;
   }
   return best;
 }

@@ -1,0 +1,80 @@
+// Host-side planning of the launches (runs on any machine): split counts fill the last wave,
+// cluster segments cover the sequence, workspace sizes grow with the problem.
+#include <gtest/gtest.h>
+
+#include "sparq/cuda.cuh"
+
+namespace {
+
+using sparq::kernels::plan_splits;
+
+TEST(LaunchPlanning, SplitsRespectTheMinimumRowsAndFillTheLastWave) {
+  const int64_t slots = 396;  // e.g. 3 blocks per SM on 132 SMs
+  for (int64_t units : {1, 8, 32, 100, 256, 2048, 4096})
+    for (int64_t n : {1, 31, 32, 100, 1024, 4096, 32768, 131072}) {
+      SCOPED_TRACE("units " + std::to_string(units) + " n " + std::to_string(n));
+      const int s = plan_splits(n, units, 32, slots);
+      EXPECT_GE(s, 1);
+      EXPECT_LE(s, std::max<int64_t>(1, (n + 31) / 32));
+      const int64_t blocks = units * s;
+      const int64_t waves = (blocks + slots - 1) / slots;
+      const double eff = double(blocks) / double(waves * slots);
+      // The fewest splits that fill the last wave to 95%, else no allowed count does.
+      const int64_t most = std::min<int64_t>(256, std::max<int64_t>(1, (n + 31) / 32));
+      if (eff >= 0.95) {
+        for (int64_t t = 1; t < s; ++t) {
+          const int64_t b = units * t, w = (b + slots - 1) / slots;
+          EXPECT_LT(double(b) / double(w * slots), 0.95) << "fewer splits " << t << " suffice";
+        }
+      } else {
+        for (int64_t t = 1; t <= most; ++t) {
+          const int64_t b = units * t, w = (b + slots - 1) / slots;
+          EXPECT_LT(double(b) / double(w * slots), 0.95) << "splits " << t << " fill the wave";
+        }
+      }
+    }
+}
+
+TEST(LaunchPlanning, ClusterSegmentsCoverTheSequence) {
+  for (int len : {0, 1, 15, 16, 17, 127, 128, 129, 1000, 4096, 32768, 131071, 131072}) {
+    const int seg = sparq::kernels::cluster_segment(len);
+    EXPECT_EQ(seg % 16, 0) << len;
+    EXPECT_GE(seg * sparq::kernels::kClusterBlocks, len) << len;
+    EXPECT_LT((seg - 16) * sparq::kernels::kClusterBlocks, std::max(len, 1)) << len;
+  }
+}
+
+TEST(LaunchPlanning, WorkspaceGrowsWithTheProblem) {
+  sparq::DecodeProblem p;
+  p.batch = 2;
+  p.num_q_heads = 8;
+  p.num_kv_heads = 2;
+  p.head_dim = 128;
+  p.capacity = 4096;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 256;
+  size_t small = 0, large = 0, dense_small = 0, dense_large = 0;
+  ASSERT_EQ(sparq::sparq_decode_workspace_size<__nv_bfloat16>(p, cfg, &small),
+            sparq::Status::kSuccess);
+  ASSERT_EQ(sparq::dense_decode_workspace_size<__nv_bfloat16>(p, &dense_small),
+            sparq::Status::kSuccess);
+  p.batch = 16;
+  p.capacity = 65536;
+  ASSERT_EQ(sparq::sparq_decode_workspace_size<__nv_bfloat16>(p, cfg, &large),
+            sparq::Status::kSuccess);
+  ASSERT_EQ(sparq::dense_decode_workspace_size<__nv_bfloat16>(p, &dense_large),
+            sparq::Status::kSuccess);
+  EXPECT_GT(large, small);
+  EXPECT_GE(dense_large, dense_small);
+  // The SparQ workspace holds at least the float logits of every query head.
+  EXPECT_GE(large, sizeof(float) * size_t(p.batch) * p.num_q_heads * p.capacity);
+  // max_length bounds the workspace below the capacity.
+  p.max_length = 1024;
+  size_t bounded = 0;
+  ASSERT_EQ(sparq::sparq_decode_workspace_size<__nv_bfloat16>(p, cfg, &bounded),
+            sparq::Status::kSuccess);
+  EXPECT_LT(bounded, large);
+}
+
+}  // namespace
