@@ -3,10 +3,13 @@
 // written to the workspace, and each chunk's softmax stats (max, sum of exp) per head.
 #pragma once
 
+#include <array>
+
 #include "sparq/device/approx_scores.cuh"
 #include "sparq/device/reduce.cuh"
 #include "sparq/device/softmax_state.cuh"
 #include "sparq/device/topr_select.cuh"
+#include "sparq/kernels/launch_common.cuh"
 #include "sparq/problem.hpp"
 
 namespace sparq::kernels {
@@ -134,6 +137,19 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
       }
     }
   }
+}
+
+/// Resident score blocks for units of `heads_per_unit` (1..32) heads (their shared memory
+/// differs), queried once per process rather than at every launch.
+template <typename T, int D>
+int score_slots(int heads_per_unit) {
+  static const std::array<int, 33> slots = [] {
+    std::array<int, 33> a{};
+    for (int h = 1; h <= 32; ++h)
+      a[h] = device_slots(score_kernel<T, D>, kScoreThreads, score_smem_bytes(h, D));
+    return a;
+  }();
+  return slots[heads_per_unit < 1 ? 1 : (heads_per_unit > 32 ? 32 : heads_per_unit)];
 }
 
 }  // namespace sparq::kernels

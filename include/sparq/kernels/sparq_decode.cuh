@@ -107,17 +107,16 @@ struct SparqPlan {
     chunk_positions = score_chunk_positions<T>();
     chunks = ceil_div(bound, chunk_positions);
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
-    int slots = 0, score_slots = 0;
+    int slots = 0, score_block_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
       constexpr int D = decltype(dim)::value;
       slots = attend_slots<T, D>(units.heads_per_unit);
-      score_slots = device_slots(score_kernel<T, D>, kScoreThreads,
-                                 score_smem_bytes(units.heads_per_unit, D));
+      score_block_slots = score_slots<T, D>(units.heads_per_unit);
       return Status::kSuccess;
     });
     // Enough consecutive chunks per score block that the grid is about one wave: each block
     // computes its unit's top-r and temperatures once for all of them.
-    score_iters = ceil_div(batch_units * chunks, score_slots);
+    score_iters = ceil_div(batch_units * chunks, score_block_slots);
     score_iters = score_iters < 1 ? 1 : (score_iters > 64 ? 64 : score_iters);
     splits = plan_splits(kmax, batch_units, 32, slots);
     rows_per_split = ceil_div(kmax, splits);
