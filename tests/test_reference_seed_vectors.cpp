@@ -32,17 +32,8 @@ double relative_l2(const std::vector<double>& got, const std::vector<double>& wa
 // Runs the reference on one case; returns the output.
 std::vector<double> run_case(const sparq::test::SeedCase& c,
                              sparq::reference::SparqTrace* trace = nullptr) {
-  sparq::DecodeProblem p;
-  p.batch = c.B;
-  p.num_q_heads = c.H;
-  p.num_kv_heads = c.H;
-  p.head_dim = c.D;
-  p.capacity = c.S;
-  sparq::SparqConfig cfg;
-  cfg.r = c.r;
-  cfg.k = c.k;
-  cfg.local_window = 0;
-  cfg.reallocation = c.reallocation;
+  const sparq::DecodeProblem p = sparq::test::seed_problem(c);
+  const sparq::SparqConfig cfg = sparq::test::seed_config(c);
   sparq::test::HostKVCache<float> cache(p);
   cache.assign(c.K, c.V, c.lens);  // builds Kt from K
   std::vector<double> y(c.y.size());

@@ -15,16 +15,8 @@ TEST(SeedVectorsGpu, Float32PathMatchesPublishedOutput) {
   for (const std::string& name : names) {
     SCOPED_TRACE("case " + name);
     const sparq::test::SeedCase c = sparq::test::load_seed_case(dir, name);
-    sparq::DecodeProblem p;
-    p.batch = c.B;
-    p.num_q_heads = c.H;
-    p.num_kv_heads = c.H;
-    p.head_dim = c.D;
-    p.capacity = c.S;
-    sparq::SparqConfig cfg;
-    cfg.r = c.r;
-    cfg.k = c.k;
-    cfg.reallocation = c.reallocation;
+    const sparq::DecodeProblem p = sparq::test::seed_problem(c);
+    const sparq::SparqConfig cfg = sparq::test::seed_config(c);
     sparq::test::HostKVCache<float> host(p);
     host.assign(c.K, c.V, c.lens);
     sparq::test::set_exact_vsum(host);

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sparq/config.hpp"
+#include "sparq/problem.hpp"
 #include "support/npy.hpp"
 
 namespace sparq::test {
@@ -101,6 +103,27 @@ inline SeedCase load_seed_case(const std::string& dir, const std::string& name) 
   c.V = V.as_float();
   c.y = y.data;
   return c;
+}
+
+/// The problem of a seed case: one query head per KV head, capacity S.
+inline DecodeProblem seed_problem(const SeedCase& c) {
+  DecodeProblem p;
+  p.batch = c.B;
+  p.num_q_heads = c.H;
+  p.num_kv_heads = c.H;
+  p.head_dim = c.D;
+  p.capacity = c.S;
+  return p;
+}
+
+/// The configuration of a seed case: its r, k and reallocation, no local window.
+inline SparqConfig seed_config(const SeedCase& c) {
+  SparqConfig cfg;
+  cfg.r = c.r;
+  cfg.k = c.k;
+  cfg.local_window = 0;
+  cfg.reallocation = c.reallocation;
+  return cfg;
 }
 
 /// Names of all cases (NAME.json files) in `dir`, sorted; empty if the directory is missing.

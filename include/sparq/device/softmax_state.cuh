@@ -25,10 +25,4 @@ SPARQ_HOST_DEVICE inline SoftmaxStats merge_stats(SoftmaxStats a, SoftmaxStats b
   return {m, a.l * expf(a.m - m) + b.l * expf(b.m - m)};
 }
 
-/// Weight that rescales a part's unnormalised sums (taken at max m_part) to the merged max m.
-/// Works in base 2 when the caller keeps logits pre-multiplied by log2(e).
-SPARQ_HOST_DEVICE inline float rescale_base2(float m_part, float m) {
-  return m_part == -INFINITY ? 0.f : exp2f(m_part - m);
-}
-
 }  // namespace sparq::device

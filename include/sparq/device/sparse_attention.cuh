@@ -139,11 +139,10 @@ struct AttentionState {
 };
 
 /// Issues the loads of this lane's 16-byte chunks of row `row` of K and V (raw, unconverted).
-/// `stream`: the row is read by this warp alone (bypass L1); otherwise other warps read it
-/// too and should find it in L1.
+/// Rows are read once per step: the loads stream past L1.
 template <typename T, int D>
 __device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int kvh, int row,
-                                            uint4* k, uint4* v, bool stream) {
+                                            uint4* k, uint4* v) {
   using G = RowGeometry<T, D>;
   const int lr = (threadIdx.x & 31) % G::kLanesPerRow;
   const T* kr = c.k_row(b, kvh, row);
@@ -151,8 +150,8 @@ __device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int 
 #pragma unroll
   for (int i = 0; i < G::kChunksPerLane; ++i) {
     const int j = G::elem(lr, i);
-    k[i] = stream ? load16_stream(kr + j) : load16(kr + j);
-    v[i] = stream ? load16_stream(vr + j) : load16(vr + j);
+    k[i] = load16_stream(kr + j);
+    v[i] = load16_stream(vr + j);
   }
 }
 

@@ -50,9 +50,4 @@ __device__ __forceinline__ uint4 load16_stream(const void* p) {
   return __ldcs(reinterpret_cast<const uint4*>(p));
 }
 
-/// 16-byte load through the read-only path.
-__device__ __forceinline__ uint4 load16(const void* p) {
-  return __ldg(reinterpret_cast<const uint4*>(p));
-}
-
 }  // namespace sparq::device

@@ -166,8 +166,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
           const int i = base + group_in_warp + u * groups;
           valid[u] = i < end;
           if (valid[u]) {
-            device::load_kv_row<T, D>(p.cache, b, kvh, sparse ? rows[i] : i, k[u], v[u],
-                                      role.heads == 1);
+            device::load_kv_row<T, D>(p.cache, b, kvh, sparse ? rows[i] : i, k[u], v[u]);
           } else {
 #pragma unroll
             for (int c = 0; c < G::kChunksPerLane; ++c)
@@ -244,9 +243,43 @@ int attend_slots(int heads_per_unit) {
   return heads_per_unit > 1 ? staged : direct;
 }
 
-/// Launches the attend kernel over (splits, units, batch) blocks.
+/// How the attend kernel splits each unit's rows, and its piece of the workspace (the same
+/// for dense and SparQ): split partial states and one counter per unit.
+template <typename T>
+struct AttendSplits {
+  int splits = 0, rows_per_split = 0;
+  float2* partial_ml = nullptr;  // [B, Hq, splits]
+  float* partial_acc = nullptr;  // [B, Hq, splits, D]
+  unsigned* counters = nullptr;  // [B, units]
+  int64_t num_counters = 0;
+
+  AttendSplits() = default;
+  /// Plans up to `rows` rows per unit (at least min_rows per split) and carves the workspace.
+  AttendSplits(const DecodeProblem& p, int heads_per_unit, int64_t batch_units, int64_t rows,
+               int min_rows, WorkspaceCarver& w) {
+    int slots = 0;
+    dispatch_head_dim(p.head_dim, [&](auto dim) {
+      slots = attend_slots<T, decltype(dim)::value>(heads_per_unit);
+      return Status::kSuccess;
+    });
+    splits = plan_splits(rows, batch_units, min_rows, slots);
+    rows_per_split = ceil_div(rows, splits);
+    const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
+    partial_ml = w.take<float2>(q_rows * splits);
+    partial_acc = w.take<float>(q_rows * splits * p.head_dim);
+    counters = w.take<unsigned>(batch_units);
+    num_counters = batch_units;
+  }
+};
+
+/// Clears the per-unit counters (the last block of each unit merges the splits) and launches
+/// the attend kernel over (splits, units, batch) blocks.
 template <typename T, int D>
-Status launch_attend(const AttendParams<T>& ap, int batch, cudaStream_t stream) {
+Status launch_attend(const AttendParams<T>& ap, const AttendSplits<T>& splits, int batch,
+                     cudaStream_t stream) {
+  if (cudaMemsetAsync(splits.counters, 0, sizeof(unsigned) * splits.num_counters, stream) !=
+      cudaSuccess)
+    return Status::kCudaError;
   const dim3 grid(ap.splits, ap.units_per_batch, batch);
   if (ap.heads_per_unit > 1)
     attend_kernel<T, D, true><<<grid, kAttendThreads, 0, stream>>>(ap);

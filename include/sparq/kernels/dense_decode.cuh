@@ -23,29 +23,15 @@ namespace kernels {
 
 template <typename T>
 struct DensePlan {
-  int splits = 0, rows_per_split = 0;
-  float2* partial_ml = nullptr;
-  float* partial_acc = nullptr;
-  unsigned* counters = nullptr;
+  WorkspaceCarver carver;
+  AttendSplits<T> attend;
   size_t bytes = 0;
 
-  DensePlan(const DecodeProblem& p, void* workspace) {
-    const int64_t bound = p.length_bound();
-    const int64_t batch_units = static_cast<int64_t>(p.batch) * p.num_kv_heads;
-    const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
-    int slots = 0;
-    dispatch_head_dim(p.head_dim, [&](auto dim) {
-      slots = attend_slots<T, decltype(dim)::value>(p.group_size());
-      return Status::kSuccess;
-    });
-    splits = plan_splits(bound, batch_units, 256, slots);
-    rows_per_split = ceil_div(bound, splits);
-    WorkspaceCarver w(workspace);
-    partial_ml = w.take<float2>(q_rows * splits);
-    partial_acc = w.take<float>(q_rows * splits * p.head_dim);
-    counters = w.take<unsigned>(batch_units);
-    bytes = w.bytes();
-  }
+  DensePlan(const DecodeProblem& p, void* workspace)
+      : carver(workspace),
+        attend(p, p.group_size(), static_cast<int64_t>(p.batch) * p.num_kv_heads, p.length_bound(),
+               256, carver),
+        bytes(carver.bytes()) {}
 };
 
 template <typename T>
@@ -82,9 +68,6 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
   const DecodeProblem& p = a.problem;
   const kernels::DensePlan<T> plan(p, workspace);
   if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
-  if (cudaMemsetAsync(plan.counters, 0, sizeof(unsigned) * p.batch * p.num_kv_heads, stream) !=
-      cudaSuccess)
-    return Status::kCudaError;
   const int g = p.group_size();
   kernels::AttendParams<T> ap{a.q,
                               a.cache,
@@ -95,17 +78,17 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
                               g,
                               g,
                               p.length_bound(),
-                              plan.rows_per_split,
-                              plan.splits,
+                              plan.attend.rows_per_split,
+                              plan.attend.splits,
                               nullptr,
                               0,
                               0,
                               nullptr,
-                              plan.partial_ml,
-                              plan.partial_acc,
-                              plan.counters};
+                              plan.attend.partial_ml,
+                              plan.attend.partial_acc,
+                              plan.attend.counters};
   return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
-    return kernels::launch_attend<T, decltype(dim)::value>(ap, p.batch, stream);
+    return kernels::launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream);
   });
 }
 

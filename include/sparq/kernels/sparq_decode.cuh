@@ -87,19 +87,18 @@ inline SelectRoute select_route(int bound, int64_t batch_units) {
 template <typename T>
 struct SparqPlan {
   SelectionUnits units;
-  int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0, splits = 0, rows_per_split = 0;
+  int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
   int64_t logit_stride = 0;
   float* logits = nullptr;
   device::SoftmaxStats* stats = nullptr;
   uint32_t* keys = nullptr;
   int* indices = nullptr;
   float* alpha = nullptr;
-  float2* partial_ml = nullptr;
-  float* partial_acc = nullptr;
-  unsigned* counters = nullptr;
+  WorkspaceCarver carver;
+  AttendSplits<T> attend;
   size_t bytes = 0;
 
-  SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace) {
+  SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace) : carver(workspace) {
     units = selection_units(p, c.gqa);
     const int64_t bound = p.length_bound();
     const int64_t batch_units = static_cast<int64_t>(p.batch) * units.per_batch;
@@ -107,21 +106,17 @@ struct SparqPlan {
     chunk_positions = score_chunk_positions<T>();
     chunks = ceil_div(bound, chunk_positions);
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
-    int slots = 0, score_block_slots = 0;
+    int score_block_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
-      constexpr int D = decltype(dim)::value;
-      slots = attend_slots<T, D>(units.heads_per_unit);
-      score_block_slots = score_slots<T, D>(units.heads_per_unit);
+      score_block_slots = score_slots<T, decltype(dim)::value>(units.heads_per_unit);
       return Status::kSuccess;
     });
     // Enough consecutive chunks per score block that the grid is about one wave: each block
     // computes its unit's top-r and temperatures once for all of them.
     score_iters = ceil_div(batch_units * chunks, score_block_slots);
     score_iters = score_iters < 1 ? 1 : (score_iters > 64 ? 64 : score_iters);
-    splits = plan_splits(kmax, batch_units, 32, slots);
-    rows_per_split = ceil_div(kmax, splits);
     logit_stride = (bound + 3) / 4 * 4;
-    WorkspaceCarver w(workspace);
+    WorkspaceCarver& w = carver;
     logits = w.take<float>(q_rows * logit_stride);
     stats = w.take<device::SoftmaxStats>(q_rows * chunks);
     // Selection keys live in shared memory where the bound fits, else in the workspace.
@@ -131,9 +126,7 @@ struct SparqPlan {
                                 : 0);
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
-    partial_ml = w.take<float2>(q_rows * splits);
-    partial_acc = w.take<float>(q_rows * splits * p.head_dim);
-    counters = w.take<unsigned>(batch_units);
+    attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
     bytes = w.bytes();
   }
 };
@@ -216,16 +209,12 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return last_launch_status();
 }
 
-/// Launch 3 (after a memset of the counters): exact attention on the selected rows, merge,
-/// interpolation with v-bar.
+/// Launch 3 (after a memset of the counters, in launch_attend): exact attention on the selected
+/// rows, merge, interpolation with v-bar.
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  if (cudaMemsetAsync(plan.counters, 0,
-                      sizeof(unsigned) * static_cast<size_t>(p.batch) * plan.units.per_batch,
-                      stream) != cudaSuccess)
-    return Status::kCudaError;
   AttendParams<T> ap{a.q,
                      a.cache,
                      a.lengths,
@@ -235,16 +224,16 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                      plan.units.heads_per_unit,
                      plan.units.group_size,
                      p.length_bound(),
-                     plan.rows_per_split,
-                     plan.splits,
+                     plan.attend.rows_per_split,
+                     plan.attend.splits,
                      plan.indices,
                      plan.kmax,
                      a.config.k,
                      a.config.reallocation ? plan.alpha : nullptr,
-                     plan.partial_ml,
-                     plan.partial_acc,
-                     plan.counters};
-  return launch_attend<T, D>(ap, p.batch, stream);
+                     plan.attend.partial_ml,
+                     plan.attend.partial_acc,
+                     plan.attend.counters};
+  return launch_attend<T, D>(ap, plan.attend, p.batch, stream);
 }
 
 template <typename T, int D>
