@@ -1,6 +1,7 @@
-// Per-kernel bandwidth: the copy ceiling, dense decode, SparQ decode (whole and each of its
-// three launches) and KV append. bf16, d = 128, Hq = Hkv = 32, compression 1/8. Median time
-// from CUDA events; bytes from the transfer formula; GB/s and % of the measured copy bandwidth.
+// Per-kernel bandwidth: the copy ceiling, dense decode, SparQ decode (whole as the launch API
+// routes it, each route forced, and each of the three launches alone) and KV append. bf16, d = 128,
+// Hq = Hkv = 32, compression 1/8. Median time from CUDA events; bytes from the transfer formula;
+// GB/s and % of the measured copy bandwidth.
 #include "bench/bench_support.cuh"
 
 namespace sb = sparq::bench;
@@ -44,7 +45,7 @@ void BM_DenseDecode(benchmark::State& state) {
   }
 }
 
-enum Stage { kWhole, kScores, kSelect, kAttend };
+enum Stage { kWhole, kFused, kThree, kScores, kSelect, kAttend };
 
 template <Stage kStage>
 void BM_SparqDecode(benchmark::State& state) {
@@ -52,11 +53,13 @@ void BM_SparqDecode(benchmark::State& state) {
   sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
   const sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace);
-  // Run the whole pipeline once per copy so every stage's inputs are valid.
+  if (kStage == kFused && !sparq::kernels::fused_fits<T, kDim>(seq, plan.units.heads_per_unit))
+    return state.SkipWithError("the fused route does not fit this shape on this device");
+  // Run the three launches once per copy so every stage's inputs (logits, stats, positions)
+  // are valid; the fused route leaves the logits unwritten.
   for (int i = 0; i < s.copies; ++i)
-    sb::check_status(
-        sparq::sparq_decode(s.sparq_params(i), s.workspace, s.workspace_bytes, nullptr),
-        "sparq_decode");
+    sb::check_status(sparq::kernels::launch_sparq_three<T, kDim>(s.sparq_params(i), plan, nullptr),
+                     "sparq three launches");
   const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
   double bytes = s.sparq_bytes();
   if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
@@ -69,6 +72,8 @@ void BM_SparqDecode(benchmark::State& state) {
           sparq::Status st = sparq::Status::kSuccess;
           if (kStage == kWhole)
             st = sparq::sparq_decode(a, s.workspace, s.workspace_bytes, nullptr);
+          if (kStage == kFused) st = sparq::kernels::launch_sparq_fused<T, kDim>(a, plan, nullptr);
+          if (kStage == kThree) st = sparq::kernels::launch_sparq_three<T, kDim>(a, plan, nullptr);
           if (kStage == kScores)
             st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
           if (kStage == kSelect) st = sparq::kernels::launch_sparq_select<T>(a, plan, nullptr);
@@ -80,6 +85,7 @@ void BM_SparqDecode(benchmark::State& state) {
     sb::report(state, ms, bytes);
     state.counters["r"] = s.cfg.r;
     state.counters["k"] = s.cfg.k;
+    state.counters["fused"] = kStage == kFused || (kStage == kWhole && plan.fused) ? 1 : 0;
   }
 }
 
@@ -123,11 +129,21 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }
 
+/// Where the two SparQ routes compete: batch x units below the device's SM count.
+void route_shapes(benchmark::internal::Benchmark* b) {
+  for (auto bs : std::vector<std::pair<int, int>>{
+           {1, 4096}, {1, 16384}, {1, 32768}, {1, 131072}, {2, 32768}, {4, 16384}, {16, 4096}})
+    b->Args({bs.first, bs.second});
+  b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+}
+
 }  // namespace
 
 BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseDecode)->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kWhole>)->Name("BM_SparqDecode")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kFused>)->Name("BM_SparqRouteFused")->Apply(route_shapes);
+BENCHMARK(BM_SparqDecode<kThree>)->Name("BM_SparqRouteThree")->Apply(route_shapes);
 BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kAttend>)->Name("BM_SparqStageAttend")->Apply(shapes);

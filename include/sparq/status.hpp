@@ -22,6 +22,7 @@ enum class Status : int {
   kInvalidStride,         // a stride is non-positive or makes rows overlap
   kWorkspaceTooSmall,     // the workspace is smaller than the size query returned
   kUnsupportedGroupSize,  // more than 32 query heads would share one selection
+  kUnsupportedDevice,     // a forced kernel route needs what this device lacks (sm_90 clusters)
   kCudaError,             // a CUDA runtime call failed; see cudaGetLastError
 };
 
@@ -63,6 +64,9 @@ inline const char* status_string(Status s) {
       return "workspace too small: pass at least the size the workspace query returned";
     case Status::kUnsupportedGroupSize:
       return "unsupported GQA group: at most 32 query heads may share one KV head's selection";
+    case Status::kUnsupportedDevice:
+      return "unsupported device: this kernel route needs sm_90 thread-block clusters and enough "
+             "shared memory for the length bound";
     case Status::kCudaError:
       return "CUDA runtime error";
   }

@@ -1,6 +1,8 @@
 // The whole SparQ decode pipeline on the GPU against the CPU reference, on fresh random data:
 // every element type, head dims 64/128/256, group sizes 1/4/8, both GQA modes, odd sizes,
 // lengths differing across the batch, 128k positions, outputs poisoned before each launch.
+// Each case runs through the public launch (whichever route it picks) and through each route
+// forced: the fused cluster kernel and the three launches.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -69,6 +71,14 @@ SparqCase long_case() {
   return {"positions_128k", 1, 4, 1, 128, 131072, {131072}, 16, 8192, 64, true, GqaMode::kShared};
 }
 
+/// One head per unit, so the fused route fits 128k positions in shared memory.
+SparqCase long_mha_case() {
+  return {"positions_128k_mha", 1, 2, 2, 128, 131072, {131072}, 16, 8192, 64, true,
+          GqaMode::kShared};
+}
+
+enum class Route { kChosen, kFused, kThreeLaunches };
+
 /// Position sets must match the reference, except where the reference's ranking keys of the
 /// differing positions lie within a relative 1e-4 of its k-th key (a near tie that float
 /// rounding may decide either way).
@@ -94,7 +104,7 @@ void expect_same_selection(const std::vector<int>& gpu, const std::vector<int>& 
 }
 
 template <typename T>
-void run_case(const SparqCase& c, uint64_t seed) {
+void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   SCOPED_TRACE("case " + c.name + ", seed " + std::to_string(seed) + ", type " +
                sparq::dtype_name(sparq::ElementTraits<T>::kDType));
   DecodeProblem p;
@@ -135,7 +145,19 @@ void run_case(const SparqCase& c, uint64_t seed) {
   a.cache = dev.view();
   a.lengths = dlen.get();
   a.out = dout.get();
-  SPARQ_ASSERT_OK(sparq::sparq_decode(a, dws.get(), ws, nullptr));
+  if (route == Route::kChosen) {
+    SPARQ_ASSERT_OK(sparq::sparq_decode(a, dws.get(), ws, nullptr));
+  } else {
+    const sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get());
+    const sparq::Status st = sparq::kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      return route == Route::kFused ? sparq::kernels::launch_sparq_fused<T, D>(a, launch_plan, 0)
+                                    : sparq::kernels::launch_sparq_three<T, D>(a, launch_plan, 0);
+    });
+    if (st == sparq::Status::kUnsupportedDevice)
+      GTEST_SKIP() << "the fused route does not fit " << c.name << " on this device";
+    SPARQ_ASSERT_OK(st);
+  }
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<double> out = sparq::test::to_double(dout.download());
   ASSERT_EQ(sparq::test::count_non_finite(out), 0u) << "output elements not written (or NaN)";
@@ -192,6 +214,27 @@ TEST_P(SparqDecodeGpu, Float16MatchesReference) {
   run_case<__half>(GetParam(), fresh_seed() + 2);
 }
 
+TEST_P(SparqDecodeGpu, Float32FusedRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 5, Route::kFused);
+}
+TEST_P(SparqDecodeGpu, BFloat16FusedRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 6, Route::kFused);
+}
+TEST_P(SparqDecodeGpu, Float16FusedRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__half>(GetParam(), fresh_seed() + 7, Route::kFused);
+}
+TEST_P(SparqDecodeGpu, Float32ThreeLaunches) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 8, Route::kThreeLaunches);
+}
+TEST_P(SparqDecodeGpu, BFloat16ThreeLaunches) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 9, Route::kThreeLaunches);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, SparqDecodeGpu, ::testing::ValuesIn(all_cases()),
                          [](const auto& info) { return info.param.name; });
 
@@ -203,6 +246,16 @@ TEST(SparqDecodeGpuLong, Positions128kFloat32) {
 TEST(SparqDecodeGpuLong, Positions128kBFloat16) {
   SPARQ_REQUIRE_GPU();
   run_case<__nv_bfloat16>(long_case(), fresh_seed() + 4);
+}
+
+TEST(SparqDecodeGpuLong, Positions128kFusedBFloat16) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(long_mha_case(), fresh_seed() + 10, Route::kFused);
+}
+
+TEST(SparqDecodeGpuLong, Positions128kThreeLaunchesFloat32) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(long_mha_case(), fresh_seed() + 11, Route::kThreeLaunches);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Host-side planning of the launches (runs on any machine): split counts fill the last wave,
-// cluster segments cover the sequence, workspace sizes grow with the problem.
+// cluster segments cover the sequence, workspace sizes grow with the problem, the SparQ route
+// (fused or three launches) follows the device and the shape.
 #include <gtest/gtest.h>
 
 #include "sparq/cuda.cuh"
@@ -75,6 +76,50 @@ TEST(LaunchPlanning, WorkspaceGrowsWithTheProblem) {
   ASSERT_EQ(sparq::sparq_decode_workspace_size<__nv_bfloat16>(p, cfg, &bounded),
             sparq::Status::kSuccess);
   EXPECT_LT(bounded, large);
+}
+
+sparq::DecodeProblem mha_problem(int batch, int length) {
+  sparq::DecodeProblem p;
+  p.batch = batch;
+  p.num_q_heads = 32;
+  p.num_kv_heads = 32;
+  p.head_dim = 128;
+  p.capacity = length;
+  return p;
+}
+
+TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
+  // 1 head, d 128, a 4096-position segment: q and partial output (2 x 128), logits, keys.
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(1, 128, 4096), 4u * (256 + 4096 + 4096));
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 16), 4u * (2 * 4 * 64 + 4 * 16 + 16));
+}
+
+TEST(SparqRoute, FusedOnlyForFewUnits) {
+  const int sms = sparq::kernels::planning_sm_count();
+  EXPECT_TRUE(sparq::kernels::fused_preferred(1));
+  EXPECT_TRUE(sparq::kernels::fused_preferred(sms / 2));
+  EXPECT_FALSE(sparq::kernels::fused_preferred(sms / 2 + 1));
+}
+
+TEST(SparqRoute, PlanFollowsTheDevice) {
+  using T = __nv_bfloat16;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 2048;
+  const sparq::kernels::SparqPlan<T> one(mha_problem(1, 32768), cfg, nullptr);
+  const sparq::kernels::SparqPlan<T> many(mha_problem(64, 32768), cfg, nullptr);
+  EXPECT_FALSE(many.fused) << "64 x 32 units keep the three launches";
+  if (!sparq::kernels::device_has_clusters()) {
+    EXPECT_FALSE(one.fused) << "no thread-block clusters here: three launches";
+    // Forcing the fused route where it cannot run launches nothing and says why.
+    sparq::SparqDecodeParams<T> a;
+    a.problem = mha_problem(1, 32768);
+    a.config = cfg;
+    EXPECT_EQ((sparq::kernels::launch_sparq_fused<T, 128>(a, one, nullptr)),
+              sparq::Status::kUnsupportedDevice);
+  } else {
+    EXPECT_TRUE(one.fused) << "batch 1, 32 heads, 32k positions: one fused launch";
+  }
 }
 
 }  // namespace

@@ -136,7 +136,41 @@ struct AttentionState {
       }
     }
   }
+  /// After merge_warp: lane group 0 stores head h's state, acc to acc_row[0..D) and (m, l) to
+  /// *ml ((-inf, 0) for a warp that saw no rows of its own: `active` false).
+  __device__ void store(int h, float* acc_row, float2* ml, bool active) const {
+    const int lane = threadIdx.x & 31;
+    if (lane >= G::kLanesPerRow) return;
+#pragma unroll
+    for (int i = 0; i < G::kChunksPerLane; ++i)
+#pragma unroll
+      for (int e = 0; e < G::kElemsPerChunk; ++e)
+        acc_row[G::elem(lane, i) + e] = acc[h][i * G::kElemsPerChunk + e];
+    if (lane == 0) *ml = active ? make_float2(m[h], l[h]) : make_float2(-INFINITY, 0.f);
+  }
 };
+
+/// Merges stored partial states (m, l in base 2; acc unnormalised) of parts first, first +
+/// stride, ... below `parts` for dimension j: ml[part], acc[part * acc_stride + j]. Returns
+/// (m, l, acc) of their union; (-inf, 0, 0) when none saw a row.
+__device__ __forceinline__ float3 merge_stored_states(const float2* ml, const float* acc,
+                                                      int acc_stride, int first, int stride,
+                                                      int parts, int j) {
+  float mx = -INFINITY;
+  for (int w = first; w < parts; w += stride)
+    if (ml[w].y > 0.f) mx = fmaxf(mx, ml[w].x);
+  float l = 0.f, a = 0.f;
+  if (mx != -INFINITY) {
+    for (int w = first; w < parts; w += stride) {
+      if (ml[w].y > 0.f) {
+        const float wt = exp2f(ml[w].x - mx);
+        l = fmaf(ml[w].y, wt, l);
+        a = fmaf(acc[w * acc_stride + j], wt, a);
+      }
+    }
+  }
+  return make_float3(mx, l, a);
+}
 
 /// Issues the loads of this lane's 16-byte chunks of row `row` of K and V (raw, unconverted).
 /// Rows are read once per step: the loads stream past L1.

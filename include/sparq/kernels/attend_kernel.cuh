@@ -38,8 +38,8 @@ constexpr int kAttendThreads = 128;
 constexpr int kAttendWarps = kAttendThreads / 32;
 constexpr int kAttendUnroll = 8;  // rows in flight per lane group
 
-/// Heads across warps: each warp follows one query head. With h heads in a pass (h <= 4),
-/// 4 / h warps share each head and split the rows; warps of different heads read the same
+/// Heads across warps: each warp follows one query head. With h heads in a pass (h <= warps),
+/// warps / h warps share each head and split the rows; warps of different heads read the same
 /// rows, which the first of them brings into L1 for the others, so K and V leave DRAM once
 /// per group. More than 4 heads take several passes.
 struct WarpRole {
@@ -48,9 +48,9 @@ struct WarpRole {
   int row_warp;   // which of the warps sharing the head this is
   int row_warps;  // warps sharing each head
   bool active;
-  __device__ WarpRole(int heads_in_pass, int warp) {
+  __device__ WarpRole(int heads_in_pass, int warp, int warps = kAttendWarps) {
     heads = heads_in_pass;
-    row_warps = kAttendWarps / heads;
+    row_warps = warps / heads;
     head = warp % heads;
     row_warp = warp / heads;
     active = row_warp < row_warps;
@@ -178,35 +178,16 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     }
     st.merge_warp();
     // Lane group 0 of each warp holds the warp's state; combine the warps of each head.
-    if (lane < G::kLanesPerRow) {
-#pragma unroll
-      for (int i = 0; i < G::kChunksPerLane; ++i)
-#pragma unroll
-        for (int e = 0; e < G::kElemsPerChunk; ++e)
-          s_acc[warp][G::elem(lr, i) + e] = st.acc[0][i * G::kElemsPerChunk + e];
-      if (lr == 0)
-        s_ml[warp] = role.active ? make_float2(st.m[0], st.l[0]) : make_float2(-INFINITY, 0.f);
-    }
+    st.store(0, s_acc[warp], &s_ml[warp], role.active);
     __syncthreads();
     for (int idx = threadIdx.x; idx < role.heads * D; idx += kAttendThreads) {
       const int h = idx / D, j = idx % D;
-      float mx = -INFINITY;
-      for (int w = h; w < kAttendWarps; w += role.heads)
-        mx = fmaxf(mx, s_ml[w].x);
-      float l = 0.f, a = 0.f;
-      if (mx != -INFINITY) {
-        for (int w = h; w < kAttendWarps; w += role.heads) {
-          if (s_ml[w].y > 0.f) {
-            const float wt = exp2f(s_ml[w].x - mx);
-            l = fmaf(s_ml[w].y, wt, l);
-            a = fmaf(s_acc[w][j], wt, a);
-          }
-        }
-      }
+      const float3 m_l_a =
+          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kAttendWarps, j);
       const int64_t slot =
           (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + h) * p.splits + split;
-      p.partial_acc[slot * D + j] = a;
-      if (j == 0) p.partial_ml[slot] = make_float2(mx, l);
+      p.partial_acc[slot * D + j] = m_l_a.z;
+      if (j == 0) p.partial_ml[slot] = make_float2(m_l_a.x, m_l_a.y);
     }
     __syncthreads();
   }

@@ -103,6 +103,37 @@ int device_slots(Kernel kernel, int threads, size_t dynamic_smem = 0) {
   return per_sm * planning_sm_count();
 }
 
+/// Dynamic shared memory a kernel may use after raising its limit to the device's opt-in
+/// maximum (done here, once per kernel); 0 where that fails or there is no device.
+template <typename Kernel>
+int raise_dynamic_smem(Kernel kernel) {
+  int dev = 0, optin = 0;
+  cudaFuncAttributes attr{};
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+      cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
+  if (dynamic <= 0 || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           dynamic) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return dynamic;
+}
+
+inline bool device_has_clusters() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 9;
+}
+
 /// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists
 /// and `slots` resident blocks: the fewest splits whose last wave is at least 95% full (or the
 /// fullest found), with at least min_rows rows per split.

@@ -207,19 +207,79 @@ __host__ __device__ inline int cluster_segment(int length) {
   return (per + 15) / 16 * 16;
 }
 
+/// Shared memory of a cluster-wide top-k (cluster_top_k).
+template <int kThreads>
+struct ClusterTopKShared {
+  typename device::BlockTopK<kThreads>::TempStorage topk;
+  unsigned hist[2][256];  // double-buffered: others may still read the last pass
+  unsigned total[256];
+  int counts[2];  // this block's keys > and == the threshold
+};
+
+namespace select_detail {
+
+/// The top `keff` of keys spread over the blocks of a cluster (sm_90; this block holds
+/// keys[0..n) of positions begin..begin+n): four radix passes on histograms summed across the
+/// cluster through distributed shared memory, one cluster barrier per pass; then each block
+/// writes its selected positions, in position order, to out[*first..*last). On entry sh.hist[0]
+/// counts the top digits of this block's keys, sh.hist[1] is clear, and a barrier has passed.
+/// Contains cluster barriers: every thread of every block calls it.
+template <int kThreads, typename Cluster>
+__device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
+                              const uint32_t* keys, int n, int keff, int begin, int rank, int* out,
+                              int* first, int* last) {
+  using TopK = device::BlockTopK<kThreads>;
+  device::RadixState st;
+  st.remaining = static_cast<unsigned>(keff);
+  for (int pass = 0; pass < 4; ++pass) {
+    unsigned* hist = sh.hist[pass & 1];
+    if (pass > 0) {
+      // hist was last read by other blocks two passes ago, before the previous barrier.
+      TopK::clear(hist);
+      __syncthreads();
+      TopK::build_histogram(hist, keys, n, st, pass);
+    }
+    cluster.sync();  // every block's histogram of this pass is complete
+    for (int i = threadIdx.x; i < 256; i += kThreads) {
+      unsigned t = 0;
+      for (int r = 0; r < kClusterBlocks; ++r)
+        t += cluster.map_shared_rank(hist, r)[i];
+      sh.total[i] = t;
+    }
+    __syncthreads();
+    TopK::choose_digit(sh.topk, sh.total, st, pass);
+  }
+  const uint32_t threshold = st.prefix;
+  const int need_equal = static_cast<int>(st.remaining);
+  int gt = 0, eq = 0;
+  TopK::count(sh.topk, keys, n, threshold, &gt, &eq);
+  if (threadIdx.x == 0) {
+    sh.counts[0] = gt;
+    sh.counts[1] = eq;
+  }
+  cluster.sync();  // counts published
+  int gt_before = 0, eq_before = 0;
+  for (int r = 0; r < rank; ++r) {
+    const int* c = cluster.map_shared_rank(sh.counts, r);
+    gt_before += c[0];
+    eq_before += c[1];
+  }
+  const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
+  *first = gt_before + eq_taken;
+  *last = TopK::compact(sh.topk, keys, n, threshold, need_equal, out, *first, eq_before, begin);
+}
+
+}  // namespace select_detail
+
 /// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
-/// and keeps its keys in its shared memory; the radix histograms are summed across the
-/// cluster through distributed shared memory, one cluster barrier per pass.
+/// and keeps its keys in its shared memory; cluster_top_k selects across the cluster.
 __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kClusterThreads)
     select_cluster_kernel(SelectParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ uint32_t s_keys[];
   using TopK = device::BlockTopK<kClusterThreads>;
-  __shared__ typename TopK::TempStorage s_topk;
-  __shared__ unsigned s_hist[2][256];  // double-buffered: others may still read the last pass
-  __shared__ unsigned s_total[256];
-  __shared__ int s_counts[2];  // this block's keys > and == the threshold
+  __shared__ ClusterTopKShared<kClusterThreads> s_sel;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
 
@@ -230,8 +290,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
   const int begin = min(rank * seg, u.len), end = min(begin + seg, u.len), n = end - begin;
 
   select_detail::head_normalisers<kClusterThreads>(p, u, s_max, s_inv_sum);
-  TopK::clear(s_hist[0]);
-  TopK::clear(s_hist[1]);
+  TopK::clear(s_sel.hist[0]);
+  TopK::clear(s_sel.hist[1]);
   __syncthreads();
 
   int first = 0, last = 0;  // this block's slice of the output
@@ -242,45 +302,10 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
     last = end;
   } else {
     select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
-                                                 s_hist[0]);
-    device::RadixState st;
-    st.remaining = static_cast<unsigned>(u.keff);
-    for (int pass = 0; pass < 4; ++pass) {
-      unsigned* hist = s_hist[pass & 1];
-      if (pass > 0) {
-        // hist was last read by other blocks two passes ago, before the previous barrier.
-        TopK::clear(hist);
-        __syncthreads();
-        TopK::build_histogram(hist, s_keys, n, st, pass);
-      }
-      cluster.sync();  // every block's histogram of this pass is complete
-      for (int i = threadIdx.x; i < 256; i += kClusterThreads) {
-        unsigned t = 0;
-        for (int r = 0; r < kClusterBlocks; ++r)
-          t += cluster.map_shared_rank(hist, r)[i];
-        s_total[i] = t;
-      }
-      __syncthreads();
-      TopK::choose_digit(s_topk, s_total, st, pass);
-    }
-    const uint32_t threshold = st.prefix;
-    const int need_equal = static_cast<int>(st.remaining);
-    int gt = 0, eq = 0;
-    TopK::count(s_topk, s_keys, n, threshold, &gt, &eq);
-    if (threadIdx.x == 0) {
-      s_counts[0] = gt;
-      s_counts[1] = eq;
-    }
-    cluster.sync();  // counts published
-    int gt_before = 0, eq_before = 0;
-    for (int r = 0; r < rank; ++r) {
-      const int* c = cluster.map_shared_rank(s_counts, r);
-      gt_before += c[0];
-      eq_before += c[1];
-    }
-    const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
-    first = gt_before + eq_taken;
-    last = TopK::compact(s_topk, s_keys, n, threshold, need_equal, u.out, first, eq_before, begin);
+                                                 s_sel.hist[0]);
+    __syncthreads();
+    select_detail::cluster_top_k<kClusterThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank,
+                                                  u.out, &first, &last);
   }
   __syncthreads();
   select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,

@@ -1,12 +1,15 @@
 // Host launch API of SparQ decode attention: one call per layer per decode step for a batch.
-// Three kernel launches (scores, selection, exact attention) and one memset of counters; no
-// allocation, no host synchronisation and no device reads on the host: capturable in a graph.
+// Two routes: for few (sequence, unit) pairs on sm_90, one fused launch (a cluster per unit);
+// otherwise three kernel launches (scores, selection, exact attention) and one memset of
+// counters. No allocation, no host synchronisation and no device reads on the host:
+// capturable in a graph.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "sparq/config.hpp"
 #include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/fused_kernel.cuh"
 #include "sparq/kernels/launch_common.cuh"
 #include "sparq/kernels/score_kernel.cuh"
 #include "sparq/kernels/select_kernel.cuh"
@@ -32,48 +35,13 @@ namespace kernels {
 /// workspace (long sequences, or no device to ask).
 enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys };
 
-namespace select_detail {
-
-/// Dynamic shared memory a kernel may use after raising its limit to the device's opt-in
-/// maximum (done here, once per kernel); 0 where that fails or there is no device.
-template <typename Kernel>
-int raise_dynamic_smem(Kernel kernel) {
-  int dev = 0, optin = 0;
-  cudaFuncAttributes attr{};
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-      cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes) - 1024;
-  if (dynamic <= 0 || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           dynamic) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return dynamic;
-}
-
-inline bool device_has_clusters() {
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major >= 9;
-}
-
-}  // namespace select_detail
-
 inline SelectRoute select_route(int bound, int64_t batch_units) {
-  static const int cluster_keys = select_detail::device_has_clusters()
-                                      ? select_detail::raise_dynamic_smem(select_cluster_kernel) /
-                                            static_cast<int>(sizeof(uint32_t))
-                                      : 0;
+  static const int cluster_keys =
+      device_has_clusters()
+          ? raise_dynamic_smem(select_cluster_kernel) / static_cast<int>(sizeof(uint32_t))
+          : 0;
   static const int block_keys =
-      select_detail::raise_dynamic_smem(select_kernel<true>) / static_cast<int>(sizeof(uint32_t));
+      raise_dynamic_smem(select_kernel<true>) / static_cast<int>(sizeof(uint32_t));
   // A cluster spreads one unit over 8 SMs: worth its barriers only while one block per unit
   // would leave most of the device idle.
   const bool few_units = batch_units < planning_sm_count();
@@ -87,6 +55,7 @@ inline SelectRoute select_route(int bound, int64_t batch_units) {
 template <typename T>
 struct SparqPlan {
   SelectionUnits units;
+  bool fused = false;  // one fused launch (else scores, select, attend)
   int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
   int64_t logit_stride = 0;
   float* logits = nullptr;
@@ -108,7 +77,10 @@ struct SparqPlan {
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
     int score_block_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
-      score_block_slots = score_slots<T, decltype(dim)::value>(units.heads_per_unit);
+      constexpr int D = decltype(dim)::value;
+      score_block_slots = score_slots<T, D>(units.heads_per_unit);
+      fused = fused_preferred(batch_units) &&
+              fused_fits<T, D>(static_cast<int>(bound), units.heads_per_unit);
       return Status::kSuccess;
     });
     // Enough consecutive chunks per score block that the grid is about one wave: each block
@@ -236,11 +208,50 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return launch_attend<T, D>(ap, plan.attend, p.batch, stream);
 }
 
+/// The three-launch route, whatever plan.fused says.
 template <typename T, int D>
-Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
+Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                          cudaStream_t stream) {
   if (Status s = launch_sparq_scores<T, D>(a, plan, stream); !ok(s)) return s;
   if (Status s = launch_sparq_select<T>(a, plan, stream); !ok(s)) return s;
   return launch_sparq_attend<T, D>(a, plan, stream);
+}
+
+/// The fused route, whatever plan.fused says; kUnsupportedDevice (nothing launched) where the
+/// device cannot run it for this shape.
+template <typename T, int D>
+Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                          cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
+  const int bound = p.length_bound();
+  if (!fused_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
+  FusedParams<T> fp{a.q,
+                    a.cache,
+                    a.lengths,
+                    a.out,
+                    p.num_q_heads,
+                    plan.units.per_batch,
+                    plan.units.heads_per_unit,
+                    plan.units.group_size,
+                    bound,
+                    p.capacity,
+                    a.config.r,
+                    a.config.k,
+                    a.config.local_window,
+                    a.config.reallocation,
+                    plan.indices,
+                    plan.kmax,
+                    plan.alpha};
+  const size_t smem = fused_smem_bytes(plan.units.heads_per_unit, D, cluster_segment(bound));
+  sparq_fused_kernel<T, D>
+      <<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(fp);
+  return last_launch_status();
+}
+
+template <typename T, int D>
+Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
+  return plan.fused ? launch_sparq_fused<T, D>(a, plan, stream)
+                    : launch_sparq_three<T, D>(a, plan, stream);
 }
 
 }  // namespace kernels

@@ -1,0 +1,326 @@
+// SparQ decode in one launch, for few (sequence, unit) pairs: a cluster of 8 blocks per unit
+// (sm_90), each owning a segment of positions, runs every step on its segment with the
+// intermediates in shared memory: approximate logits, softmax normalisers (merged across the
+// cluster), ranking keys, the cluster-wide top-k, exact attention on its own selected rows,
+// and finally the merge of the 8 partial states with alpha and v-bar. At batch 1 the
+// three-launch pipeline is latency-bound (no launch fills the device, and the logits make a
+// round trip through global memory); here only the KV cache and the output touch DRAM.
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include "sparq/device/approx_scores.cuh"
+#include "sparq/device/mean_interpolation.cuh"
+#include "sparq/device/sparse_attention.cuh"
+#include "sparq/device/topr_select.cuh"
+#include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/score_kernel.cuh"
+#include "sparq/kernels/select_kernel.cuh"
+
+namespace sparq::kernels {
+
+template <typename T>
+struct FusedParams {
+  const T* q;  // [B, Hq, D]
+  KVCacheView<T> cache;
+  const int* lengths;
+  T* out;  // [B, Hq, D]
+  int num_q_heads;
+  int units_per_batch;
+  int heads_per_unit;
+  int group_size;
+  int length_bound;
+  int capacity;
+  int r;
+  int k;
+  int local_window;
+  bool reallocation;
+  // Workspace, written for inspection (the same layout as the three-launch pipeline's).
+  int* indices;  // [B * units, index_stride]: selected positions
+  int64_t index_stride;
+  float* alpha;  // [B, Hq]
+};
+
+constexpr int kFusedThreads = 256;
+constexpr int kFusedWarps = kFusedThreads / 32;
+
+/// Dynamic shared memory of one block: each head's query and partial output (D floats each),
+/// its logits over the segment, and the segment's keys.
+inline size_t fused_smem_bytes(int heads_per_unit, int d, int segment) {
+  const size_t h = static_cast<size_t>(heads_per_unit);
+  return sizeof(float) * (2 * h * d + h * segment + segment);
+}
+
+template <typename T, int D>
+__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedThreads)
+    sparq_fused_kernel(FusedParams<T> p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  constexpr int V = device::kVec16<T>;
+  constexpr int kHeadsPerPass = kScoreHeadsPerPass;
+  using TopK = device::BlockTopK<kFusedThreads>;
+  using G = device::RowGeometry<T, D>;
+  extern __shared__ float s_dyn[];
+  __shared__ ClusterTopKShared<kFusedThreads> s_sel;
+  __shared__ float s_absq[D];
+  __shared__ int s_comp[D];
+  __shared__ float s_inv_tau[kMaxHeadsPerUnit], s_max[kMaxHeadsPerUnit];
+  __shared__ float s_inv_sum[kMaxHeadsPerUnit], s_alpha[kMaxHeadsPerUnit];
+  __shared__ device::SoftmaxStats s_stats[kMaxHeadsPerUnit];
+  __shared__ float2 s_part_ml[kMaxHeadsPerUnit];
+  __shared__ float s_scratch[32 * kHeadsPerPass];
+  __shared__ float s_acc[kFusedWarps][D];
+  __shared__ float2 s_ml[kFusedWarps];
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int b = blockIdx.z, unit = blockIdx.y;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
+  int len = p.lengths[b];
+  len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
+  const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
+  const int seg = cluster_segment(len);
+  const int begin = min(rank * seg, len), end = min(begin + seg, len), n = end - begin;
+  float* s_q = s_dyn;                     // [nh][D]
+  float* s_part_acc = s_q + nh * D;       // [nh][D]
+  float* s_logits = s_part_acc + nh * D;  // [nh][seg], position begin + s at s
+  uint32_t* s_keys = reinterpret_cast<uint32_t*>(s_logits + nh * seg);  // [seg]
+  int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride;
+  const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
+
+  // Steps 1-2: top-r components of the summed |q| and each head's temperature (every block
+  // computes the same).
+  for (int i = threadIdx.x; i < nh * D; i += kFusedThreads)
+    s_q[i] = to_float(q[i]);
+  __syncthreads();
+  for (int j = threadIdx.x; j < D; j += kFusedThreads) {
+    float a = 0.f;
+    for (int h = 0; h < nh; ++h)
+      a += fabsf(s_q[h * D + j]);
+    s_absq[j] = a;
+  }
+  __syncthreads();
+  device::block_top_r(s_absq, D, p.r, s_comp);
+  __syncthreads();
+  for (int h = warp; h < nh; h += kFusedWarps) {
+    const float inv = device::warp_inverse_temperature(s_q + h * D, D, s_comp, p.r);
+    if (lane == 0) s_inv_tau[h] = inv;
+  }
+  __syncthreads();
+
+  // Step 3: approximate logits of this block's positions, into shared memory.
+  const T* kt = p.cache.kt_row(b, kvh, 0);
+  for (int s0 = begin + threadIdx.x * V; s0 < end; s0 += kFusedThreads * V) {
+    for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+      float acc[kHeadsPerPass][V];
+      device::approx_logits<T, kHeadsPerPass>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, hb, nh,
+                                              s0, len, p.capacity, acc);
+#pragma unroll
+      for (int h = 0; h < kHeadsPerPass; ++h) {
+        if (hb + h >= nh) break;
+        const float inv = s_inv_tau[hb + h];
+#pragma unroll
+        for (int v = 0; v < V; ++v)
+          if (s0 + v < end) s_logits[(hb + h) * seg + s0 + v - begin] = acc[h][v] * inv;
+      }
+    }
+  }
+  __syncthreads();
+
+  // Softmax normalisers: this block's (max, sum of exp) per head, then every block merges
+  // all ranks' in rank order, so all hold bitwise the same values.
+  for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+    float mx[kHeadsPerPass], sum[kHeadsPerPass];
+#pragma unroll
+    for (int h = 0; h < kHeadsPerPass; ++h) {
+      mx[h] = -INFINITY;
+      if (hb + h < nh)
+        for (int s = threadIdx.x; s < n; s += kFusedThreads)
+          mx[h] = fmaxf(mx[h], s_logits[(hb + h) * seg + s]);
+    }
+    device::block_max<kHeadsPerPass, kFusedThreads>(mx, s_scratch);
+#pragma unroll
+    for (int h = 0; h < kHeadsPerPass; ++h) {
+      sum[h] = 0.f;
+      if (hb + h < nh && mx[h] != -INFINITY)
+        for (int s = threadIdx.x; s < n; s += kFusedThreads)
+          sum[h] += __expf(s_logits[(hb + h) * seg + s] - mx[h]);
+    }
+    device::block_sum<kHeadsPerPass, kFusedThreads>(sum, s_scratch);
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int h = 0; h < kHeadsPerPass; ++h)
+        if (hb + h < nh) s_stats[hb + h] = {mx[h], sum[h]};
+    }
+  }
+  cluster.sync();  // every block's stats are published
+  for (int h = threadIdx.x; h < nh; h += kFusedThreads) {
+    device::SoftmaxStats all = device::empty_stats();
+    for (int r = 0; r < kClusterBlocks; ++r)
+      all = device::merge_stats(all, cluster.map_shared_rank(s_stats, r)[h]);
+    s_max[h] = all.m;
+    s_inv_sum[h] = all.l > 0.f ? 1.f / all.l : 0.f;
+  }
+  TopK::clear(s_sel.hist[0]);
+  TopK::clear(s_sel.hist[1]);
+  __syncthreads();
+
+  // Step 4: ranking keys (the sum of s-hat over the unit's heads; the local window forced in)
+  // and the cluster's top-k positions, written in position order to the workspace.
+  int first = 0, last = 0;  // this block's slice of `out`
+  if (keff == len) {
+    for (int s = begin + threadIdx.x; s < end; s += kFusedThreads)
+      out[s] = s;  // every row taken
+    first = begin;
+    last = end;
+  } else {
+    for (int s = threadIdx.x; s < n; s += kFusedThreads) {
+      uint32_t key = device::kForcedKey;
+      if (begin + s < len - leff) {
+        float sum = 0.f;
+        for (int h = 0; h < nh; ++h)
+          sum += expf(s_logits[h * seg + s] - s_max[h]) * s_inv_sum[h];
+        key = device::float_to_ordered(sum);
+      }
+      s_keys[s] = key;
+      TopK::add(s_sel.hist[0], key >> 24);
+    }
+    __syncthreads();
+    select_detail::cluster_top_k<kFusedThreads>(cluster, s_sel, s_keys, n, keff, begin, rank, out,
+                                                &first, &last);
+  }
+  __syncthreads();  // this block's positions in `out` are visible to all its threads
+
+  // alpha: this block's share of the sum of s-hat over the selected positions, per head.
+  for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+    float a[kHeadsPerPass];
+#pragma unroll
+    for (int h = 0; h < kHeadsPerPass; ++h)
+      a[h] = 0.f;
+    for (int i = first + threadIdx.x; i < last; i += kFusedThreads) {
+      const int s = out[i] - begin;
+#pragma unroll
+      for (int h = 0; h < kHeadsPerPass; ++h)
+        if (hb + h < nh)
+          a[h] += expf(s_logits[(hb + h) * seg + s] - s_max[hb + h]) * s_inv_sum[hb + h];
+    }
+    device::block_sum<kHeadsPerPass, kFusedThreads>(a, s_scratch);
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int h = 0; h < kHeadsPerPass; ++h)
+        if (hb + h < nh) s_alpha[hb + h] = a[h];
+    }
+  }
+
+  // Steps 5-6: exact attention of each head over this block's selected rows (heads across
+  // warps, as in the attend kernel's direct path), reduced to one partial state per head.
+  const int* rows = out + first;
+  const int count = last - first;
+  const int group_in_warp = lane / G::kLanesPerRow;
+  const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
+  for (int hp = 0; hp < nh; hp += kFusedWarps) {
+    const WarpRole role(min(nh - hp, kFusedWarps), warp, kFusedWarps);
+    device::AttentionState<T, D, 1> st;
+    st.init(q + (hp + role.head) * D, 1, qscale);
+    if (role.active) {
+      const int groups = role.row_warps * G::kRowsPerWarp;
+      for (int base = role.row_warp * G::kRowsPerWarp; base < count;
+           base += groups * kAttendUnroll) {
+        uint4 kr[kAttendUnroll][G::kChunksPerLane], vr[kAttendUnroll][G::kChunksPerLane];
+        bool valid[kAttendUnroll];
+#pragma unroll
+        for (int u = 0; u < kAttendUnroll; ++u) {
+          const int i = base + group_in_warp + u * groups;
+          valid[u] = i < count;
+          if (valid[u]) {
+            device::load_kv_row<T, D>(p.cache, b, kvh, rows[i], kr[u], vr[u]);
+          } else {
+#pragma unroll
+            for (int c = 0; c < G::kChunksPerLane; ++c)
+              kr[u][c] = vr[u][c] = make_uint4(0, 0, 0, 0);
+          }
+        }
+        st.update(kr, vr, valid, 1);
+      }
+    }
+    st.merge_warp();
+    st.store(0, s_acc[warp], &s_ml[warp], role.active);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < role.heads * D; idx += kFusedThreads) {
+      const int h = idx / D, j = idx % D;
+      const float3 m_l_a =
+          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kFusedWarps, j);
+      s_part_acc[(hp + h) * D + j] = m_l_a.z;
+      if (j == 0) s_part_ml[hp + h] = make_float2(m_l_a.x, m_l_a.y);
+    }
+    __syncthreads();
+  }
+
+  // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
+  cluster.sync();  // partial states and alphas are published
+  const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
+  for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D;
+       idx += kClusterBlocks * kFusedThreads) {
+    const int h = idx / D, j = idx % D;
+    float2 ml[kClusterBlocks];
+    float acc[kClusterBlocks];
+    float alpha = 0.f;
+#pragma unroll
+    for (int r = 0; r < kClusterBlocks; ++r) {
+      ml[r] = cluster.map_shared_rank(s_part_ml, r)[h];
+      acc[r] = cluster.map_shared_rank(s_part_acc, r)[h * D + j];
+      alpha += cluster.map_shared_rank(s_alpha, r)[h];
+    }
+    const float3 m_l_a = device::merge_stored_states(ml, acc, 1, 0, 1, kClusterBlocks, 0);
+    float y = m_l_a.y > 0.f ? m_l_a.z / m_l_a.y : 0.f;
+    if (vsum != nullptr && len > 0) y = device::interpolate_mean(alpha, y, vsum[j], len);
+    const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + h;
+    p.out[row * D + j] = from_float<T>(y);
+    if (j == 0) p.alpha[row] = alpha;
+  }
+  cluster.sync();  // keep every block's shared memory alive until all have read it
+#endif
+}
+
+namespace fused_detail {
+
+/// Largest dynamic shared memory of sparq_fused_kernel<T, D> on this device (its limit raised
+/// once), or 0 where there are no clusters or a cluster of it cannot be resident.
+template <typename T, int D>
+int smem_limit() {
+  static const int limit = [] {
+    if (!device_has_clusters()) return 0;
+    const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D>);
+    if (bytes <= 0) return 0;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(kClusterBlocks, 1, 1);
+    cfg.blockDim = dim3(kFusedThreads, 1, 1);
+    cfg.dynamicSmemBytes = static_cast<size_t>(bytes);
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D>, &cfg) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return clusters > 0 ? bytes : 0;
+  }();
+  return limit;
+}
+
+}  // namespace fused_detail
+
+/// Units up to which the fused kernel is preferred: while the three launches are latency-bound
+/// (fewer units than multiprocessors). A first guess; bench_kernels compares both routes.
+inline bool fused_preferred(int64_t batch_units) {
+  return batch_units * 2 <= planning_sm_count();
+}
+
+/// Whether sparq_fused_kernel<T, D> can run this shape on the current device.
+template <typename T, int D>
+bool fused_fits(int length_bound, int heads_per_unit) {
+  const int limit = fused_detail::smem_limit<T, D>();
+  return limit > 0 && fused_smem_bytes(heads_per_unit, D, cluster_segment(length_bound)) <=
+                          static_cast<size_t>(limit);
+}
+
+}  // namespace sparq::kernels
