@@ -31,6 +31,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model_dir, device = "auto", prompt, system, random_weights;
   bool has_prompt = false, raw = false, graphs = true, bench_prefill = false;
+  bool fused_matvec = false;
   int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
   float temperature = 0.6f, top_p = 0.9f;
   uint64_t seed = 1234;
@@ -51,6 +52,10 @@ void print_help() {
       "  --device auto|cpu|cuda where to run [auto: cuda if a GPU is usable, else cpu]\n"
       "  --max-seq-len N        KV-cache positions [min(max_position_embeddings, 4096)]\n"
       "  --no-graph             GPU: run decode steps without CUDA graph capture\n"
+      "  --matvec cublas|fused  GPU: decode-step projections as cuBLAS GEMMs, or as fused\n"
+      "                         bandwidth-oriented matvec kernels with RMSNorm and SiLU folded\n"
+      "                         in (prefill always uses cuBLAS). The fused kernels have not\n"
+      "                         been run on a GPU yet [cublas]\n"
       "\n"
       "Chat:\n"
       "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
@@ -183,6 +188,10 @@ Options parse(int argc, char** argv) {
       o.attention.reallocation = false;
     } else if (a == "--no-graph") {
       o.graphs = false;
+    } else if (a == "--matvec") {
+      const std::string m = value();
+      if (m != "cublas" && m != "fused") usage_error("--matvec must be cublas or fused");
+      o.fused_matvec = m == "fused";
     } else if (a == "--bench-decode") {
       o.bench_decode = static_cast<int>(number(1));
     } else if (a == "--bench-steps") {
@@ -217,12 +226,38 @@ std::string attention_summary(const llama::Model& m) {
   return buf;
 }
 
-int bench_decode(llama::Model& model, const Options& o) {
+// The memory-bandwidth bound of a dense decode step at length S: the weights a step reads plus
+// dense attention's K and V rows (bf16, every layer), moved at the device's copy bandwidth.
+struct BandwidthBound {
+  double copy_gbs = 0, weight_gb = 0, kv_gb = 0;
+  double ms() const { return (weight_gb + kv_gb) / copy_gbs * 1e3; }
+};
+
+BandwidthBound bandwidth_bound(const llama::Model& m, int S, double copy_gbs) {
+  const llama::Config& c = m.config();
+  BandwidthBound b;
+  b.copy_gbs = copy_gbs;
+  b.weight_gb = m.decode_weight_bytes() / 1e9;
+  b.kv_gb = double(c.num_layers) * 2 * S * c.kv_dim() * 2 / 1e9;
+  return b;
+}
+
+// copy_gbs > 0 (on a GPU): also prints the bandwidth bound and dense's share of it.
+int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
   const int S = o.bench_decode, n = o.bench_steps;
   const llama::Config& c = model.config();
   std::printf("decode benchmark on %s: %d layers, %d/%d heads, head_dim %d; S = %d, %d steps\n",
               model.device_name().c_str(), c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, S,
               n);
+  const BandwidthBound bound = bandwidth_bound(model, S, copy_gbs);
+  if (copy_gbs > 0) {
+    std::printf("  matvec: %s (decode-step projections)\n",
+                o.fused_matvec ? "fused kernels" : "cuBLAS GEMM");
+    std::printf(
+        "  bandwidth bound: %.3f GB weights + %.3f GB dense K/V per token at %.0f GB/s "
+        "(device copy) = %.3f ms/token\n",
+        bound.weight_gb, bound.kv_gb, bound.copy_gbs, bound.ms());
+  }
   std::mt19937 rng(static_cast<uint32_t>(o.seed));
   std::uniform_int_distribution<int> tok(3, c.vocab_size - 1);
   std::vector<float> logits;
@@ -258,7 +293,11 @@ int bench_decode(llama::Model& model, const Options& o) {
     how[m] = attention_summary(model);
     if (m == 1) ratio = model.last_step.transfer_ratio;
   }
-  std::printf("  dense: %8.3f ms/token\n", ms[0]);
+  if (copy_gbs > 0)
+    std::printf("  dense: %8.3f ms/token (%.0f%% of the bandwidth bound)\n", ms[0],
+                100 * bound.ms() / ms[0]);
+  else
+    std::printf("  dense: %8.3f ms/token\n", ms[0]);
   std::printf("  SparQ: %8.3f ms/token (%s, attention transfers %.3f of dense)\n", ms[1],
               how[1].c_str(), ratio);
   std::printf("  speedup: %.2fx\n", ms[0] / ms[1]);
@@ -341,6 +380,7 @@ int run(const Options& o) {
   }
   llama::CudaOptions copt;
   copt.graphs = o.graphs;
+  copt.fused_matvec = o.fused_matvec;
   std::unique_ptr<llama::Model> model;
   std::unique_ptr<llama::Checkpoint> ck;
   llama::Config cfg;
@@ -359,13 +399,15 @@ int run(const Options& o) {
   } else if (seq == 0) {
     seq = std::min(cfg.max_position_embeddings, 4096);
   }
+  // --bench-decode's bound needs the copy bandwidth: measured before the model takes the memory.
+  const double copy_gbs = use_cuda && o.bench_decode > 0 ? llama::device_copy_bandwidth_gbs() : 0;
   if (use_cuda)
     model = ck ? llama::make_cuda_model(*ck, seq, copt)
                : llama::make_cuda_model_random(cfg, seq, o.seed, copt);
   else
     model = std::make_unique<llama::CpuModel>(*ck, seq, /*progress=*/true);
   model->attention = o.attention;
-  if (o.bench_decode > 0) return bench_decode(*model, o);
+  if (o.bench_decode > 0) return bench_decode(*model, o, copy_gbs);
   const llama::Tokenizer tok(o.model_dir + "/tokenizer.model");
   std::fprintf(stderr, "%s on %s, %d layers, context %d\n", o.model_dir.c_str(),
                model->device_name().c_str(), cfg.num_layers, seq);

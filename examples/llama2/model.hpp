@@ -70,6 +70,9 @@ class Model {
   virtual void fill_random(int length, uint64_t seed) = 0;
   /// Waits for queued device work (timing); a no-op on the CPU.
   virtual void synchronize() {}
+  /// Bytes of weights one decode step reads (for --bench-decode's bandwidth bound); 0 where not
+  /// tracked (the CPU).
+  virtual int64_t decode_weight_bytes() const { return 0; }
 
   AttentionOptions attention;
   StepAttention last_step;  ///< what the last decode step did

@@ -6,10 +6,17 @@
 //            -> RMSNorm -> gate/up GEMMs -> SiLU(gate) * up -> down GEMM (+= residual)
 //   -> final RMSNorm -> lm_head GEMM -> float32 logits
 //
-// Prefill runs the same layers over all prompt tokens at once, with a simple causal attention
-// kernel (below) over the cache after the prompt's K/V are appended. Nothing in the decode step
-// reads a length on the host, so it is captured once per (length bucket, attention choice) as a
-// CUDA graph and replayed.
+// With CudaOptions::fused_matvec (--matvec fused) a decode step's projections are instead the
+// bandwidth-oriented matvec kernels of matvec.cuh, with RMSNorm and SiLU·up fused into them:
+//
+//   embed -> for each layer: RMSNorm+q/k/v -> RoPE -> kv_append -> decode_attention
+//            -> o (+= residual) -> RMSNorm+gate/up+SiLU·up -> down (+= residual)
+//   -> final RMSNorm+lm_head
+//
+// Prefill runs the same layers over all prompt tokens at once (always with cuBLAS), with a simple
+// causal attention kernel (below) over the cache after the prompt's K/V are appended. Nothing in
+// the decode step reads a length on the host, so it is captured once per (length bucket,
+// attention choice) as a CUDA graph and replayed.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -25,6 +32,7 @@
 
 #include <sparq/cuda.cuh>
 
+#include "matvec.cuh"
 #include "model_cuda.hpp"
 
 namespace llama {
@@ -65,7 +73,7 @@ struct DeviceArray {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Kernels (simple and correct; the projections, which dominate, are cuBLAS)
+// Kernels (simple and correct; the projections, which dominate, are cuBLAS or matvec.cuh's)
 
 __global__ void embed_kernel(const int* tokens, const bf16* table, int hidden, float* x) {
   const int t = blockIdx.x;
@@ -74,31 +82,14 @@ __global__ void embed_kernel(const int* tokens, const bf16* table, int hidden, f
     x[static_cast<int64_t>(t) * hidden + i] = __bfloat162float(row[i]);
 }
 
-__device__ float block_sum(float v) {
-  __shared__ float part[32];
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1)
-      v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (threadIdx.x == 0) part[0] = v;
-  }
-  __syncthreads();
-  const float r = part[0];
-  __syncthreads();
-  return r;
-}
-
-// y = x * rsqrt(mean(x^2) + eps) * w, one block per row, written as bf16 for the next GEMM.
+// y = x * rsqrt(mean(x^2) + eps) * w, one block of matvec::kThreads per row, written as bf16 for
+// the next GEMM. matvec::rms_normalize repeats this arithmetic in the fused decode path.
 __global__ void rms_norm_kernel(const float* x, const float* w, int dim, float eps, bf16* y) {
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
     ss += xr[i] * xr[i];
-  const float inv = rsqrtf(block_sum(ss) / dim + eps);
+  const float inv = rsqrtf(matvec::block_sum(ss) / dim + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
     y[static_cast<int64_t>(blockIdx.x) * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * inv));
 }
@@ -265,6 +256,7 @@ class CudaModel : public Model {
     cublas_check(cublasSetStream(blas_, stream_), "cublasSetStream");
     blas_ws_.resize(32 << 20);  // a fixed cuBLAS workspace keeps graph capture allocation-free
     cublas_check(cublasSetWorkspace(blas_, blas_ws_.p, blas_ws_.n), "cublasSetWorkspace");
+    if (opt.fused_matvec) init_matvec();
     problem_.batch = 1;
     problem_.num_q_heads = cfg.num_heads;
     problem_.num_kv_heads = cfg.num_kv_heads;
@@ -382,6 +374,18 @@ class CudaModel : public Model {
   }
 
   const Config& config() const override { return cfg_; }
+
+  // Every layer tensor, the final norm, the lm_head (the embedding table when tied) and one
+  // embedding row: what a decode step reads (the rest of an untied embedding table is not read).
+  int64_t decode_weight_bytes() const override {
+    auto bytes = [](const auto& a) { return static_cast<int64_t>(a.n * sizeof(*a.p)); };
+    int64_t sum = bytes(final_norm_) + bytes(cfg_.tie_word_embeddings ? embed_ : lm_head_) +
+                  int64_t(cfg_.hidden_size) * sizeof(bf16);
+    for (const Layer& L : layers_)
+      sum += bytes(L.attn_norm) + bytes(L.mlp_norm) + bytes(L.wq) + bytes(L.wk) + bytes(L.wv) +
+             bytes(L.wo) + bytes(L.w_gate) + bytes(L.w_up) + bytes(L.w_down);
+    return sum;
+  }
   std::string device_name() const override {
     int dev = 0;
     cudaDeviceProp prop{};
@@ -499,6 +503,23 @@ class CudaModel : public Model {
     return sparq::make_packed_cache_view<bf16>(problem_, L.k.p, L.kt.p, L.v.p, L.vsum.p);
   }
 
+  // The fused decode kernels stage their input vector in shared memory as float; their
+  // shared-memory limit is raised here, once, outside any graph capture.
+  void init_matvec() {
+    const int norm_in = cfg_.hidden_size;
+    const int add_in = std::max(cfg_.q_dim(), cfg_.intermediate_size);
+    int dev = 0, optin = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const size_t need = matvec::Matvec::smem_bytes(std::max(norm_in, add_in)) + 32 * sizeof(float);
+    if (need > size_t(optin))
+      throw std::runtime_error("--matvec fused: a projection input of " +
+                               std::to_string(std::max(norm_in, add_in)) +
+                               " elements does not fit in shared memory (" + std::to_string(need) +
+                               " > " + std::to_string(optin) + " bytes); use --matvec cublas");
+    CK(matvec_.init(norm_in, add_in));
+  }
+
   void check_room(int n) const {
     if (length_ + n > capacity())
       throw std::runtime_error("KV cache full: " + std::to_string(length_ + n) +
@@ -537,14 +558,23 @@ class CudaModel : public Model {
     const Config& c = cfg_;
     const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
     const float eps = static_cast<float>(c.rms_norm_eps);
+    const bool fused = decode && opt_.fused_matvec;  // n == 1: matvec.cuh's kernels
+    const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
     embed_kernel<<<n, 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
-      rms_norm_kernel<<<n, 256, 0, stream_>>>(s.x.p, L.attn_norm.p, H, eps, s.xn.p);
-      gemm(s.xn.p, n, L.wq.p, c.q_dim(), H, s.q.p, false);
-      gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
-      gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
+      if (fused) {
+        CK(matvec_.norm_matvec(
+            s.x.p, L.attn_norm.p, eps, H,
+            {{L.wq.p, s.q.p, c.q_dim()}, {L.wk.p, s.k.p, c.kv_dim()}, {L.wv.p, s.v.p, c.kv_dim()}},
+            stream_));
+      } else {
+        rms_norm_kernel<<<n, matvec::kThreads, 0, stream_>>>(s.x.p, L.attn_norm.p, H, eps, s.xn.p);
+        gemm(s.xn.p, n, L.wq.p, c.q_dim(), H, s.q.p, false);
+        gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
+        gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
+      }
       rope_kernel<<<n, 256, 0, stream_>>>(s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
                                           static_cast<float>(c.rope_theta), d_len_.p, s.q16.p,
                                           s.k16.p, s.v16.p);
@@ -574,18 +604,29 @@ class CudaModel : public Model {
             s.q16.p, a.cache, length_, c.num_heads, c.num_heads / c.num_kv_heads, d,
             1.0f / std::sqrt(static_cast<float>(d)), s.att.p);
       }
-      gemm(s.att.p, n, L.wo.p, H, c.q_dim(), s.x.p, true);
-      rms_norm_kernel<<<n, 256, 0, stream_>>>(s.x.p, L.mlp_norm.p, H, eps, s.xn.p);
-      gemm(s.xn.p, n, L.w_gate.p, I, H, s.g.p, false);
-      gemm(s.xn.p, n, L.w_up.p, I, H, s.u.p, false);
-      silu_mul_kernel<<<1024, 256, 0, stream_>>>(s.g.p, s.u.p, int64_t(n) * I, s.h16.p);
-      gemm(s.h16.p, n, L.w_down.p, H, I, s.x.p, true);
+      if (fused) {
+        CK(matvec_.matvec_add(s.att.p, c.q_dim(), L.wo.p, H, s.x.p, stream_));
+        CK(matvec_.norm_gate_up_silu(s.x.p, L.mlp_norm.p, eps, H, L.w_gate.p, L.w_up.p, I, s.h16.p,
+                                     stream_));
+        CK(matvec_.matvec_add(s.h16.p, I, L.w_down.p, H, s.x.p, stream_));
+      } else {
+        gemm(s.att.p, n, L.wo.p, H, c.q_dim(), s.x.p, true);
+        rms_norm_kernel<<<n, matvec::kThreads, 0, stream_>>>(s.x.p, L.mlp_norm.p, H, eps, s.xn.p);
+        gemm(s.xn.p, n, L.w_gate.p, I, H, s.g.p, false);
+        gemm(s.xn.p, n, L.w_up.p, I, H, s.u.p, false);
+        silu_mul_kernel<<<1024, 256, 0, stream_>>>(s.g.p, s.u.p, int64_t(n) * I, s.h16.p);
+        gemm(s.h16.p, n, L.w_down.p, H, I, s.x.p, true);
+      }
     }
     const int first = n - logit_rows;
-    rms_norm_kernel<<<logit_rows, 256, 0, stream_>>>(s.x.p + size_t(first) * H, final_norm_.p, H,
-                                                     eps, s.xn.p);
-    gemm(s.xn.p, logit_rows, c.tie_word_embeddings ? embed_.p : lm_head_.p, c.vocab_size, H,
-         s.logits.p, false);
+    if (fused) {
+      CK(matvec_.norm_matvec(s.x.p, final_norm_.p, eps, H, {{lm_head, s.logits.p, c.vocab_size}},
+                             stream_));
+    } else {
+      rms_norm_kernel<<<logit_rows, matvec::kThreads, 0, stream_>>>(s.x.p + size_t(first) * H,
+                                                                    final_norm_.p, H, eps, s.xn.p);
+      gemm(s.xn.p, logit_rows, lm_head, c.vocab_size, H, s.logits.p, false);
+    }
     add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, n, d_len_.p);
     CK(cudaGetLastError());
   }
@@ -626,6 +667,7 @@ class CudaModel : public Model {
   CudaOptions opt_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
   DeviceArray<uint8_t> blas_ws_, attn_ws_;
   sparq::DecodeProblem problem_, step_problem_;
   std::vector<Layer> layers_;
@@ -649,6 +691,32 @@ std::string cuda_unavailable_reason() {
   }
   if (n == 0) return "no CUDA device";
   return "";
+}
+
+double device_copy_bandwidth_gbs() {
+  const size_t bytes = size_t(1) << 30;
+  DeviceArray<uint8_t> a(bytes), b(bytes);
+  cudaStream_t stream;
+  cudaEvent_t start, stop;
+  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CK(cudaEventCreate(&start));
+  CK(cudaEventCreate(&stop));
+  CK(cudaMemsetAsync(a.p, 1, bytes, stream));
+  std::vector<float> ms;
+  for (int i = 0; i < 6; ++i) {  // the first copy only warms up
+    CK(cudaEventRecord(start, stream));
+    CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, stream));
+    CK(cudaEventRecord(stop, stream));
+    CK(cudaEventSynchronize(stop));
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, start, stop));
+    if (i > 0) ms.push_back(t);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaStreamDestroy(stream);
+  std::sort(ms.begin(), ms.end());
+  return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;
 }
 
 std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,

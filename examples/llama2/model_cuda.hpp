@@ -1,6 +1,7 @@
 // The Llama forward pass on a CUDA GPU (model_cuda.cu), behind a plain C++ interface so that
 // main.cpp and the tests compile without nvcc. bf16 weights and KV cache, float32 residual
-// stream and accumulation; cuBLAS projections; sparq's kv_append and decode_attention.
+// stream and accumulation; cuBLAS projections (or, for decode steps, the fused matvec kernels of
+// matvec.cuh); sparq's kv_append and decode_attention.
 #pragma once
 
 #include <cstdint>
@@ -18,11 +19,18 @@ std::string cuda_unavailable_reason();
 struct CudaOptions {
   bool graphs = true;    ///< capture each decode step as a CUDA graph (replayed per token)
   bool progress = true;  ///< a progress line on stderr while weights are copied
+  /// Decode steps (one token) run their projections as matvec.cuh's kernels, RMSNorm and SiLU·up
+  /// fused in, instead of cuBLAS (prefill always uses cuBLAS). Not yet run on a GPU.
+  bool fused_matvec = false;
 };
 
 /// Loads a checkpoint's weights (bf16, fp16 or fp32; converted to bf16) onto the GPU.
 std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,
                                        const CudaOptions& opt);
+
+/// The device's copy bandwidth in GB/s (1e9 bytes/s): the median of five device-to-device
+/// copies of 1 GiB, counting each byte read and written (2 GiB per copy).
+double device_copy_bandwidth_gbs();
 
 /// The model `cfg` describes with random weights, generated on the GPU (for --random-weights).
 std::unique_ptr<Model> make_cuda_model_random(const Config& cfg, int max_seq_len, uint64_t seed,

@@ -1,0 +1,434 @@
+// Batch-1 decode projections as matrix-vector products, written for memory bandwidth.
+//
+// At batch 1 each projection y = W·x reads every weight once for two flops, so a decode step
+// costs its weight bytes over the memory bandwidth. cuBLAS's GEMM with n = 1 and float32 output
+// stays well below that, and the small kernels around it (RMSNorm, SiLU·up) add launches.
+//
+//   - W is bf16 [out, in] row-major, as CudaModel stores it. x is staged once per block in
+//     shared memory as float. Each warp owns two rows (they share every read of x and double
+//     the loads in flight); each lane reads 16-byte chunks (8 weights) of both rows, kUnroll
+//     chunks per row at once, with loads that do not allocate in L1 (each weight byte is read
+//     once per step). A warp shuffle sums the lanes; accumulation is float32.
+//   - A grid holds at most the blocks resident at once, which loop over the rows: each block
+//     stages x once. Before staging, each warp prefetches its first rows' first chunks into L2,
+//     so the weight stream starts while x is prepared.
+//   - Fused variants, one launch each: RMSNorm + q/k/v (or + lm_head), RMSNorm + gate/up +
+//     SiLU·up (writes bf16 h), and a matvec that adds into the float32 residual (o, down).
+//
+// Numerics follow the cuBLAS path: RMSNorm's output is rounded to bf16 as rms_norm_kernel does
+// (same arithmetic, same summation order), h is rounded to bf16 as silu_mul_kernel does; only
+// the dot products' summation order differs. When in % 8 != 0 or a row is not 16-byte aligned,
+// the rows are read one bf16 at a time instead.
+//
+// Not run on a GPU yet.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+
+namespace llama::matvec {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;  // per block: 8 warps
+constexpr int kWarps = kThreads / 32;
+constexpr int kUnroll = 4;  // 16-byte loads in flight per lane and row (8 per lane for 2 rows)
+
+// The block's sum of v (every thread gets it). model_cuda.cu's rms_norm_kernel uses it too, so
+// that the fused RMSNorm sums in exactly the same order.
+__device__ inline float block_sum(float v) {
+  __shared__ float part[32];
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1)
+      v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) part[0] = v;
+  }
+  __syncthreads();
+  const float r = part[0];
+  __syncthreads();
+  return r;
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// 16 bytes through the read-only path, not kept in L1.
+__device__ __forceinline__ uint4 load_stream(const bf16* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// acc + the dot product of 8 bf16 weights with the floats a, b.
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&w);
+  float2 f = __bfloat1622float2(h[0]);
+  acc = fmaf(f.x, a.x, acc), acc = fmaf(f.y, a.y, acc);
+  f = __bfloat1622float2(h[1]);
+  acc = fmaf(f.x, a.z, acc), acc = fmaf(f.y, a.w, acc);
+  f = __bfloat1622float2(h[2]);
+  acc = fmaf(f.x, b.x, acc), acc = fmaf(f.y, b.y, acc);
+  f = __bfloat1622float2(h[3]);
+  acc = fmaf(f.x, b.z, acc), acc = fmaf(f.y, b.w, acc);
+  return acc;
+}
+
+template <int R>
+__device__ __forceinline__ bool vector_rows(const bf16* const (&w)[R], int in) {
+  bool ok = (in & 7) == 0;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    ok = ok && aligned16(w[r]);
+  return ok;
+}
+
+// Asks L2 for the chunks the warp's first loop iteration will load (up to 2 KB of each row).
+template <int R>
+__device__ void prefetch_first_chunks(const bf16* const (&w)[R], int in) {
+  if (!vector_rows(w, in)) return;
+  const int lane = threadIdx.x & 31, line = 128;
+  const int bytes = min(2 * in, kUnroll * 32 * 16);
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    for (int b = lane * line; b < bytes; b += 32 * line)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(w[r]) + b));
+}
+
+// acc[r] = w[r][0, in) · xs[0, in), summed over the warp (every lane gets the sums).
+template <int R>
+__device__ __forceinline__ void warp_dot(const bf16* const (&w)[R], int in, const float* xs,
+                                         float (&acc)[R]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    acc[r] = 0.0f;
+  if (vector_rows(w, in)) {
+    const int chunks = in / 8;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+      uint4 v[kUnroll][R];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)  // all loads first; a chunk past the end re-reads the
+#pragma unroll                           // last one (a valid address) and is not summed
+        for (int r = 0; r < R; ++r)
+          v[u][r] = load_stream(w[r] + 8 * min(c0 + 32 * u, chunks - 1));
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int c = c0 + 32 * u;
+        if (c < chunks) {
+          const float4 a = reinterpret_cast<const float4*>(xs)[2 * c];
+          const float4 b = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+            acc[r] = dot8(v[u][r], a, b, acc[r]);
+        }
+      }
+    }
+  } else {
+    for (int i = lane; i < in; i += 32) {
+      const float xi = xs[i];
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        acc[r] = fmaf(__bfloat162float(w[r][i]), xi, acc[r]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    for (int o = 16; o > 0; o >>= 1)
+      acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+}
+
+// xs[0, n) = src[0, n) as float, by the whole block; 16-byte loads, four per thread in flight.
+__device__ inline void stage(const float* __restrict__ src, int n, float* xs) {
+  if ((n & 3) == 0 && aligned16(src)) {
+    const float4* s = reinterpret_cast<const float4*>(src);
+    float4* d = reinterpret_cast<float4*>(xs);
+    const int chunks = n / 4;
+    for (int c0 = threadIdx.x; c0 < chunks; c0 += 4 * kThreads) {
+      float4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (c0 + u * kThreads < chunks) v[u] = __ldg(s + c0 + u * kThreads);
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (c0 + u * kThreads < chunks) d[c0 + u * kThreads] = v[u];
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += kThreads)
+      xs[i] = src[i];
+  }
+}
+__device__ inline void stage(const bf16* __restrict__ src, int n, float* xs) {
+  if ((n & 7) == 0 && aligned16(src)) {
+    const uint4* s = reinterpret_cast<const uint4*>(src);
+    float4* d = reinterpret_cast<float4*>(xs);
+    const int chunks = n / 8;
+    for (int c0 = threadIdx.x; c0 < chunks; c0 += 4 * kThreads) {
+      uint4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (c0 + u * kThreads < chunks) v[u] = __ldg(s + c0 + u * kThreads);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int c = c0 + u * kThreads;
+        if (c >= chunks) continue;
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v[u]);
+        const float2 f0 = __bfloat1622float2(h[0]), f1 = __bfloat1622float2(h[1]);
+        const float2 f2 = __bfloat1622float2(h[2]), f3 = __bfloat1622float2(h[3]);
+        d[2 * c] = make_float4(f0.x, f0.y, f1.x, f1.y);
+        d[2 * c + 1] = make_float4(f2.x, f2.y, f3.x, f3.y);
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += kThreads)
+      xs[i] = __bfloat162float(src[i]);
+  }
+}
+
+// xs = bf16(w · xs · rsqrt(mean(xs²) + eps)), kept as float: rms_norm_kernel's arithmetic, sum
+// order (kThreads threads, strided) and rounding, so the projections get the same input.
+__device__ inline void rms_normalize(float* xs, int n, const float* __restrict__ w, float eps) {
+  __syncthreads();  // xs was staged by other threads
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < n; i += kThreads)
+    ss += xs[i] * xs[i];
+  const float inv = rsqrtf(block_sum(ss) / n + eps);
+  auto scale = [inv](float wi, float xi) {
+    return __bfloat162float(__float2bfloat16_rn(wi * (xi * inv)));
+  };
+  if ((n & 3) == 0 && aligned16(w)) {  // elementwise: any thread may take any 4 elements
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    float4* x4 = reinterpret_cast<float4*>(xs);
+    const int chunks = n / 4;
+    for (int c0 = threadIdx.x; c0 < chunks; c0 += 4 * kThreads) {
+      float4 wv[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (c0 + u * kThreads < chunks) wv[u] = __ldg(w4 + c0 + u * kThreads);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int c = c0 + u * kThreads;
+        if (c >= chunks) continue;
+        const float4 x = x4[c];
+        x4[c] = make_float4(scale(wv[u].x, x.x), scale(wv[u].y, x.y), scale(wv[u].z, x.z),
+                            scale(wv[u].w, x.w));
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += kThreads)
+      xs[i] = scale(w[i], xs[i]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three variants, as the rows each warp reads, the input each block stages and what becomes
+// of the warp's sums. Every variant gives a warp two rows (kRows).
+
+/// (a) y_s = W_s · RMSNorm(x) for up to three matrices, rows concatenated (q, k, v; lm_head).
+struct NormMatvecOp {
+  static constexpr int kRows = 2;
+  const float* x;
+  const float* norm_w;
+  float eps;
+  int in;
+  const bf16* w[3];
+  float* y[3];
+  int rows[3];  // 0 for unused matrices
+  int total, groups;
+
+  __device__ void load_input(float* xs) const {
+    stage(x, in, xs);
+    rms_normalize(xs, in, norm_w, eps);
+  }
+  // Concatenated row i of matrix s is row i - rows[0] - ... of its matrix.
+  __device__ int64_t find(int i, int* s) const {
+    *s = i < rows[0] ? 0 : i < rows[0] + rows[1] ? 1 : 2;
+    return i - (*s > 0 ? rows[0] : 0) - (*s > 1 ? rows[1] : 0);
+  }
+  __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {  // past the end: the last row again (its sum is dropped)
+      int s;
+      const int64_t i = find(min(g * kRows + r, total - 1), &s);
+      p[r] = (s == 0 ? w[0] : s == 1 ? w[1] : w[2]) + i * in;
+    }
+  }
+  __device__ void store(int g, const float (&acc)[kRows]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (g * kRows + r >= total) continue;
+      int s;
+      const int64_t i = find(g * kRows + r, &s);
+      (s == 0 ? y[0] : s == 1 ? y[1] : y[2])[i] = acc[r];
+    }
+  }
+};
+
+/// (b) h[i] = bf16(SiLU(Wg[i] · n) · (Wu[i] · n)), n = RMSNorm(x): a warp's two rows are row i
+/// of gate and row i of up.
+struct NormGateUpSiluOp {
+  static constexpr int kRows = 2;
+  const float* x;
+  const float* norm_w;
+  float eps;
+  int in;
+  const bf16 *w_gate, *w_up;
+  bf16* h;
+  int groups;  // = the intermediate size
+
+  __device__ void load_input(float* xs) const {
+    stage(x, in, xs);
+    rms_normalize(xs, in, norm_w, eps);
+  }
+  __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
+    p[0] = w_gate + int64_t(g) * in;
+    p[1] = w_up + int64_t(g) * in;
+  }
+  __device__ void store(int g, const float (&acc)[kRows]) const {
+    const float gate = acc[0];  // silu_mul_kernel's expression
+    h[g] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * acc[1]);
+  }
+};
+
+/// (c) y += W · a for a bf16 input a (attention output, h): the o and down projections adding
+/// into the float32 residual.
+struct MatvecAddOp {
+  static constexpr int kRows = 2;
+  const bf16* a;
+  int in;
+  const bf16* w;
+  float* y;
+  int out, groups;
+
+  __device__ void load_input(float* xs) const { stage(a, in, xs); }
+  __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      p[r] = w + int64_t(min(g * kRows + r, out - 1)) * in;
+  }
+  __device__ void store(int g, const float (&acc)[kRows]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      if (g * kRows + r < out) y[g * kRows + r] += acc[r];
+  }
+};
+
+// One kernel body for the three: prefetch, stage x, then each warp takes groups of rows
+// (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps).
+template <class Op>
+__global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
+  extern __shared__ float4 smem[];
+  float* xs = reinterpret_cast<float*>(smem);
+  const bf16* w[Op::kRows];
+  int g = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (g < op.groups) {
+    op.rows_of(g, w);
+    prefetch_first_chunks(w, op.in);
+  }
+  op.load_input(xs);
+  __syncthreads();
+  for (; g < op.groups; g += gridDim.x * kWarps) {
+    op.rows_of(g, w);
+    float acc[Op::kRows];
+    warp_dot(w, op.in, xs, acc);
+    if ((threadIdx.x & 31) == 0) op.store(g, acc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Host side: set up once (outside graph capture), then launch; launches never allocate or
+/// synchronise, so a CUDA graph can capture them.
+class Matvec {
+ public:
+  struct Proj {
+    const bf16* w;  ///< [rows, in]
+    float* y;       ///< [rows]
+    int rows;
+  };
+
+  /// Dynamic shared memory for an input of `in` elements (staged as float).
+  static size_t smem_bytes(int in) { return (size_t(in) + 3) / 4 * sizeof(float4); }
+
+  /// Allows inputs up to `max_norm_in` elements (RMSNorm variants) and `max_add_in` (the adding
+  /// variant): raises the kernels' dynamic shared-memory limit (needed above 48 KB) and records
+  /// how many blocks of each fit on the device at once.
+  cudaError_t init(int max_norm_in, int max_add_in) {
+    int dev = 0, sms = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = setup(matvec_kernel<NormMatvecOp>, max_norm_in, sms, &blocks_norm_);
+    if (e == cudaSuccess)
+      e = setup(matvec_kernel<NormGateUpSiluOp>, max_norm_in, sms, &blocks_gate_up_);
+    if (e == cudaSuccess) e = setup(matvec_kernel<MatvecAddOp>, max_add_in, sms, &blocks_add_);
+    return e;
+  }
+
+  /// Each p.y = p.w · bf16(RMSNorm(x) with weight norm_w) for 1 to 3 projections of `in` inputs.
+  cudaError_t norm_matvec(const float* x, const float* norm_w, float eps, int in,
+                          std::initializer_list<Proj> projs, cudaStream_t stream) const {
+    if (projs.size() < 1 || projs.size() > 3) return cudaErrorInvalidValue;
+    NormMatvecOp op{x, norm_w, eps, in, {}, {}, {0, 0, 0}, 0, 0};
+    int s = 0;
+    for (const Proj& p : projs) {
+      op.w[s] = p.w, op.y[s] = p.y, op.rows[s] = p.rows;
+      op.total += p.rows;
+      ++s;
+    }
+    op.groups = (op.total + op.kRows - 1) / op.kRows;
+    return launch(op, in, blocks_norm_, stream);
+  }
+
+  /// h = bf16(SiLU(w_gate · n) ⊙ (w_up · n)), n = bf16(RMSNorm(x)); `out` rows of `in` inputs.
+  cudaError_t norm_gate_up_silu(const float* x, const float* norm_w, float eps, int in,
+                                const bf16* w_gate, const bf16* w_up, int out, bf16* h,
+                                cudaStream_t stream) const {
+    const NormGateUpSiluOp op{x, norm_w, eps, in, w_gate, w_up, h, out};
+    return launch(op, in, blocks_gate_up_, stream);
+  }
+
+  /// y[0, out) += w · a, w [out, in], a bf16 [in].
+  cudaError_t matvec_add(const bf16* a, int in, const bf16* w, int out, float* y,
+                         cudaStream_t stream) const {
+    const MatvecAddOp op{a, in, w, y, out, (out + MatvecAddOp::kRows - 1) / MatvecAddOp::kRows};
+    return launch(op, in, blocks_add_, stream);
+  }
+
+ private:
+  template <class Kernel>
+  static cudaError_t setup(Kernel kernel, int max_in, int sms, int* max_blocks) {
+    const size_t bytes = smem_bytes(max_in);
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(bytes));
+    int per_sm = 0;
+    if (e == cudaSuccess)
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, bytes);
+    if (e == cudaSuccess && per_sm == 0) e = cudaErrorInvalidConfiguration;
+    *max_blocks = per_sm * sms;
+    return e;
+  }
+
+  template <class Op>
+  static cudaError_t launch(const Op& op, int in, int max_blocks, cudaStream_t stream) {
+    if (max_blocks == 0 || in < 1) return cudaErrorInvalidValue;  // init() not called / empty
+    if (op.groups == 0) return cudaSuccess;
+    const int blocks = std::min((op.groups + kWarps - 1) / kWarps, max_blocks);
+    matvec_kernel<Op><<<blocks, kThreads, smem_bytes(in), stream>>>(op);
+    return cudaGetLastError();
+  }
+
+  int blocks_norm_ = 0, blocks_gate_up_ = 0, blocks_add_ = 0;  // resident at once, device-wide
+};
+
+}  // namespace llama::matvec
