@@ -44,6 +44,7 @@ TEST(Cli, Help) {
   const Result r = run("--help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("--bench-decode"), std::string::npos);
+  EXPECT_NE(r.output.find("--matvec cublas|fused"), std::string::npos) << r.output;
 }
 
 TEST(Cli, MissingModelDirectoryFailsCleanly) {
@@ -56,6 +57,13 @@ TEST(Cli, BadFlagsAreUsageErrors) {
   EXPECT_EQ(run("--model x --attention fast").exit_code, 2);
   EXPECT_EQ(run("--prompt hi").exit_code, 2);
   EXPECT_EQ(run("--model x --bogus").exit_code, 2);
+}
+
+TEST(Cli, BadMatvecIsAUsageError) {
+  const Result r = run("--model x --matvec bogus");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --matvec must be cublas or fused"), std::string::npos)
+      << r.output;
 }
 
 TEST(Cli, OneShotGreedyAnswerIsDeterministic) {

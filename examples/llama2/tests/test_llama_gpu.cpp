@@ -1,8 +1,11 @@
-// The CUDA forward pass (bf16) against transformers' float32 logits, SparQ with r = d, k = S
-// against dense, and graph against no-graph decoding. Skipped without a CUDA device.
+// The CUDA forward pass (bf16) against transformers' float32 logits, with cuBLAS and with the
+// fused matvec decode kernels (--matvec fused; those against cuBLAS too), SparQ with r = d,
+// k = S against dense, and graph against no-graph decoding. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "model_cuda.hpp"
@@ -11,20 +14,23 @@
 namespace llama::test {
 namespace {
 
-#define LLAMA_REQUIRE_GPU()                                        \
-  do {                                                             \
-    const std::string why = ::llama::cuda_unavailable_reason();    \
-    if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why; \
-  } while (0)
-
 // bf16 weights, activations and KV cache against a float32 reference, logits of magnitude ~4:
 // measured on an H100, max |error| 0.074 (fp32_sharded, whose weights are rounded to bf16) and
 // 0.046 (bf16_tied), over every prefill position and decode step.
 constexpr double kTol = 0.12;
 
-std::unique_ptr<Model> load(const std::string& variant, bool graphs = true) {
+// The fused decode path (--matvec fused) differs from cuBLAS only in the order its dot products
+// are summed; its inputs and bf16 rounding points are the same. A float32 sum order changes a
+// projection by ~1e-6 relative, which now and then flips one bf16 rounding downstream (q, k, v,
+// RMSNorm's output or h: one element off by 2^-8 relative); through two layers that moves logits
+// of magnitude ~4 by ~1e-3. 2e-2 leaves room for that and is still 6x tighter than kTol, while
+// a real fault (a wrong or missed row or chunk, a dropped norm weight) moves logits far more.
+constexpr double kFusedVsCublasTol = 2e-2;
+
+std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false) {
   CudaOptions o;
   o.graphs = graphs;
+  o.fused_matvec = fused;
   o.progress = false;
   return make_cuda_model(Checkpoint(variant_dir(variant)), 512, o);
 }
@@ -56,6 +62,51 @@ TEST_P(GpuLogits, PrefillAndDecodeMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyLlama, GpuLogits, ::testing::Values("fp32_sharded", "bf16_tied"));
+
+// (checkpoint, CUDA graphs on)
+class GpuFusedMatvec : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(GpuFusedMatvec, DecodeMatchesTransformersAndCublas) {
+  LLAMA_REQUIRE_GPU();
+  const auto [variant, graphs] = GetParam();
+  const Reference ref = load_reference(variant);
+  auto fused = load(variant, graphs, /*fused=*/true), cublas = load(variant, graphs, false);
+  fused->attention.mode = cublas->attention.mode = sparq::AttentionMode::kDense;
+  std::vector<float> a, b, all;
+  fused->prefill(ref.prompt_ids, &a, &all);  // prefill is cuBLAS in both
+  cublas->prefill(ref.prompt_ids, &b);
+  const int V = fused->config().vocab_size;
+  for (size_t t = 0; t < ref.prefill_logits.size(); ++t)
+    EXPECT_LT(max_abs_diff(&all[t * V], ref.prefill_logits[t]), kTol) << "prefill position " << t;
+  // transformers' decode steps, then 40 greedy ones (the cuBLAS model's choice, fed to both)
+  double worst_ref = 0, worst_cublas = 0;
+  const size_t steps = ref.decode_tokens.size() + 40;
+  for (size_t s = 0; s < steps; ++s) {
+    const int token = s < ref.decode_tokens.size() ? ref.decode_tokens[s] : argmax(b);
+    fused->decode(token, &a);
+    cublas->decode(token, &b);
+    if (s < ref.decode_logits.size()) {
+      const double e = max_abs_diff(a.data(), ref.decode_logits[s]);
+      worst_ref = std::max(worst_ref, e);
+      EXPECT_LT(e, kTol) << "decode step " << s << " against transformers";
+    }
+    const double d = max_abs_diff(a.data(), b);
+    worst_cublas = std::max(worst_cublas, d);
+    EXPECT_LT(d, kFusedVsCublasTol) << "decode step " << s << " against cuBLAS";
+  }
+  std::printf(
+      "[ %s, graphs %s ] fused decode: max |logit - transformers| = %.4g, "
+      "max |logit - cuBLAS decode| = %.4g\n",
+      variant.c_str(), graphs ? "on" : "off", worst_ref, worst_cublas);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyLlama, GpuFusedMatvec,
+                         ::testing::Combine(::testing::Values("fp32_sharded", "bf16_tied"),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) ? "_graphs" : "_no_graphs");
+                         });
 
 std::vector<int> greedy(Model& m, const std::vector<int>& prompt, int steps,
                         std::vector<std::vector<float>>* all = nullptr) {
@@ -89,30 +140,35 @@ TEST(GpuSparq, FullRankSparqGeneratesExactlyTheDenseTokens) {
 TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
   LLAMA_REQUIRE_GPU();
   const Reference ref = load_reference("fp32_sharded");
-  for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
-    auto with = load("fp32_sharded", true), without = load("fp32_sharded", false);
-    with->attention.mode = without->attention.mode = mode;
-    with->attention.compression = without->attention.compression = 4;
-    with->attention.local_window = without->attention.local_window = 4;
-    std::vector<std::vector<float>> a, b;
-    // 300 steps cross a 256-position bucket (a second captured graph).
-    EXPECT_EQ(greedy(*with, ref.prompt_ids, 300, &a), greedy(*without, ref.prompt_ids, 300, &b));
-    for (size_t i = 0; i < a.size(); ++i)
-      ASSERT_EQ(a[i], b[i]) << "step " << i;
-  }
+  for (const bool fused : {false, true})
+    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+      SCOPED_TRACE(fused ? "fused matvec" : "cuBLAS");
+      auto with = load("fp32_sharded", true, fused), without = load("fp32_sharded", false, fused);
+      with->attention.mode = without->attention.mode = mode;
+      with->attention.compression = without->attention.compression = 4;
+      with->attention.local_window = without->attention.local_window = 4;
+      std::vector<std::vector<float>> a, b;
+      // 300 steps cross a 256-position bucket (a second captured graph).
+      EXPECT_EQ(greedy(*with, ref.prompt_ids, 300, &a), greedy(*without, ref.prompt_ids, 300, &b));
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_EQ(a[i], b[i]) << "step " << i;
+    }
 }
 
 TEST(GpuBench, RandomFillAndDecodeRun) {
   LLAMA_REQUIRE_GPU();
-  auto model = load("bf16_tied");
-  model->attention.mode = sparq::AttentionMode::kSparq;
-  model->fill_random(400, 1);
-  std::vector<float> logits;
-  for (int i = 0; i < 5; ++i)
-    model->decode(7, &logits);
-  EXPECT_EQ(model->length(), 405);
-  for (float x : logits)
-    ASSERT_TRUE(std::isfinite(x));
+  for (const bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused matvec" : "cuBLAS");
+    auto model = load("bf16_tied", true, fused);
+    model->attention.mode = sparq::AttentionMode::kSparq;
+    model->fill_random(400, 1);
+    std::vector<float> logits;
+    for (int i = 0; i < 5; ++i)
+      model->decode(7, &logits);
+    EXPECT_EQ(model->length(), 405);
+    for (float x : logits)
+      ASSERT_TRUE(std::isfinite(x));
+  }
 }
 
 }  // namespace

@@ -13,6 +13,14 @@
 #include <nlohmann/json.hpp>
 
 #include "config.hpp"
+#include "model_cuda.hpp"
+
+// Skips a GPU test, saying why, where no CUDA device is usable.
+#define LLAMA_REQUIRE_GPU()                                        \
+  do {                                                             \
+    const std::string why = ::llama::cuda_unavailable_reason();    \
+    if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why; \
+  } while (0)
 
 namespace llama::test {
 

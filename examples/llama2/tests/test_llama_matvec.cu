@@ -1,0 +1,229 @@
+// The decode matvec kernels (matvec.cuh) against a float64 CPU reference, at sizes the tiny
+// checkpoints do not reach: an odd row count (a warp's second row past the end), a pair of rows
+// that spans two matrices, in % 8 != 0 and misaligned pointers (the scalar paths), a partial
+// last unrolled iteration, more rows than the resident warps (the grid-stride loop) and an input
+// over 48 KB of shared memory. Outputs start as NaN, so a row never written fails. The GPU tests
+// are skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "matvec.cuh"
+#include "test_support.hpp"
+
+namespace llama::test {
+namespace {
+
+using matvec::bf16;
+
+/// A device copy of a host vector, `shift` elements into its allocation (shift 1 misaligns it).
+template <typename T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(const std::vector<T>& h, int shift = 0) : n_(h.size()), shift_(shift) {
+    EXPECT_EQ(cudaMalloc(&base_, (n_ + shift) * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(get(), h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceVector() { cudaFree(base_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
+  T* get() const { return base_ + shift_; }
+  std::vector<T> host() const {
+    std::vector<T> h(n_);
+    EXPECT_EQ(cudaMemcpy(h.data(), get(), n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+  }
+
+ private:
+  T* base_ = nullptr;
+  size_t n_;
+  int shift_;
+};
+
+std::vector<float> uniform(size_t n, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v)
+    x = d(rng);
+  return v;
+}
+std::vector<bf16> uniform_bf16(size_t n, float a, std::mt19937& rng) {
+  std::vector<bf16> v;
+  v.reserve(n);
+  for (float x : uniform(n, -a, a, rng))
+    v.push_back(__float2bfloat16_rn(x));
+  return v;
+}
+double f(bf16 v) {
+  return __bfloat162float(v);
+}
+
+/// bf16(RMSNorm(x)), as the kernels round it.
+std::vector<double> normalized(const std::vector<float>& x, const std::vector<float>& w,
+                               float eps) {
+  double ss = 0;
+  for (float v : x)
+    ss += double(v) * v;
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / x.size() + eps));
+  std::vector<double> n(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    n[i] = f(__float2bfloat16_rn(w[i] * (x[i] * inv)));
+  return n;
+}
+
+struct Dot {
+  double sum = 0, abs = 0, max = 0;  // Σ w·x, Σ |w·x|, max |w·x|
+};
+Dot dot(const bf16* w, const std::vector<double>& x) {
+  Dot d;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double t = f(w[i]) * x[i];
+    d.sum += t, d.abs += std::fabs(t), d.max = std::max(d.max, std::fabs(t));
+  }
+  return d;
+}
+
+// A float32 sum is within 1e-5 of Σ|terms| here. With a normalized input, the GPU's float sum of
+// squares and rsqrtf may also round a few inputs to the other bf16 neighbour (each moves one term
+// by at most 2^-8 of it): allow four.
+double tol(const Dot& d, bool normalized_input) {
+  return 1e-5 * d.abs + (normalized_input ? 4 * std::ldexp(d.max, -8) : 0.0);
+}
+
+/// Counts a mismatch (NaN included), reporting the first few.
+bool mismatch(double got, double want, double tol, const std::string& where, int* failures) {
+  if (std::fabs(got - want) <= tol) return false;
+  if (++*failures <= 5)
+    ADD_FAILURE() << where << ": got " << got << ", want " << want << " (tolerance " << tol << ")";
+  return true;
+}
+
+// y_m = W_m · bf16(RMSNorm(x)) for one matrix or three (q, k, v style), every pointer shifted by
+// `shift` elements.
+void check_norm_matvec(int in, const std::vector<int>& rows, int shift) {
+  SCOPED_TRACE("in " + std::to_string(in) + ", " + std::to_string(rows.size()) +
+               " matrices, shift " + std::to_string(shift));
+  std::mt19937 rng(in + 7 * rows[0]);
+  const std::vector<float> x = uniform(in, -2, 2, rng), nw = uniform(in, 0.5f, 1.5f, rng);
+  const float eps = 1e-5f;
+  std::vector<std::vector<bf16>> w;
+  std::vector<std::unique_ptr<DeviceVector<bf16>>> dw;
+  std::vector<std::unique_ptr<DeviceVector<float>>> dy;
+  for (int r : rows) {
+    w.push_back(uniform_bf16(size_t(r) * in, 1.0f / std::sqrt(float(in)), rng));
+    dw.push_back(std::make_unique<DeviceVector<bf16>>(w.back(), shift));
+    dy.push_back(std::make_unique<DeviceVector<float>>(std::vector<float>(r, NAN)));
+  }
+  const DeviceVector<float> dx(x, shift), dn(nw, shift);
+  matvec::Matvec mv;
+  ASSERT_EQ(mv.init(in, in), cudaSuccess);
+  using P = matvec::Matvec::Proj;
+  const cudaError_t e = rows.size() == 1
+                            ? mv.norm_matvec(dx.get(), dn.get(), eps, in,
+                                             {P{dw[0]->get(), dy[0]->get(), rows[0]}}, nullptr)
+                            : mv.norm_matvec(dx.get(), dn.get(), eps, in,
+                                             {P{dw[0]->get(), dy[0]->get(), rows[0]},
+                                              P{dw[1]->get(), dy[1]->get(), rows[1]},
+                                              P{dw[2]->get(), dy[2]->get(), rows[2]}},
+                                             nullptr);
+  ASSERT_EQ(e, cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<double> n = normalized(x, nw, eps);
+  int failures = 0;
+  for (size_t m = 0; m < rows.size(); ++m) {
+    const std::vector<float> y = dy[m]->host();
+    for (int i = 0; i < rows[m]; ++i) {
+      const Dot d = dot(&w[m][size_t(i) * in], n);
+      mismatch(y[i], d.sum, tol(d, true),
+               "matrix " + std::to_string(m) + " row " + std::to_string(i), &failures);
+    }
+  }
+}
+
+TEST(GpuMatvec, NormMatvec) {
+  LLAMA_REQUIRE_GPU();
+  check_norm_matvec(4096, {37, 5, 6}, 0);  // full unrolled iterations; rows 36, 37 span q and k
+  check_norm_matvec(1000, {37, 5, 6}, 0);  // 125 chunks: a partial last iteration
+  check_norm_matvec(1003, {37, 5, 6}, 0);  // in % 8 != 0: scalar rows, scalar staging
+  check_norm_matvec(1000, {37, 5, 6}, 1);  // misaligned weights, x and norm weight
+  check_norm_matvec(136, {20001}, 0);      // lm_head-like: more rows than resident warps
+}
+
+TEST(GpuMatvec, NormGateUpSilu) {
+  LLAMA_REQUIRE_GPU();
+  for (const int in : {1000, 1003}) {
+    SCOPED_TRACE("in " + std::to_string(in));
+    const int out = 333;
+    std::mt19937 rng(in);
+    const std::vector<float> x = uniform(in, -2, 2, rng), nw = uniform(in, 0.5f, 1.5f, rng);
+    const float eps = 1e-6f, a = 2.0f / std::sqrt(float(in));
+    const std::vector<bf16> wg = uniform_bf16(size_t(out) * in, a, rng);
+    const std::vector<bf16> wu = uniform_bf16(size_t(out) * in, a, rng);
+    const DeviceVector<float> dx(x), dn(nw);
+    const DeviceVector<bf16> dg(wg), du(wu), dh(std::vector<bf16>(out, __float2bfloat16(NAN)));
+    matvec::Matvec mv;
+    ASSERT_EQ(mv.init(in, in), cudaSuccess);
+    ASSERT_EQ(mv.norm_gate_up_silu(dx.get(), dn.get(), eps, in, dg.get(), du.get(), out, dh.get(),
+                                   nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<double> n = normalized(x, nw, eps);
+    const std::vector<bf16> h = dh.host();
+    int failures = 0;
+    for (int i = 0; i < out; ++i) {
+      const Dot g = dot(&wg[size_t(i) * in], n), u = dot(&wu[size_t(i) * in], n);
+      const double silu = g.sum / (1 + std::exp(-g.sum)), want = silu * u.sum;
+      // bf16 output rounding, plus g's and u's errors through silu(g)·u (|silu'| < 1.1)
+      const double t = std::ldexp(std::fabs(want), -8) + 1.1 * tol(g, true) * std::fabs(u.sum) +
+                       std::fabs(silu) * tol(u, true) + 1e-6;
+      mismatch(f(h[i]), want, t, "row " + std::to_string(i), &failures);
+    }
+  }
+}
+
+// y += W · a with bf16 a; the weights and a shifted by `shift` elements.
+void check_matvec_add(int in, int out, int shift) {
+  SCOPED_TRACE("in " + std::to_string(in) + ", out " + std::to_string(out) + ", shift " +
+               std::to_string(shift));
+  std::mt19937 rng(in + out);
+  const std::vector<bf16> w = uniform_bf16(size_t(out) * in, 1.0f / std::sqrt(float(in)), rng);
+  const std::vector<bf16> a = uniform_bf16(in, 2.0f, rng);
+  const std::vector<float> y0 = uniform(out, -1, 1, rng);
+  const DeviceVector<bf16> dw(w, shift), da(a, shift);
+  const DeviceVector<float> dy(y0);
+  matvec::Matvec mv;
+  ASSERT_EQ(mv.init(128, in), cudaSuccess);
+  ASSERT_EQ(mv.matvec_add(da.get(), in, dw.get(), out, dy.get(), nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<double> ad(in);
+  for (int i = 0; i < in; ++i)
+    ad[i] = f(a[i]);
+  const std::vector<float> y = dy.host();
+  int failures = 0;
+  for (int i = 0; i < out; ++i) {
+    const Dot d = dot(&w[size_t(i) * in], ad);
+    mismatch(y[i], y0[i] + d.sum, tol(d, false) + 1e-6 * std::fabs(y0[i]),
+             "row " + std::to_string(i), &failures);
+  }
+}
+
+TEST(GpuMatvec, MatvecAdd) {
+  LLAMA_REQUIRE_GPU();
+  check_matvec_add(4096, 4097, 0);  // odd rows: the last warp's second row is past the end
+  check_matvec_add(13000, 77, 0);   // 52 KB of staged input: above the default 48 KB
+  check_matvec_add(1000, 50, 1);    // misaligned weights and input: the scalar paths
+  check_matvec_add(1001, 50, 0);    // in % 8 != 0
+}
+
+TEST(Matvec, LaunchWithoutInitIsAnError) {  // no device call: runs on the CPU too
+  const matvec::Matvec mv;
+  EXPECT_EQ(mv.matvec_add(nullptr, 8, nullptr, 8, nullptr, nullptr), cudaErrorInvalidValue);
+}
+
+}  // namespace
+}  // namespace llama::test
