@@ -85,10 +85,22 @@ if [ $bench = 1 ]; then
     if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
+      # Each length with both decode-projection paths, cuBLAS first (the fused kernels are new);
+      # a run takes about 20-40 s, so the four stay within 5 minutes even at their limits.
       for s_len in 4096 32768; do
-        echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len ====" >> "$log"
-        timeout 120 "$chat" --random-weights llama2-7b --bench-decode $s_len --bench-steps 32 \
-          >> "$log" 2>&1 && row "llama2-7b bench-decode $s_len" done || row "llama2-7b bench-decode $s_len" FAIL
+        limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
+        for mv in cublas fused; do
+          name="llama2-7b decode $s_len $mv"
+          res="$out/bench_decode_${s_len}_$mv.txt"
+          echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --matvec $mv ====" >> "$log"
+          if timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
+              --bench-steps 32 --matvec $mv > "$res" 2>&1; then
+            row "$name" "$(grep -o 'dense: .*' "$res" || echo done)"
+          else
+            row "$name" "FAIL (rc $?)"
+          fi
+          cat "$res" >> "$log"
+        done
       done
     fi
     if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
