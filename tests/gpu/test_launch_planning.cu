@@ -36,6 +36,25 @@ TEST(LaunchPlanning, SplitsRespectTheMinimumRowsAndFillTheLastWave) {
     }
 }
 
+TEST(LaunchPlanning, ScoreChunksPerBlockAvoidAMostlyEmptyLastWave) {
+  using sparq::kernels::plan_chunk_iters;
+  // Batch 64 x 32 heads, 32 chunks each, 924 resident blocks: one block per head would make
+  // 3 waves with the last 22% full; 8 chunks per block make 9 waves, the last 87% full.
+  EXPECT_EQ(plan_chunk_iters(32, 2048, 924), 8);
+  // Batch 1: 2 chunks per block fit the whole grid in one wave.
+  EXPECT_EQ(plan_chunk_iters(32, 32, 924), 2);
+  // Everything fits in one wave with a chunk per block: no reason to serialise.
+  EXPECT_EQ(plan_chunk_iters(4, 10, 924), 1);
+  EXPECT_EQ(plan_chunk_iters(1, 100000, 924), 1);
+  for (int64_t chunks : {1, 7, 32, 128, 1000})
+    for (int64_t units : {1, 32, 2048})
+      for (int64_t slots : {132, 924}) {
+        const int it = plan_chunk_iters(chunks, units, slots);
+        EXPECT_GE(it, 1);
+        EXPECT_LE(it, std::min<int64_t>(64, chunks));
+      }
+}
+
 TEST(LaunchPlanning, ClusterSegmentsCoverTheSequence) {
   for (int len : {0, 1, 15, 16, 17, 127, 128, 129, 1000, 4096, 32768, 131071, 131072}) {
     const int seg = sparq::kernels::cluster_segment(len);

@@ -156,4 +156,25 @@ inline int plan_splits(int64_t n, int64_t batch_units, int min_rows, int64_t slo
   return best;
 }
 
+/// Consecutive chunks per block for `units` independent rows of `chunks` chunks each, with
+/// `slots` resident blocks: the count (1..64) that minimises the estimated makespan, waves x
+/// (iters + a prologue worth half a chunk), so the last wave is not left mostly empty; on
+/// ties the fewest blocks.
+inline int plan_chunk_iters(int64_t chunks, int64_t units, int64_t slots) {
+  if (chunks < 1 || units < 1 || slots < 1) return 1;
+  int best = 1;
+  double best_time = -1.0;
+  const int64_t most = chunks < 64 ? chunks : 64;
+  for (int64_t iters = 1; iters <= most; ++iters) {
+    const int64_t per_unit = (chunks + iters - 1) / iters;
+    const int64_t waves = (units * per_unit + slots - 1) / slots;
+    const double time = static_cast<double>(waves) * (static_cast<double>(iters) + 0.5);
+    if (best_time < 0.0 || time < best_time - 1e-9 || (time <= best_time + 1e-9 && iters > best)) {
+      best = static_cast<int>(iters);
+      best_time = time;
+    }
+  }
+  return best;
+}
+
 }  // namespace sparq::kernels

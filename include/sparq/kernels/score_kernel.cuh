@@ -1,6 +1,8 @@
 // SparQ launch 1 of 3: per (sequence, unit, chunk of positions): top-r components of the
 // (group-summed) |q|, per-head temperatures, approximate logits q[i1] . Kt[i1, s] / tau
-// written to the workspace, and each chunk's softmax stats (max, sum of exp) per head.
+// written to the workspace, and softmax stats (max, sum of exp) per head for each warp's
+// share of a chunk (warp reductions only: no block barrier between a chunk's loads and the
+// next chunk's).
 #pragma once
 
 #include <array>
@@ -26,19 +28,27 @@ struct ScoreParams {
   int length_bound;
   int capacity;
   int r;
-  int chunks;     // chunks per sequence
-  int iters;      // consecutive chunks per block (sharing its top-r and tau)
-  float* logits;  // [B, Hq, logit_stride]
+  int chunks;       // chunks per sequence
+  int iters;        // consecutive chunks per block (sharing its top-r and tau)
+  int stat_chunks;  // warp spans per sequence (kScoreWarps per chunk)
+  float* logits;    // [B, Hq, logit_stride]
   int64_t logit_stride;
-  device::SoftmaxStats* stats;  // [B, Hq, chunks]
+  device::SoftmaxStats* stats;  // [B, Hq, stat_chunks]
 };
 
 constexpr int kScoreThreads = 128;
+constexpr int kScoreWarps = kScoreThreads / 32;
 constexpr int kScoreHeadsPerPass = 4;
 
 template <typename T>
 __host__ __device__ constexpr int score_chunk_positions() {
   return kScoreThreads * device::kVec16<T>;
+}
+
+/// Positions of one softmax-stats entry: a warp's span of a chunk.
+template <typename T>
+__host__ __device__ constexpr int score_stat_positions() {
+  return 32 * device::kVec16<T>;
 }
 
 /// Dynamic shared memory: the unit's queries as floats.
@@ -53,7 +63,6 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
   __shared__ float s_absq[D];
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[32];
-  __shared__ float s_scratch[32 * kScoreHeadsPerPass];
 
   const int b = blockIdx.z, unit = blockIdx.y, first_chunk = blockIdx.x * p.iters;
   int len = p.lengths[b];
@@ -116,23 +125,19 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
           }
         }
       }
-      device::block_max<kScoreHeadsPerPass, kScoreThreads>(mx, s_scratch);
-      float sum[kScoreHeadsPerPass];
+      // This warp's stats of its span; heads past nh are skipped (a warp-uniform branch).
 #pragma unroll
       for (int h = 0; h < kScoreHeadsPerPass; ++h) {
-        sum[h] = 0.f;
+        if (hb + h >= nh) break;
+        const float m = device::warp_max(mx[h]);
+        float sum = 0.f;
 #pragma unroll
         for (int v = 0; v < V; ++v)
-          sum[h] += s0 + v < len ? __expf(acc[h][v] - mx[h]) : 0.f;
-      }
-      device::block_sum<kScoreHeadsPerPass, kScoreThreads>(sum, s_scratch);
-      if (threadIdx.x == 0) {
-#pragma unroll
-        for (int h = 0; h < kScoreHeadsPerPass; ++h) {
-          if (hb + h < nh) {
-            const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h;
-            p.stats[row * p.chunks + chunk] = {mx[h], sum[h]};
-          }
+          sum += s0 + v < len ? __expf(acc[h][v] - m) : 0.f;
+        sum = device::warp_sum(sum);
+        if ((threadIdx.x & 31) == 0) {
+          const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + hb + h;
+          p.stats[row * p.stat_chunks + chunk * kScoreWarps + warp] = {m, sum};
         }
       }
     }

@@ -1,4 +1,4 @@
-// SparQ launch 2 of 3: per (sequence, unit): merge the chunk stats into each head's softmax
+// SparQ launch 2 of 3: per (sequence, unit): merge the softmax stats into each head's softmax
 // normaliser, form the ranking key (sum over the unit's heads of s-hat; the local window
 // forced in), select the top-k positions in position order, and compute alpha per head.
 // Two kernels: a cluster of blocks per unit (sm_90, keys spread over the blocks' shared
@@ -23,11 +23,11 @@ struct SelectParams {
   int length_bound;
   int k;
   int local_window;
-  int chunk_positions;
-  int chunks;
+  int stat_positions;   // positions per softmax-stats entry
+  int stat_chunks;      // stats entries per query head
   const float* logits;  // [B, Hq, logit_stride]
   int64_t logit_stride;
-  const device::SoftmaxStats* stats;  // [B, Hq, chunks]
+  const device::SoftmaxStats* stats;  // [B, Hq, stat_chunks]
   uint32_t* keys;                     // [B * units, logit_stride] (single-block, global keys)
   int* indices;                       // [B * units, index_stride]
   int64_t index_stride;
@@ -57,15 +57,15 @@ struct UnitView {
   }
 };
 
-/// Each head's softmax max and 1/sum from the chunk stats (exact merge; one warp per head).
+/// Each head's softmax max and 1/sum from the stats entries (exact merge; one warp per head).
 template <int kThreads>
 __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float* s_max,
                                  float* s_inv_sum) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int used_chunks = (u.len + p.chunk_positions - 1) / p.chunk_positions;
+  const int used_chunks = (u.len + p.stat_positions - 1) / p.stat_positions;
   for (int h = warp; h < u.nh; h += kThreads / 32) {
     const device::SoftmaxStats* st =
-        p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.chunks;
+        p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.stat_chunks;
     device::SoftmaxStats acc = device::empty_stats();
     for (int c = lane; c < used_chunks; c += 32)
       acc = device::merge_stats(acc, st[c]);

@@ -57,6 +57,7 @@ struct SparqPlan {
   SelectionUnits units;
   bool fused = false;  // one fused launch (else scores, select, attend)
   int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
+  int stat_chunks = 0;  // softmax stats per query head: one per warp span of each chunk
   int64_t logit_stride = 0;
   float* logits = nullptr;
   device::SoftmaxStats* stats = nullptr;
@@ -74,6 +75,7 @@ struct SparqPlan {
     const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
     chunk_positions = score_chunk_positions<T>();
     chunks = ceil_div(bound, chunk_positions);
+    stat_chunks = chunks * kScoreWarps;
     kmax = static_cast<int>(c.k < bound ? c.k : bound);
     int score_block_slots = 0;
     dispatch_head_dim(p.head_dim, [&](auto dim) {
@@ -83,14 +85,13 @@ struct SparqPlan {
               fused_fits<T, D>(static_cast<int>(bound), units.heads_per_unit);
       return Status::kSuccess;
     });
-    // Enough consecutive chunks per score block that the grid is about one wave: each block
-    // computes its unit's top-r and temperatures once for all of them.
-    score_iters = ceil_div(batch_units * chunks, score_block_slots);
-    score_iters = score_iters < 1 ? 1 : (score_iters > 64 ? 64 : score_iters);
+    // Consecutive chunks per score block (each computes its unit's top-r and temperatures
+    // once for all of them), chosen so that the grid's last wave is not mostly empty.
+    score_iters = plan_chunk_iters(chunks, batch_units, score_block_slots);
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
     logits = w.take<float>(q_rows * logit_stride);
-    stats = w.take<device::SoftmaxStats>(q_rows * chunks);
+    stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
     // Selection keys live in shared memory where the bound fits, else in the workspace.
     keys = w.take<uint32_t>(select_route(static_cast<int>(bound), batch_units) ==
                                     SelectRoute::kGlobalKeys
@@ -117,7 +118,7 @@ Status validate_sparq(const SparqDecodeParams<T>& a) {
   return check_cache_alignment(a.cache, /*need_kt=*/true);
 }
 
-/// Launch 1: approximate logits and chunk stats.
+/// Launch 1: approximate logits and softmax stats per warp span.
 template <typename T, int D>
 Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
@@ -134,6 +135,7 @@ Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                     a.config.r,
                     plan.chunks,
                     plan.score_iters,
+                    plan.stat_chunks,
                     plan.logits,
                     plan.logit_stride,
                     plan.stats};
@@ -155,8 +157,8 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                    p.length_bound(),
                    a.config.k,
                    a.config.local_window,
-                   plan.chunk_positions,
-                   plan.chunks,
+                   score_stat_positions<T>(),
+                   plan.stat_chunks,
                    plan.logits,
                    plan.logit_stride,
                    plan.stats,
