@@ -45,7 +45,7 @@ void BM_DenseDecode(benchmark::State& state) {
   }
 }
 
-enum Stage { kWhole, kFused, kThree, kScores, kSelect, kAttend };
+enum Stage { kWhole, kFused, kThree, kScores, kSelect, kSelectWide, kAttend };
 
 template <Stage kStage>
 void BM_SparqDecode(benchmark::State& state) {
@@ -63,7 +63,7 @@ void BM_SparqDecode(benchmark::State& state) {
   const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
   double bytes = s.sparq_bytes();
   if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
-  if (kStage == kSelect) bytes = rows * (4.0 * S * g + 8.0 * S);
+  if (kStage == kSelect || kStage == kSelectWide) bytes = rows * (4.0 * S * g + 8.0 * S);
   if (kStage == kAttend) bytes = rows * (2.0 * k * kDim * sizeof(T));
   for (auto _ : state) {
     const double ms = sb::median_ms(
@@ -77,6 +77,9 @@ void BM_SparqDecode(benchmark::State& state) {
           if (kStage == kScores)
             st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
           if (kStage == kSelect) st = sparq::kernels::launch_sparq_select<T>(a, plan, nullptr);
+          if (kStage == kSelectWide)
+            st = sparq::kernels::launch_sparq_select<T, sparq::kernels::kSelectThreadsWide>(
+                a, plan, nullptr);
           if (kStage == kAttend)
             st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
           sb::check_status(st, "sparq stage");
@@ -146,6 +149,7 @@ BENCHMARK(BM_SparqDecode<kFused>)->Name("BM_SparqRouteFused")->Apply(route_shape
 BENCHMARK(BM_SparqDecode<kThree>)->Name("BM_SparqRouteThree")->Apply(route_shapes);
 BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kSelectWide>)->Name("BM_SparqStageSelectWide")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kAttend>)->Name("BM_SparqStageAttend")->Apply(shapes);
 BENCHMARK(BM_KVAppendDecode)
     ->Args({1, 4096})

@@ -77,7 +77,20 @@ SparqCase long_mha_case() {
           GqaMode::kShared};
 }
 
-enum class Route { kChosen, kFused, kThreeLaunches };
+enum class Route { kChosen, kFused, kThreeLaunches, kThreeLaunchesWideSelect };
+
+/// Forced routes, on the plan the launch API would use.
+template <typename T, int D>
+sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
+                           const sparq::kernels::SparqPlan<T>& plan) {
+  namespace k = sparq::kernels;
+  if (route == Route::kFused) return k::launch_sparq_fused<T, D>(a, plan, 0);
+  if (route == Route::kThreeLaunches) return k::launch_sparq_three<T, D>(a, plan, 0);
+  if (sparq::Status s = k::launch_sparq_scores<T, D>(a, plan, 0); !sparq::ok(s)) return s;
+  if (sparq::Status s = k::launch_sparq_select<T, k::kSelectThreadsWide>(a, plan, 0); !sparq::ok(s))
+    return s;
+  return k::launch_sparq_attend<T, D>(a, plan, 0);
+}
 
 /// Position sets must match the reference, except where the reference's ranking keys of the
 /// differing positions lie within a relative 1e-4 of its k-th key (a near tie that float
@@ -150,12 +163,10 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   } else {
     const sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get());
     const sparq::Status st = sparq::kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
-      constexpr int D = decltype(dim)::value;
-      return route == Route::kFused ? sparq::kernels::launch_sparq_fused<T, D>(a, launch_plan, 0)
-                                    : sparq::kernels::launch_sparq_three<T, D>(a, launch_plan, 0);
+      return launch_route<T, decltype(dim)::value>(route, a, launch_plan);
     });
     if (st == sparq::Status::kUnsupportedDevice)
-      GTEST_SKIP() << "the fused route does not fit " << c.name << " on this device";
+      GTEST_SKIP() << "the forced route does not fit " << c.name << " on this device";
     SPARQ_ASSERT_OK(st);
   }
   CUDA_ASSERT(cudaDeviceSynchronize());
@@ -233,6 +244,11 @@ TEST_P(SparqDecodeGpu, Float32ThreeLaunches) {
 TEST_P(SparqDecodeGpu, BFloat16ThreeLaunches) {
   SPARQ_REQUIRE_GPU();
   run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 9, Route::kThreeLaunches);
+}
+
+TEST_P(SparqDecodeGpu, Float32ThreeLaunchesWideSelect) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 12, Route::kThreeLaunchesWideSelect);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, SparqDecodeGpu, ::testing::ValuesIn(all_cases()),

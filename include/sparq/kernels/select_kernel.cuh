@@ -35,6 +35,7 @@ struct SelectParams {
 };
 
 constexpr int kSelectThreads = 512;
+constexpr int kSelectThreadsWide = 1024;
 constexpr int kMaxHeadsPerUnit = 32;
 
 namespace select_detail {
@@ -165,36 +166,37 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
 }  // namespace select_detail
 
 /// One block per unit. Keys in dynamic shared memory (kKeysInSmem, when the length bound
-/// fits) or in the workspace (long sequences).
-template <bool kKeysInSmem>
-__global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams p) {
+/// fits) or in the workspace (long sequences). kThreads: kSelectThreads in the launch API;
+/// the benchmark also times kSelectThreadsWide (more warps to hide shared-memory latency at
+/// one block per SM).
+template <bool kKeysInSmem, int kThreads = kSelectThreads>
+__global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
   extern __shared__ uint32_t s_keys[];
-  using TopK = device::BlockTopK<kSelectThreads>;
+  using TopK = device::BlockTopK<kThreads>;
   __shared__ typename TopK::TempStorage s_topk;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
-  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kSelectThreads / 32];
+  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kThreads / 32];
 
   const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
-  select_detail::head_normalisers<kSelectThreads>(p, u, s_max, s_inv_sum);
+  select_detail::head_normalisers<kThreads>(p, u, s_max, s_inv_sum);
   TopK::clear_histogram(s_topk);
   __syncthreads();
 
   if (u.keff == u.len) {
-    for (int s = threadIdx.x; s < u.len; s += kSelectThreads)
+    for (int s = threadIdx.x; s < u.len; s += kThreads)
       u.out[s] = s;  // every row taken
   } else {
     const int64_t un = static_cast<int64_t>(u.b) * p.units_per_batch + u.unit;
     uint32_t* keys = kKeysInSmem ? s_keys : p.keys + un * p.logit_stride;
-    select_detail::compute_keys<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.len, keys,
-                                                s_topk.hist);
+    select_detail::compute_keys<kThreads>(p, u, s_max, s_inv_sum, 0, u.len, keys, s_topk.hist);
     __syncthreads();
     int need_equal = 0;
     const uint32_t threshold = TopK::threshold(s_topk, keys, u.len, u.keff, &need_equal);
     TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out);
   }
   __syncthreads();
-  select_detail::alpha_partials<kSelectThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red, s_alpha);
-  for (int h = threadIdx.x; h < u.nh; h += kSelectThreads)
+  select_detail::alpha_partials<kThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red, s_alpha);
+  for (int h = threadIdx.x; h < u.nh; h += kThreads)
     p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = s_alpha[h];
 }
 

@@ -35,13 +35,20 @@ namespace kernels {
 /// workspace (long sequences, or no device to ask).
 enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys };
 
+/// Keys the one-block select kernel can hold in shared memory (its limit raised once).
+template <int kThreads>
+int block_key_capacity() {
+  static const int keys =
+      raise_dynamic_smem(select_kernel<true, kThreads>) / static_cast<int>(sizeof(uint32_t));
+  return keys;
+}
+
 inline SelectRoute select_route(int bound, int64_t batch_units) {
   static const int cluster_keys =
       device_has_clusters()
           ? raise_dynamic_smem(select_cluster_kernel) / static_cast<int>(sizeof(uint32_t))
           : 0;
-  static const int block_keys =
-      raise_dynamic_smem(select_kernel<true>) / static_cast<int>(sizeof(uint32_t));
+  const int block_keys = block_key_capacity<kSelectThreads>();
   // A cluster spreads one unit over 8 SMs: worth its barriers only while one block per unit
   // would leave most of the device idle.
   const bool few_units = batch_units < planning_sm_count();
@@ -145,8 +152,9 @@ Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return last_launch_status();
 }
 
-/// Launch 2: top-k positions and alpha.
-template <typename T>
+/// Launch 2: top-k positions and alpha. kThreads sizes the one-block kernel (the benchmark
+/// compares kSelectThreadsWide; kUnsupportedDevice where its shared memory is too small).
+template <typename T, int kThreads = kSelectThreads>
 Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
@@ -173,11 +181,13 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                               sizeof(uint32_t) * cluster_segment(bound), stream>>>(sel);
       break;
     case SelectRoute::kSharedKeys:
-      select_kernel<true><<<dim3(plan.units.per_batch, p.batch), kSelectThreads,
-                            sizeof(uint32_t) * static_cast<size_t>(bound), stream>>>(sel);
+      if (bound > block_key_capacity<kThreads>()) return Status::kUnsupportedDevice;
+      select_kernel<true, kThreads><<<dim3(plan.units.per_batch, p.batch), kThreads,
+                                      sizeof(uint32_t) * static_cast<size_t>(bound), stream>>>(sel);
       break;
     case SelectRoute::kGlobalKeys:
-      select_kernel<false><<<dim3(plan.units.per_batch, p.batch), kSelectThreads, 0, stream>>>(sel);
+      select_kernel<false, kThreads>
+          <<<dim3(plan.units.per_batch, p.batch), kThreads, 0, stream>>>(sel);
       break;
   }
   return last_launch_status();
