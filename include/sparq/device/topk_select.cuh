@@ -136,18 +136,35 @@ struct BlockTopK {
   /// keys == threshold, as positions first_position + i (keys[i] for i < n), into out from
   /// index `written` on, with `equal_seen` equal keys already met before these. Returns the
   /// index after the last one written. Each thread takes kItems consecutive keys per tile.
+  /// `keys` must be 16-byte aligned.
   template <int kItems = 8>
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                 int need_equal, int* out, int written = 0, int equal_seen = 0,
                                 int first_position = 0) {
     static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
+    static_assert(kItems % 4 == 0, "keys are read 4 at a time");
     for (int base = 0; base < n; base += kThreads * kItems) {
       const int s0 = base + threadIdx.x * kItems;
       uint32_t key[kItems];
+      if (s0 + kItems <= n) {
+        // 16-byte reads: a warp's 8 consecutive keys per lane as scalar reads would hit each
+        // shared-memory bank 8 times. keys is 16-byte aligned and s0 a multiple of kItems.
+#pragma unroll
+        for (int i = 0; i < kItems; i += 4) {
+          const uint4 v = *reinterpret_cast<const uint4*>(keys + s0 + i);
+          key[i] = v.x;
+          key[i + 1] = v.y;
+          key[i + 2] = v.z;
+          key[i + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i)
+          key[i] = s0 + i < n ? keys[s0 + i] : 0u;
+      }
       int gt = 0, eq = 0;
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
-        key[i] = s0 + i < n ? keys[s0 + i] : 0u;
         gt += (s0 + i < n && key[i] > threshold) ? 1 : 0;
         eq += (s0 + i < n && key[i] == threshold) ? 1 : 0;
       }
