@@ -63,14 +63,30 @@ struct BlockTopK {
     add(ts.hist, key >> 24);
   }
 
+  /// Calls f(key) for keys[0..n), four at a time per thread (16-byte reads: a quarter of the
+  /// load instructions of a key at a time, no bank conflicts). keys must be 16-byte aligned.
+  template <typename F>
+  __device__ static void for_each_key(const uint32_t* keys, int n, F&& f) {
+    const int n4 = n / 4;
+    const uint4* k4 = reinterpret_cast<const uint4*>(keys);
+    for (int i = threadIdx.x; i < n4; i += kThreads) {
+      const uint4 v = k4[i];
+      f(v.x);
+      f(v.y);
+      f(v.z);
+      f(v.w);
+    }
+    for (int s = 4 * n4 + threadIdx.x; s < n; s += kThreads)
+      f(keys[s]);
+  }
+
   /// Adds the digit of `pass` of every key still in play to `hist` (no barrier).
   __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
                                          const RadixState& st, int pass) {
     const int shift = st.shift(pass);
-    for (int s = threadIdx.x; s < n; s += kThreads) {
-      const uint32_t key = keys[s];
+    for_each_key(keys, n, [&](uint32_t key) {
       if ((key & st.mask) == st.prefix) add(hist, (key >> shift) & 0xFFu);
-    }
+    });
   }
 
   /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
@@ -112,7 +128,8 @@ struct BlockTopK {
     __syncthreads();
   }
 
-  /// Finds the count-th largest key (1 <= count <= n) of keys held by this block alone.
+  /// Finds the count-th largest key (1 <= count <= n) of keys held by this block alone (keys
+  /// 16-byte aligned).
   /// Returns it; *need_equal is how many keys equal to it belong to the selection. The first
   /// histogram must be filled (and a barrier passed) on entry.
   __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
@@ -191,14 +208,15 @@ struct BlockTopK {
     return written;
   }
 
-  /// Counts of keys > threshold and == threshold in keys[0..n) (every thread gets them).
+  /// Counts of keys > threshold and == threshold in keys[0..n) (every thread gets them;
+  /// keys 16-byte aligned).
   __device__ static void count(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                int* greater, int* equal) {
     int gt = 0, eq = 0;
-    for (int s = threadIdx.x; s < n; s += kThreads) {
-      gt += keys[s] > threshold ? 1 : 0;
-      eq += keys[s] == threshold ? 1 : 0;
-    }
+    for_each_key(keys, n, [&](uint32_t key) {
+      gt += key > threshold ? 1 : 0;
+      eq += key == threshold ? 1 : 0;
+    });
     int pre, total_gt, total_eq;
     Scan(ts.scan).ExclusiveSum(gt, pre, total_gt);
     __syncthreads();

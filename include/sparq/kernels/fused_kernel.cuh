@@ -60,7 +60,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   constexpr int kHeadsPerPass = kScoreHeadsPerPass;
   using TopK = device::BlockTopK<kFusedThreads>;
   using G = device::RowGeometry<T, D>;
-  extern __shared__ float s_dyn[];
+  extern __shared__ __align__(16) float s_dyn[];
   __shared__ ClusterTopKShared<kFusedThreads> s_sel;
   __shared__ float s_absq[D];
   __shared__ int s_comp[D];

@@ -171,7 +171,7 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
 /// one block per SM).
 template <bool kKeysInSmem, int kThreads = kSelectThreads>
 __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
-  extern __shared__ uint32_t s_keys[];
+  extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()
   using TopK = device::BlockTopK<kThreads>;
   __shared__ typename TopK::TempStorage s_topk;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
@@ -279,7 +279,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kCluste
     select_cluster_kernel(SelectParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
-  extern __shared__ uint32_t s_keys[];
+  extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()
   using TopK = device::BlockTopK<kClusterThreads>;
   __shared__ ClusterTopKShared<kClusterThreads> s_sel;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
