@@ -45,7 +45,7 @@ void BM_DenseDecode(benchmark::State& state) {
   }
 }
 
-enum Stage { kWhole, kFused, kThree, kScores, kSelect, kSelectWide, kAttend };
+enum Stage { kWhole, kFused, kFusedBlock, kThree, kScores, kSelect, kSelectWide, kAttend };
 
 template <Stage kStage>
 void BM_SparqDecode(benchmark::State& state) {
@@ -55,6 +55,9 @@ void BM_SparqDecode(benchmark::State& state) {
   const sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace);
   if (kStage == kFused && !sparq::kernels::fused_fits<T, kDim>(seq, plan.units.heads_per_unit))
     return state.SkipWithError("the fused route does not fit this shape on this device");
+  if (kStage == kFusedBlock &&
+      !sparq::kernels::fused_block_fits<T, kDim>(seq, plan.units.heads_per_unit))
+    return state.SkipWithError("the fused block route does not fit this shape on this device");
   // Run the three launches once per copy so every stage's inputs (logits, stats, positions)
   // are valid; the fused route leaves the logits unwritten.
   for (int i = 0; i < s.copies; ++i)
@@ -73,6 +76,8 @@ void BM_SparqDecode(benchmark::State& state) {
           if (kStage == kWhole)
             st = sparq::sparq_decode(a, s.workspace, s.workspace_bytes, nullptr);
           if (kStage == kFused) st = sparq::kernels::launch_sparq_fused<T, kDim>(a, plan, nullptr);
+          if (kStage == kFusedBlock)
+            st = sparq::kernels::launch_sparq_fused_block<T, kDim>(a, plan, nullptr);
           if (kStage == kThree) st = sparq::kernels::launch_sparq_three<T, kDim>(a, plan, nullptr);
           if (kStage == kScores)
             st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
@@ -88,7 +93,13 @@ void BM_SparqDecode(benchmark::State& state) {
     sb::report(state, ms, bytes);
     state.counters["r"] = s.cfg.r;
     state.counters["k"] = s.cfg.k;
-    state.counters["fused"] = kStage == kFused || (kStage == kWhole && plan.fused) ? 1 : 0;
+    // 0: fused, a cluster per unit; 1: fused, a block per unit; 2: three launches.
+    const sparq::kernels::SparqRoute route =
+        kStage == kFused        ? sparq::kernels::SparqRoute::kFusedCluster
+        : kStage == kFusedBlock ? sparq::kernels::SparqRoute::kFusedBlock
+        : kStage == kWhole      ? plan.route
+                                : sparq::kernels::SparqRoute::kThreeLaunches;
+    state.counters["route"] = static_cast<int>(route);
   }
 }
 
@@ -132,7 +143,7 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }
 
-/// Where the two SparQ routes compete: batch x units below the device's SM count.
+/// Where the cluster route competes: batch x units below the device's SM count.
 void route_shapes(benchmark::internal::Benchmark* b) {
   for (auto bs : std::vector<std::pair<int, int>>{
            {1, 4096}, {1, 16384}, {1, 32768}, {1, 131072}, {2, 32768}, {4, 16384}, {16, 4096}})
@@ -146,7 +157,8 @@ BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicr
 BENCHMARK(BM_DenseDecode)->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kWhole>)->Name("BM_SparqDecode")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kFused>)->Name("BM_SparqRouteFused")->Apply(route_shapes);
-BENCHMARK(BM_SparqDecode<kThree>)->Name("BM_SparqRouteThree")->Apply(route_shapes);
+BENCHMARK(BM_SparqDecode<kFusedBlock>)->Name("BM_SparqRouteFusedBlock")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kThree>)->Name("BM_SparqRouteThree")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelectWide>)->Name("BM_SparqStageSelectWide")->Apply(shapes);

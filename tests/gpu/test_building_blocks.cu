@@ -29,6 +29,12 @@ TEST(BuildingBlocksHost, OrderedKeysPreserveFloatOrder) {
       EXPECT_EQ(a == b, ka == kb) << a << " vs " << b;
     }
   EXPECT_LT(sparq::device::float_to_ordered(INFINITY), sparq::device::kForcedKey);
+  // The map inverts exactly (the single-block fused kernel reads s-hat back from the keys).
+  for (float a : xs) {
+    const float back = sparq::device::ordered_to_float(sparq::device::float_to_ordered(a));
+    EXPECT_EQ(back, a);
+    EXPECT_FALSE(std::signbit(back) && back == 0.f) << "-0 comes back as +0";
+  }
 }
 
 TEST(BuildingBlocksHost, RankOfFollowsTheTieRule) {

@@ -2,7 +2,8 @@
 // every element type, head dims 64/128/256, group sizes 1/4/8, both GQA modes, odd sizes,
 // lengths differing across the batch, 128k positions, outputs poisoned before each launch.
 // Each case runs through the public launch (whichever route it picks) and through each route
-// forced: the fused cluster kernel and the three launches.
+// forced: fused with a cluster per unit, fused with a block per unit (units of one head; the
+// others skip), and the three launches.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -77,7 +78,7 @@ SparqCase long_mha_case() {
           GqaMode::kShared};
 }
 
-enum class Route { kChosen, kFused, kThreeLaunches, kThreeLaunchesWideSelect };
+enum class Route { kChosen, kFused, kFusedBlock, kThreeLaunches, kThreeLaunchesWideSelect };
 
 /// Forced routes, on the plan the launch API would use.
 template <typename T, int D>
@@ -85,6 +86,7 @@ sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
                            const sparq::kernels::SparqPlan<T>& plan) {
   namespace k = sparq::kernels;
   if (route == Route::kFused) return k::launch_sparq_fused<T, D>(a, plan, 0);
+  if (route == Route::kFusedBlock) return k::launch_sparq_fused_block<T, D>(a, plan, 0);
   if (route == Route::kThreeLaunches) return k::launch_sparq_three<T, D>(a, plan, 0);
   if (sparq::Status s = k::launch_sparq_scores<T, D>(a, plan, 0); !sparq::ok(s)) return s;
   if (sparq::Status s = k::launch_sparq_select<T, k::kSelectThreadsWide>(a, plan, 0); !sparq::ok(s))
@@ -236,6 +238,18 @@ TEST_P(SparqDecodeGpu, BFloat16FusedRoute) {
 TEST_P(SparqDecodeGpu, Float16FusedRoute) {
   SPARQ_REQUIRE_GPU();
   run_case<__half>(GetParam(), fresh_seed() + 7, Route::kFused);
+}
+TEST_P(SparqDecodeGpu, Float32FusedBlockRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 13, Route::kFusedBlock);
+}
+TEST_P(SparqDecodeGpu, BFloat16FusedBlockRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 14, Route::kFusedBlock);
+}
+TEST_P(SparqDecodeGpu, Float16FusedBlockRoute) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__half>(GetParam(), fresh_seed() + 15, Route::kFusedBlock);
 }
 TEST_P(SparqDecodeGpu, Float32ThreeLaunches) {
   SPARQ_REQUIRE_GPU();

@@ -122,23 +122,34 @@ TEST(SparqRoute, FusedOnlyForFewUnits) {
 
 TEST(SparqRoute, PlanFollowsTheDevice) {
   using T = __nv_bfloat16;
+  using sparq::kernels::SparqRoute;
   sparq::SparqConfig cfg;
   cfg.r = 16;
   cfg.k = 2048;
   const sparq::kernels::SparqPlan<T> one(mha_problem(1, 32768), cfg, nullptr);
   const sparq::kernels::SparqPlan<T> many(mha_problem(64, 32768), cfg, nullptr);
-  EXPECT_FALSE(many.fused) << "64 x 32 units keep the three launches";
-  if (!sparq::kernels::device_has_clusters()) {
-    EXPECT_FALSE(one.fused) << "no thread-block clusters here: three launches";
-    // Forcing the fused route where it cannot run launches nothing and says why.
-    sparq::SparqDecodeParams<T> a;
-    a.problem = mha_problem(1, 32768);
-    a.config = cfg;
+  const sparq::kernels::SparqPlan<T> long_many(mha_problem(64, 131072), cfg, nullptr);
+  EXPECT_EQ(long_many.route, SparqRoute::kThreeLaunches) << "128k positions: three launches";
+  sparq::SparqDecodeParams<T> a;
+  a.problem = mha_problem(1, 32768);
+  a.config = cfg;
+  if (sparq::kernels::device_sm_count() == 0) {
+    EXPECT_EQ(one.route, SparqRoute::kThreeLaunches) << "no device here: three launches";
+    EXPECT_EQ(many.route, SparqRoute::kThreeLaunches);
+    // Forcing a fused route where it cannot run launches nothing and says why.
     EXPECT_EQ((sparq::kernels::launch_sparq_fused<T, 128>(a, one, nullptr)),
               sparq::Status::kUnsupportedDevice);
-  } else {
-    EXPECT_TRUE(one.fused) << "batch 1, 32 heads, 32k positions: one fused launch";
+    EXPECT_EQ((sparq::kernels::launch_sparq_fused_block<T, 128>(a, one, nullptr)),
+              sparq::Status::kUnsupportedDevice);
+  } else if (sparq::kernels::device_has_clusters()) {
+    EXPECT_EQ(one.route, SparqRoute::kFusedCluster) << "batch 1, 32 heads: a cluster per head";
+    EXPECT_EQ(many.route, SparqRoute::kFusedBlock) << "batch 64, 32k positions: a block per head";
   }
+  // Units of several heads never take the block route.
+  sparq::DecodeProblem gqa = mha_problem(64, 4096);
+  gqa.num_kv_heads = 8;
+  const sparq::kernels::SparqPlan<T> shared(gqa, cfg, nullptr);
+  EXPECT_NE(shared.route, SparqRoute::kFusedBlock);
 }
 
 }  // namespace

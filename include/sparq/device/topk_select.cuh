@@ -21,6 +21,14 @@ SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+/// Inverse of float_to_ordered (-0 comes back as +0).
+SPARQ_HOST_DEVICE inline float ordered_to_float(uint32_t key) {
+  const uint32_t u = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
 /// Key that ranks above every finite score: positions of the local window.
 constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
 

@@ -51,6 +51,63 @@ inline size_t fused_smem_bytes(int heads_per_unit, int d, int segment) {
   return sizeof(float) * (2 * h * d + h * segment + segment);
 }
 
+namespace fused_detail {
+
+/// Steps 5-6 by a block of kThreads: exact attention of each of the unit's nh heads (queries
+/// q, global) over rows[0..count) of KV head kvh, heads across warps as in the attend kernel's
+/// direct path. Writes each head's partial state (m, l in base 2; acc unnormalised) to
+/// part_ml[h] and part_acc[h * D ..]; s_acc / s_ml are scratch of kThreads / 32 warps. Ends
+/// with a barrier.
+template <int kThreads, typename T, int D>
+__device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T* q, int nh,
+                            const int* rows, int count, float (*s_acc)[D], float2* s_ml,
+                            float* part_acc, float2* part_ml) {
+  using G = device::RowGeometry<T, D>;
+  constexpr int kWarps = kThreads / 32;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int group_in_warp = lane / G::kLanesPerRow;
+  const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
+  for (int hp = 0; hp < nh; hp += kWarps) {
+    const WarpRole role(min(nh - hp, kWarps), warp, kWarps);
+    device::AttentionState<T, D, 1> st;
+    st.init(q + (hp + role.head) * D, 1, qscale);
+    if (role.active) {
+      const int groups = role.row_warps * G::kRowsPerWarp;
+      for (int base = role.row_warp * G::kRowsPerWarp; base < count;
+           base += groups * kAttendUnroll) {
+        uint4 kr[kAttendUnroll][G::kChunksPerLane], vr[kAttendUnroll][G::kChunksPerLane];
+        bool valid[kAttendUnroll];
+#pragma unroll
+        for (int u = 0; u < kAttendUnroll; ++u) {
+          const int i = base + group_in_warp + u * groups;
+          valid[u] = i < count;
+          if (valid[u]) {
+            device::load_kv_row<T, D>(cache, b, kvh, rows[i], kr[u], vr[u]);
+          } else {
+#pragma unroll
+            for (int c = 0; c < G::kChunksPerLane; ++c)
+              kr[u][c] = vr[u][c] = make_uint4(0, 0, 0, 0);
+          }
+        }
+        st.update(kr, vr, valid, 1);
+      }
+    }
+    st.merge_warp();
+    st.store(0, s_acc[warp], &s_ml[warp], role.active);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < role.heads * D; idx += kThreads) {
+      const int h = idx / D, j = idx % D;
+      const float3 m_l_a =
+          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kWarps, j);
+      part_acc[(hp + h) * D + j] = m_l_a.z;
+      if (j == 0) part_ml[hp + h] = make_float2(m_l_a.x, m_l_a.y);
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace fused_detail
+
 template <typename T, int D>
 __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedThreads)
     sparq_fused_kernel(FusedParams<T> p) {
@@ -59,7 +116,6 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   constexpr int V = device::kVec16<T>;
   constexpr int kHeadsPerPass = kScoreHeadsPerPass;
   using TopK = device::BlockTopK<kFusedThreads>;
-  using G = device::RowGeometry<T, D>;
   extern __shared__ __align__(16) float s_dyn[];
   __shared__ ClusterTopKShared<kFusedThreads> s_sel;
   __shared__ float s_absq[D];
@@ -75,7 +131,6 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int b = blockIdx.z, unit = blockIdx.y;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   int len = p.lengths[b];
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
@@ -89,25 +144,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
 
-  // Steps 1-2: top-r components of the summed |q| and each head's temperature (every block
-  // computes the same).
-  for (int i = threadIdx.x; i < nh * D; i += kFusedThreads)
-    s_q[i] = to_float(q[i]);
-  __syncthreads();
-  for (int j = threadIdx.x; j < D; j += kFusedThreads) {
-    float a = 0.f;
-    for (int h = 0; h < nh; ++h)
-      a += fabsf(s_q[h * D + j]);
-    s_absq[j] = a;
-  }
-  __syncthreads();
-  device::block_top_r(s_absq, D, p.r, s_comp);
-  __syncthreads();
-  for (int h = warp; h < nh; h += kFusedWarps) {
-    const float inv = device::warp_inverse_temperature(s_q + h * D, D, s_comp, p.r);
-    if (lane == 0) s_inv_tau[h] = inv;
-  }
-  __syncthreads();
+  // Steps 1-2 (every block computes the same).
+  unit_query_prologue<kFusedThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
 
   // Step 3: approximate logits of this block's positions, into shared memory.
   const T* kt = p.cache.kt_row(b, kvh, 0);
@@ -213,49 +251,9 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
     }
   }
 
-  // Steps 5-6: exact attention of each head over this block's selected rows (heads across
-  // warps, as in the attend kernel's direct path), reduced to one partial state per head.
-  const int* rows = out + first;
-  const int count = last - first;
-  const int group_in_warp = lane / G::kLanesPerRow;
-  const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
-  for (int hp = 0; hp < nh; hp += kFusedWarps) {
-    const WarpRole role(min(nh - hp, kFusedWarps), warp, kFusedWarps);
-    device::AttentionState<T, D, 1> st;
-    st.init(q + (hp + role.head) * D, 1, qscale);
-    if (role.active) {
-      const int groups = role.row_warps * G::kRowsPerWarp;
-      for (int base = role.row_warp * G::kRowsPerWarp; base < count;
-           base += groups * kAttendUnroll) {
-        uint4 kr[kAttendUnroll][G::kChunksPerLane], vr[kAttendUnroll][G::kChunksPerLane];
-        bool valid[kAttendUnroll];
-#pragma unroll
-        for (int u = 0; u < kAttendUnroll; ++u) {
-          const int i = base + group_in_warp + u * groups;
-          valid[u] = i < count;
-          if (valid[u]) {
-            device::load_kv_row<T, D>(p.cache, b, kvh, rows[i], kr[u], vr[u]);
-          } else {
-#pragma unroll
-            for (int c = 0; c < G::kChunksPerLane; ++c)
-              kr[u][c] = vr[u][c] = make_uint4(0, 0, 0, 0);
-          }
-        }
-        st.update(kr, vr, valid, 1);
-      }
-    }
-    st.merge_warp();
-    st.store(0, s_acc[warp], &s_ml[warp], role.active);
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < role.heads * D; idx += kFusedThreads) {
-      const int h = idx / D, j = idx % D;
-      const float3 m_l_a =
-          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kFusedWarps, j);
-      s_part_acc[(hp + h) * D + j] = m_l_a.z;
-      if (j == 0) s_part_ml[hp + h] = make_float2(m_l_a.x, m_l_a.y);
-    }
-    __syncthreads();
-  }
+  // Steps 5-6: exact attention of each head over this block's selected rows.
+  fused_detail::attend_rows<kFusedThreads, T, D>(p.cache, b, kvh, q, nh, out + first, last - first,
+                                                 s_acc, s_ml, s_part_acc, s_part_ml);
 
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
   cluster.sync();  // partial states and alphas are published
@@ -283,6 +281,117 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
 #endif
 }
 
+constexpr int kFusedBlockThreads = 512;
+
+/// Dynamic shared memory of sparq_fused_block_kernel: the query and one word per position.
+inline size_t fused_block_smem_bytes(int d, int length_bound) {
+  return sizeof(float) * (static_cast<size_t>(d) + static_cast<size_t>(length_bound + 3) / 4 * 4);
+}
+
+/// Units of one query head (MHA, or per-query-head GQA) when there are too many units for a
+/// cluster each: one block per unit runs every step with one word of shared memory per
+/// position, the logit, overwritten in place by its ranking key. alpha reads s-hat back from
+/// the keys (the local window's s-hat is summed before its keys are forced). The approximate
+/// logits never go to DRAM and no step waits for a launch boundary.
+template <typename T, int D>
+__global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(FusedParams<T> p) {
+  constexpr int kThreads = kFusedBlockThreads, kWarps = kThreads / 32;
+  constexpr int V = device::kVec16<T>;
+  using TopK = device::BlockTopK<kThreads>;
+  extern __shared__ __align__(16) float s_dyn[];
+  __shared__ typename TopK::TempStorage s_topk;
+  __shared__ float s_absq[D];
+  __shared__ int s_comp[D];
+  __shared__ float s_inv_tau[1], s_scratch[32];
+  __shared__ float s_acc[kWarps][D];
+  __shared__ float2 s_ml[kWarps];
+  __shared__ float s_part_acc[D];
+  __shared__ float2 s_part_ml[1];
+
+  const int b = blockIdx.y, h = blockIdx.x, kvh = h / p.group_size;  // one head per unit
+  int len = p.lengths[b];
+  len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
+  const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
+  float* s_q = s_dyn;                                   // [D]
+  float* s_x = s_dyn + D;                               // [len]: logits, then keys
+  uint32_t* s_keys = reinterpret_cast<uint32_t*>(s_x);  // 16-byte aligned (D % 64 == 0)
+  int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + h) * p.index_stride;
+  const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h;
+  const T* q = p.q + row * D;
+
+  // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory.
+  unit_query_prologue<kThreads, T, D>(q, 1, p.r, s_q, s_absq, s_comp, s_inv_tau);
+  const T* kt = p.cache.kt_row(b, kvh, 0);
+  const float inv_tau = s_inv_tau[0];
+  for (int s0 = threadIdx.x * V; s0 < len; s0 += kThreads * V) {
+    float acc[1][V];
+    device::approx_logits<T, 1>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, 0, 1, s0, len,
+                                p.capacity, acc);
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+      if (s0 + v < len) s_x[s0 + v] = acc[0][v] * inv_tau;
+  }
+  __syncthreads();
+
+  // The softmax normaliser of the approximate logits.
+  float mx[1] = {-INFINITY};
+  for (int s = threadIdx.x; s < len; s += kThreads)
+    mx[0] = fmaxf(mx[0], s_x[s]);
+  device::block_max<1, kThreads>(mx, s_scratch);
+  float sum[1] = {0.f};
+  if (mx[0] != -INFINITY)
+    for (int s = threadIdx.x; s < len; s += kThreads)
+      sum[0] += __expf(s_x[s] - mx[0]);
+  device::block_sum<1, kThreads>(sum, s_scratch);
+  const float m = mx[0], inv_sum = sum[0] > 0.f ? 1.f / sum[0] : 0.f;
+
+  // Step 4: each logit becomes its key in place (s-hat; the window forced in) and counts in
+  // the first radix histogram. alpha: the window's s-hat here (every row's when all are taken).
+  const bool take_all = keff == len;
+  TopK::clear_histogram(s_topk);
+  __syncthreads();
+  float alpha[1] = {0.f};
+  for (int s = threadIdx.x; s < len; s += kThreads) {
+    const float shat = expf(s_x[s] - m) * inv_sum;
+    uint32_t key = device::float_to_ordered(shat);
+    if (s >= len - leff) {
+      key = device::kForcedKey;
+      alpha[0] += shat;
+    } else if (take_all) {
+      alpha[0] += shat;
+    }
+    s_keys[s] = key;
+    if (!take_all) TopK::add_to_first_histogram(s_topk, key);
+  }
+  __syncthreads();
+  if (take_all) {
+    for (int s = threadIdx.x; s < len; s += kThreads)
+      out[s] = s;
+  } else {
+    int need_equal = 0;
+    const uint32_t threshold = TopK::threshold(s_topk, s_keys, len, keff, &need_equal);
+    TopK::compact(s_topk, s_keys, len, threshold, need_equal, out);
+    __syncthreads();  // `out` visible to the whole block
+    for (int i = threadIdx.x; i < keff; i += kThreads) {
+      const uint32_t key = s_keys[out[i]];
+      if (key != device::kForcedKey) alpha[0] += device::ordered_to_float(key);
+    }
+  }
+  device::block_sum<1, kThreads>(alpha, s_scratch);  // its barriers also publish `out`
+
+  // Steps 5-7: exact attention over the selected rows, then the interpolation with v-bar.
+  fused_detail::attend_rows<kThreads, T, D>(p.cache, b, kvh, q, 1, out, keff, s_acc, s_ml,
+                                            s_part_acc, s_part_ml);
+  const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
+  const float2 ml = s_part_ml[0];
+  for (int j = threadIdx.x; j < D; j += kThreads) {
+    float y = ml.y > 0.f ? s_part_acc[j] / ml.y : 0.f;
+    if (vsum != nullptr && len > 0) y = device::interpolate_mean(alpha[0], y, vsum[j], len);
+    p.out[row * D + j] = from_float<T>(y);
+  }
+  if (threadIdx.x == 0) p.alpha[row] = alpha[0];
+}
+
 namespace fused_detail {
 
 /// Largest dynamic shared memory of sparq_fused_kernel<T, D> on this device (its limit raised
@@ -308,6 +417,15 @@ int smem_limit() {
 }
 
 }  // namespace fused_detail
+
+/// Whether sparq_fused_block_kernel<T, D> can run this shape (units of one head whose
+/// positions fit in its shared memory, limit raised once).
+template <typename T, int D>
+bool fused_block_fits(int length_bound, int heads_per_unit) {
+  static const int limit = raise_dynamic_smem(sparq_fused_block_kernel<T, D>);
+  return heads_per_unit == 1 && limit > 0 &&
+         fused_block_smem_bytes(D, length_bound) <= static_cast<size_t>(limit);
+}
 
 /// Units up to which the fused kernel is preferred: while the three launches are latency-bound
 /// (fewer units than multiprocessors). A first guess; bench_kernels compares both routes.

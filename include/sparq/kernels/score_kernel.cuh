@@ -56,6 +56,32 @@ inline size_t score_smem_bytes(int heads_per_unit, int d) {
   return sizeof(float) * static_cast<size_t>(heads_per_unit) * d;
 }
 
+/// Steps 1-2 for one unit, by a block of kThreads: its nh queries as floats into s_q
+/// ([nh][D]), the top-r components of the summed |q| into s_comp and each head's 1 / tau into
+/// s_inv_tau. Ends with a barrier.
+template <int kThreads, typename T, int D>
+__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, float* s_absq,
+                                    int* s_comp, float* s_inv_tau) {
+  for (int i = threadIdx.x; i < nh * D; i += kThreads)
+    s_q[i] = to_float(q[i]);
+  __syncthreads();
+  for (int j = threadIdx.x; j < D; j += kThreads) {
+    float a = 0.f;
+    for (int h = 0; h < nh; ++h)
+      a += fabsf(s_q[h * D + j]);
+    s_absq[j] = a;
+  }
+  __syncthreads();
+  device::block_top_r(s_absq, D, r, s_comp);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5;
+  for (int h = warp; h < nh; h += kThreads / 32) {
+    const float inv = device::warp_inverse_temperature(s_q + h * D, D, s_comp, r);
+    if ((threadIdx.x & 31) == 0) s_inv_tau[h] = inv;
+  }
+  __syncthreads();
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) {
   constexpr int V = device::kVec16<T>;
@@ -72,24 +98,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
 
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
-  for (int i = threadIdx.x; i < nh * D; i += kScoreThreads)
-    s_q[i] = to_float(q[i]);
-  __syncthreads();
-  for (int j = threadIdx.x; j < D; j += kScoreThreads) {
-    float a = 0.f;
-    for (int h = 0; h < nh; ++h)
-      a += fabsf(s_q[h * D + j]);
-    s_absq[j] = a;
-  }
-  __syncthreads();
-  device::block_top_r(s_absq, D, p.r, s_comp);
-  __syncthreads();
+  unit_query_prologue<kScoreThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
   const int warp = threadIdx.x >> 5;
-  for (int h = warp; h < nh; h += kScoreThreads / 32) {
-    const float inv = device::warp_inverse_temperature(s_q + h * D, D, s_comp, p.r);
-    if ((threadIdx.x & 31) == 0) s_inv_tau[h] = inv;
-  }
-  __syncthreads();
 
   const T* kt = p.cache.kt_row(b, kvh, 0);
   for (int chunk = first_chunk; chunk < first_chunk + p.iters && chunk < p.chunks; ++chunk) {

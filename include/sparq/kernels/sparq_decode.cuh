@@ -1,8 +1,9 @@
 // Host launch API of SparQ decode attention: one call per layer per decode step for a batch.
-// Two routes: for few (sequence, unit) pairs on sm_90, one fused launch (a cluster per unit);
-// otherwise three kernel launches (scores, selection, exact attention) and one memset of
-// counters. No allocation, no host synchronisation and no device reads on the host:
-// capturable in a graph.
+// Three routes: for few (sequence, unit) pairs on sm_90, one fused launch with a cluster per
+// unit; for more units of one head each whose positions fit in shared memory, one fused launch
+// with a block per unit; otherwise three kernel launches (scores, selection, exact attention)
+// and one memset of counters. No allocation, no host synchronisation and no device reads on the
+// host: capturable in a graph.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -58,11 +59,14 @@ inline SelectRoute select_route(int bound, int64_t batch_units) {
   return SelectRoute::kGlobalKeys;
 }
 
+/// How a SparQ decode step runs (SparqPlan::route).
+enum class SparqRoute { kFusedCluster, kFusedBlock, kThreeLaunches };
+
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
 template <typename T>
 struct SparqPlan {
   SelectionUnits units;
-  bool fused = false;  // one fused launch (else scores, select, attend)
+  SparqRoute route = SparqRoute::kThreeLaunches;
   int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
   int stat_chunks = 0;  // softmax stats per query head: one per warp span of each chunk
   int64_t logit_stride = 0;
@@ -88,8 +92,11 @@ struct SparqPlan {
     dispatch_head_dim(p.head_dim, [&](auto dim) {
       constexpr int D = decltype(dim)::value;
       score_block_slots = score_slots<T, D>(units.heads_per_unit);
-      fused = fused_preferred(batch_units) &&
-              fused_fits<T, D>(static_cast<int>(bound), units.heads_per_unit);
+      const int b = static_cast<int>(bound);
+      if (fused_preferred(batch_units) && fused_fits<T, D>(b, units.heads_per_unit))
+        route = SparqRoute::kFusedCluster;
+      else if (fused_block_fits<T, D>(b, units.heads_per_unit))
+        route = SparqRoute::kFusedBlock;
       return Status::kSuccess;
     });
     // Consecutive chunks per score block (each computes its unit's top-r and temperatures
@@ -220,7 +227,7 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return launch_attend<T, D>(ap, plan.attend, p.batch, stream);
 }
 
-/// The three-launch route, whatever plan.fused says.
+/// The three-launch route, whatever plan.route says.
 template <typename T, int D>
 Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                           cudaStream_t stream) {
@@ -229,41 +236,68 @@ Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   return launch_sparq_attend<T, D>(a, plan, stream);
 }
 
-/// The fused route, whatever plan.fused says; kUnsupportedDevice (nothing launched) where the
-/// device cannot run it for this shape.
+template <typename T>
+FusedParams<T> fused_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan) {
+  const DecodeProblem& p = a.problem;
+  return FusedParams<T>{a.q,
+                        a.cache,
+                        a.lengths,
+                        a.out,
+                        p.num_q_heads,
+                        plan.units.per_batch,
+                        plan.units.heads_per_unit,
+                        plan.units.group_size,
+                        p.length_bound(),
+                        p.capacity,
+                        a.config.r,
+                        a.config.k,
+                        a.config.local_window,
+                        a.config.reallocation,
+                        plan.indices,
+                        plan.kmax,
+                        plan.alpha};
+}
+
+/// The fused route with a cluster per unit, whatever plan.route says; kUnsupportedDevice
+/// (nothing launched) where the device cannot run it for this shape.
 template <typename T, int D>
 Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                           cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
   const int bound = p.length_bound();
   if (!fused_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
-  FusedParams<T> fp{a.q,
-                    a.cache,
-                    a.lengths,
-                    a.out,
-                    p.num_q_heads,
-                    plan.units.per_batch,
-                    plan.units.heads_per_unit,
-                    plan.units.group_size,
-                    bound,
-                    p.capacity,
-                    a.config.r,
-                    a.config.k,
-                    a.config.local_window,
-                    a.config.reallocation,
-                    plan.indices,
-                    plan.kmax,
-                    plan.alpha};
   const size_t smem = fused_smem_bytes(plan.units.heads_per_unit, D, cluster_segment(bound));
   sparq_fused_kernel<T, D>
-      <<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(fp);
+      <<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(
+          fused_params(a, plan));
+  return last_launch_status();
+}
+
+/// The fused route with a block per unit, whatever plan.route says; kUnsupportedDevice
+/// (nothing launched) for units of several heads or positions beyond its shared memory.
+template <typename T, int D>
+Status launch_sparq_fused_block(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                                cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
+  const int bound = p.length_bound();
+  if (!fused_block_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
+  sparq_fused_block_kernel<T, D>
+      <<<dim3(plan.units.per_batch, p.batch), kFusedBlockThreads, fused_block_smem_bytes(D, bound),
+         stream>>>(fused_params(a, plan));
   return last_launch_status();
 }
 
 template <typename T, int D>
 Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cudaStream_t stream) {
-  return plan.fused ? launch_sparq_fused<T, D>(a, plan, stream)
-                    : launch_sparq_three<T, D>(a, plan, stream);
+  switch (plan.route) {
+    case SparqRoute::kFusedCluster:
+      return launch_sparq_fused<T, D>(a, plan, stream);
+    case SparqRoute::kFusedBlock:
+      return launch_sparq_fused_block<T, D>(a, plan, stream);
+    case SparqRoute::kThreeLaunches:
+      break;
+  }
+  return launch_sparq_three<T, D>(a, plan, stream);
 }
 
 }  // namespace kernels
