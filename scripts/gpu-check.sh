@@ -67,7 +67,7 @@ grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
 if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
     log="$out/bench.log"
-    timeout 180 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
+    timeout 240 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
       --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels done || row bench_kernels FAIL
     # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
     parts=$(mktemp -d)
