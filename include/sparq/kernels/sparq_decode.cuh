@@ -92,11 +92,14 @@ struct SparqPlan {
     dispatch_head_dim(p.head_dim, [&](auto dim) {
       constexpr int D = decltype(dim)::value;
       score_block_slots = score_slots<T, D>(units.heads_per_unit);
+      // Few units: a cluster each (sm_90), else three launches spread over the device (a
+      // block per unit would leave most SMs idle). Many: a block per single-head unit.
       const int b = static_cast<int>(bound);
-      if (fused_preferred(batch_units) && fused_fits<T, D>(b, units.heads_per_unit))
-        route = SparqRoute::kFusedCluster;
-      else if (fused_block_fits<T, D>(b, units.heads_per_unit))
+      if (fused_preferred(batch_units)) {
+        if (fused_fits<T, D>(b, units.heads_per_unit)) route = SparqRoute::kFusedCluster;
+      } else if (fused_block_fits<T, D>(b, units.heads_per_unit)) {
         route = SparqRoute::kFusedBlock;
+      }
       return Status::kSuccess;
     });
     // Consecutive chunks per score block (each computes its unit's top-r and temperatures
