@@ -13,29 +13,36 @@ import sys
 from collections import defaultdict
 
 
+def parse(text, name):
+    """Google Benchmark JSON; a crashed or timed-out run's truncated file gives the entries it
+    finished."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        cut = text.rfind("\n    },")
+        try:
+            data = json.loads(text[:cut + 6] + "]}") if cut > 0 else {"benchmarks": []}
+        except json.JSONDecodeError:
+            data = {"benchmarks": []}
+        print(f"{name}: truncated, kept {len(data['benchmarks'])} entries")
+        return data
+
+
 def load(path):
     if not path or not os.path.exists(path):
         return []
     with open(path) as f:
-        data = json.load(f)
+        data = parse(f.read(), path)
     return [b for b in data.get("benchmarks", []) if not b.get("error_occurred")]
 
 
 def merge(folder, target):
-    """Concatenates the benchmarks of every readable JSON file in folder (a crashed run's
-    truncated file contributes the entries it finished)."""
+    """Concatenates the benchmarks of every readable JSON file in folder."""
     merged, context = [], None
     for name in sorted(os.listdir(folder)):
-        text = open(os.path.join(folder, name)).read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            cut = text.rfind("\n    },")
-            try:
-                data = json.loads(text[:cut + 6] + "]}") if cut > 0 else {"benchmarks": []}
-            except json.JSONDecodeError:
-                data = {"benchmarks": []}
-            print(f"{name}: truncated, kept {len(data['benchmarks'])} entries")
+        if not name.endswith(".json"):
+            continue
+        data = parse(open(os.path.join(folder, name)).read(), name)
         context = context or data.get("context")
         merged += data.get("benchmarks", [])
     with open(target, "w") as f:
