@@ -2,7 +2,9 @@
 # Builds the gpu preset here (no GPU needed) and gathers what a GPU machine without GoogleTest,
 # Google Benchmark or SentencePiece needs into .devcarry/: the test, benchmark and example
 # binaries (same relative paths as in build/gpu) and the shared libraries they use from this
-# machine in .devcarry/lib. There: scripts/gpu-check.sh --build-dir .devcarry [--bench].
+# machine in .devcarry/lib, then packs them into .devcarry.tar.gz (the binaries alone are over
+# the device tool's 64 MiB carry limit; packed, about 23 MB). Carry .devcarry.tar.gz; there:
+#   tar xzf .devcarry.tar.gz && scripts/gpu-check.sh --build-dir .devcarry [--bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset gpu >/dev/null
@@ -19,3 +21,5 @@ for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/ben
     while read -r lib; do cp -L "$lib" .devcarry/lib/; done
 done
 du -sh .devcarry
+tar czf .devcarry.tar.gz .devcarry
+ls -la .devcarry.tar.gz
