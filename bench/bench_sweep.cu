@@ -61,6 +61,9 @@ void run_point(benchmark::State& state, int hq, int hkv, int batch, int seq, dou
     state.counters["sparq_pct_bw"] = 100.0 * s.sparq_bytes() / (sparse * 1e-3) / copy_bw;
     state.counters["r"] = cfg.r;
     state.counters["k"] = cfg.k;
+    // 0: fused, a cluster per unit; 1: fused, a block per unit; 2: three launches.
+    state.counters["route"] =
+        static_cast<int>(sparq::kernels::SparqPlan<T>(s.p, cfg, nullptr).route);
     const bool auto_sparq = sparq::resolve_attention_mode(sparq::AttentionMode::kAuto, s.p, cfg) ==
                             sparq::AttentionMode::kSparq;
     state.counters["auto_is_sparq"] = auto_sparq ? 1 : 0;

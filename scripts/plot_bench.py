@@ -128,12 +128,14 @@ def main():
             print(f"{b['name']:<44} {b['time_us']:10.1f} us {b['GBps']:8.0f} GB/s "
                   f"{b['pct_of_copy_bw']:6.1f} %")
     if sweep:
-        print("sweep (c = 8):  heads  B  S  dense_us  sparq_us  speedup  theory  auto/dense")
+        routes = {0: "cluster", 1: "block", 2: "three"}  # bench_sweep's "route" counter
+        print("sweep (c = 8):  heads  B  S  dense_us  sparq_us  speedup  theory  auto/dense  route")
         for b in sweep:
             heads, batch, seq, comp = parse_sweep_name(b["name"])
             if comp == 8 and seq >= 16384:
+                route = routes.get(int(b["route"]), "?") if "route" in b else "-"
                 print(f"  {heads:<12} {batch:3d} {seq:7d} {b['dense_us']:9.1f} {b['sparq_us']:9.1f} "
-                      f"{b['speedup']:6.2f}x {b['theory']:6.2f}x {b['auto_vs_dense']:6.2f}")
+                      f"{b['speedup']:6.2f}x {b['theory']:6.2f}x {b['auto_vs_dense']:6.2f}  {route}")
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
     try:
