@@ -8,6 +8,10 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "sparq/config.hpp"
 #include "sparq/kernels/attend_kernel.cuh"
 #include "sparq/kernels/fused_kernel.cuh"
@@ -62,6 +66,24 @@ inline SelectRoute select_route(int bound, int64_t batch_units) {
 /// How a SparQ decode step runs (SparqPlan::route).
 enum class SparqRoute { kFusedCluster, kFusedBlock, kThreeLaunches };
 
+/// The SPARQ_ROUTE environment variable, read once: "three", "cluster" or "block" make every
+/// plan take that route wherever it can run (else the rule decides); unset, empty or "auto":
+/// the rule. For comparing routes end to end, and as an escape hatch.
+enum class RouteOverride { kAuto, kThree, kCluster, kBlock };
+inline RouteOverride route_override() {
+  static const RouteOverride value = [] {
+    const char* v = std::getenv("SPARQ_ROUTE");
+    const std::string s = v ? v : "";
+    if (s == "three") return RouteOverride::kThree;
+    if (s == "cluster") return RouteOverride::kCluster;
+    if (s == "block") return RouteOverride::kBlock;
+    if (!s.empty() && s != "auto")
+      std::fprintf(stderr, "sparq: SPARQ_ROUTE=%s ignored (auto, three, cluster or block)\n", v);
+    return RouteOverride::kAuto;
+  }();
+  return value;
+}
+
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
 template <typename T>
 struct SparqPlan {
@@ -95,9 +117,18 @@ struct SparqPlan {
       // Few units: a cluster each (sm_90), else three launches spread over the device (a
       // block per unit would leave most SMs idle). Many: a block per single-head unit.
       const int b = static_cast<int>(bound);
-      if (fused_preferred(batch_units)) {
-        if (fused_fits<T, D>(b, units.heads_per_unit)) route = SparqRoute::kFusedCluster;
-      } else if (fused_block_fits<T, D>(b, units.heads_per_unit)) {
+      const bool cluster = fused_fits<T, D>(b, units.heads_per_unit);
+      const bool block = fused_block_fits<T, D>(b, units.heads_per_unit);
+      const RouteOverride forced = route_override();
+      if (forced == RouteOverride::kThree) {
+        route = SparqRoute::kThreeLaunches;
+      } else if (forced == RouteOverride::kCluster && cluster) {
+        route = SparqRoute::kFusedCluster;
+      } else if (forced == RouteOverride::kBlock && block) {
+        route = SparqRoute::kFusedBlock;
+      } else if (fused_preferred(batch_units)) {
+        if (cluster) route = SparqRoute::kFusedCluster;
+      } else if (block) {
         route = SparqRoute::kFusedBlock;
       }
       return Status::kSuccess;
