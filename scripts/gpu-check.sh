@@ -121,10 +121,10 @@ if [ $bench = 1 ]; then
       done
     fi
     if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
-      echo "==== ncu: SparQ B=1 S=32k, dense B=1 and B=64 S=32k ====" >> "$log"
+      echo "==== ncu: SparQ B=1 S=32k (fused, a cluster per head), dense B=64 S=32k ====" >> "$log"
       timeout 120 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
         --section WarpStateStats --section SourceCounters \
-        -k regex:'score|select|attend' --launch-count 3 "$build/bench/bench_kernels" \
+        -k regex:'score|select|attend|fused' --launch-count 3 "$build/bench/bench_kernels" \
         --benchmark_filter='BM_SparqDecode/B:1/S:32768' >> "$log" 2>&1 || row ncu-sparq FAIL
       timeout 90 ncu --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \
         -k regex:'attend' --launch-count 1 "$build/bench/bench_kernels" \
