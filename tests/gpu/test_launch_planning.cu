@@ -147,11 +147,16 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
     EXPECT_EQ(one.route, SparqRoute::kFusedCluster) << "batch 1, 32 heads: a cluster per head";
     EXPECT_EQ(many.route, SparqRoute::kFusedBlock) << "batch 64, 32k positions: a block per head";
   }
-  // Units of several heads never take the block route.
+  // Units of several heads take the block route as clusters of one block (sm_90), while their
+  // logits and keys fit: 4 heads x 4096 positions do, 4 x 32768 do not.
   sparq::DecodeProblem gqa = mha_problem(64, 4096);
   gqa.num_kv_heads = 8;
   const sparq::kernels::SparqPlan<T> shared(gqa, cfg, nullptr);
-  EXPECT_NE(shared.route, SparqRoute::kFusedBlock);
+  gqa.capacity = 32768;
+  const sparq::kernels::SparqPlan<T> shared_long(gqa, cfg, nullptr);
+  EXPECT_EQ(shared_long.route, SparqRoute::kThreeLaunches);
+  EXPECT_EQ(shared.route, sparq::kernels::device_has_clusters() ? SparqRoute::kFusedBlock
+                                                                 : SparqRoute::kThreeLaunches);
 }
 
 }  // namespace

@@ -108,8 +108,10 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
 
 }  // namespace fused_detail
 
-template <typename T, int D>
-__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedThreads)
+/// kBlocks blocks per unit: kClusterBlocks for few units, or 1 (a cluster of one block) for
+/// units of several heads at larger batch.
+template <typename T, int D, int kBlocks = kClusterBlocks>
+__global__ void __cluster_dims__(kBlocks, 1, 1) __launch_bounds__(kFusedThreads)
     sparq_fused_kernel(FusedParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -135,7 +137,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   int len = p.lengths[b];
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
-  const int seg = cluster_segment(len);
+  const int seg = cluster_segment(len, kBlocks);
   const int begin = min(rank * seg, len), end = min(begin + seg, len), n = end - begin;
   float* s_q = s_dyn;                     // [nh][D]
   float* s_part_acc = s_q + nh * D;       // [nh][D]
@@ -195,7 +197,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   cluster.sync();  // every block's stats are published
   for (int h = threadIdx.x; h < nh; h += kFusedThreads) {
     device::SoftmaxStats all = device::empty_stats();
-    for (int r = 0; r < kClusterBlocks; ++r)
+    for (int r = 0; r < kBlocks; ++r)
       all = device::merge_stats(all, cluster.map_shared_rank(s_stats, r)[h]);
     s_max[h] = all.m;
     s_inv_sum[h] = all.l > 0.f ? 1.f / all.l : 0.f;
@@ -225,8 +227,8 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
       TopK::add(s_sel.hist[0], key >> 24);
     }
     __syncthreads();
-    select_detail::cluster_top_k<kFusedThreads>(cluster, s_sel, s_keys, n, keff, begin, rank, out,
-                                                &first, &last);
+    select_detail::cluster_top_k<kFusedThreads, kBlocks>(cluster, s_sel, s_keys, n, keff, begin,
+                                                         rank, out, &first, &last);
   }
   __syncthreads();  // this block's positions in `out` are visible to all its threads
 
@@ -258,19 +260,18 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kFusedT
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
   cluster.sync();  // partial states and alphas are published
   const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
-  for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D;
-       idx += kClusterBlocks * kFusedThreads) {
+  for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D; idx += kBlocks * kFusedThreads) {
     const int h = idx / D, j = idx % D;
-    float2 ml[kClusterBlocks];
-    float acc[kClusterBlocks];
+    float2 ml[kBlocks];
+    float acc[kBlocks];
     float alpha = 0.f;
 #pragma unroll
-    for (int r = 0; r < kClusterBlocks; ++r) {
+    for (int r = 0; r < kBlocks; ++r) {
       ml[r] = cluster.map_shared_rank(s_part_ml, r)[h];
       acc[r] = cluster.map_shared_rank(s_part_acc, r)[h * D + j];
       alpha += cluster.map_shared_rank(s_alpha, r)[h];
     }
-    const float3 m_l_a = device::merge_stored_states(ml, acc, 1, 0, 1, kClusterBlocks, 0);
+    const float3 m_l_a = device::merge_stored_states(ml, acc, 1, 0, 1, kBlocks, 0);
     float y = m_l_a.y > 0.f ? m_l_a.z / m_l_a.y : 0.f;
     if (vsum != nullptr && len > 0) y = device::interpolate_mean(alpha, y, vsum[j], len);
     const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + h;
@@ -394,20 +395,21 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
 
 namespace fused_detail {
 
-/// Largest dynamic shared memory of sparq_fused_kernel<T, D> on this device (its limit raised
-/// once), or 0 where there are no clusters or a cluster of it cannot be resident.
-template <typename T, int D>
+/// Largest dynamic shared memory of sparq_fused_kernel<T, D, kBlocks> on this device (its limit
+/// raised once), or 0 where there are no clusters or a cluster of it cannot be resident.
+template <typename T, int D, int kBlocks>
 int smem_limit() {
   static const int limit = [] {
     if (!device_has_clusters()) return 0;
-    const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D>);
+    const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D, kBlocks>);
     if (bytes <= 0) return 0;
     cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(kClusterBlocks, 1, 1);
+    cfg.gridDim = dim3(kBlocks, 1, 1);
     cfg.blockDim = dim3(kFusedThreads, 1, 1);
     cfg.dynamicSmemBytes = static_cast<size_t>(bytes);
     int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D>, &cfg) != cudaSuccess) {
+    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &cfg) !=
+        cudaSuccess) {
       cudaGetLastError();
       return 0;
     }
@@ -418,27 +420,27 @@ int smem_limit() {
 
 }  // namespace fused_detail
 
-/// Whether sparq_fused_block_kernel<T, D> can run this shape (units of one head whose
-/// positions fit in its shared memory, limit raised once).
-template <typename T, int D>
-bool fused_block_fits(int length_bound, int heads_per_unit) {
-  static const int limit = raise_dynamic_smem(sparq_fused_block_kernel<T, D>);
-  return heads_per_unit == 1 && limit > 0 &&
-         fused_block_smem_bytes(D, length_bound) <= static_cast<size_t>(limit);
-}
-
 /// Units up to which the fused kernel is preferred: while the three launches are latency-bound
 /// (fewer units than multiprocessors). A first guess; bench_kernels compares both routes.
 inline bool fused_preferred(int64_t batch_units) {
   return batch_units * 2 <= planning_sm_count();
 }
 
-/// Whether sparq_fused_kernel<T, D> can run this shape on the current device.
-template <typename T, int D>
+/// Whether sparq_fused_kernel<T, D, kBlocks> can run this shape on the current device.
+template <typename T, int D, int kBlocks = kClusterBlocks>
 bool fused_fits(int length_bound, int heads_per_unit) {
-  const int limit = fused_detail::smem_limit<T, D>();
-  return limit > 0 && fused_smem_bytes(heads_per_unit, D, cluster_segment(length_bound)) <=
+  const int limit = fused_detail::smem_limit<T, D, kBlocks>();
+  return limit > 0 && fused_smem_bytes(heads_per_unit, D, cluster_segment(length_bound, kBlocks)) <=
                           static_cast<size_t>(limit);
+}
+
+/// Whether the block-per-unit route can run this shape: sparq_fused_block_kernel for units of
+/// one head (any architecture), sparq_fused_kernel<T, D, 1> for units of several (sm_90).
+template <typename T, int D>
+bool fused_block_fits(int length_bound, int heads_per_unit) {
+  if (heads_per_unit > 1) return fused_fits<T, D, 1>(length_bound, heads_per_unit);
+  static const int limit = raise_dynamic_smem(sparq_fused_block_kernel<T, D>);
+  return limit > 0 && fused_block_smem_bytes(D, length_bound) <= static_cast<size_t>(limit);
 }
 
 }  // namespace sparq::kernels

@@ -203,9 +203,9 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
 constexpr int kClusterBlocks = 8;
 constexpr int kClusterThreads = 256;
 
-/// Positions each block of a cluster owns: the length split 8 ways, a multiple of 16.
-__host__ __device__ inline int cluster_segment(int length) {
-  const int per = (length + kClusterBlocks - 1) / kClusterBlocks;
+/// Positions each block of a cluster owns: the length split `blocks` ways, a multiple of 16.
+__host__ __device__ inline int cluster_segment(int length, int blocks = kClusterBlocks) {
+  const int per = (length + blocks - 1) / blocks;
   return (per + 15) / 16 * 16;
 }
 
@@ -220,13 +220,13 @@ struct ClusterTopKShared {
 
 namespace select_detail {
 
-/// The top `keff` of keys spread over the blocks of a cluster (sm_90; this block holds
+/// The top `keff` of keys spread over the kBlocks blocks of a cluster (sm_90; this block holds
 /// keys[0..n) of positions begin..begin+n): four radix passes on histograms summed across the
 /// cluster through distributed shared memory, one cluster barrier per pass; then each block
 /// writes its selected positions, in position order, to out[*first..*last). On entry sh.hist[0]
 /// counts the top digits of this block's keys, sh.hist[1] is clear, and a barrier has passed.
 /// Contains cluster barriers: every thread of every block calls it.
-template <int kThreads, typename Cluster>
+template <int kThreads, int kBlocks = kClusterBlocks, typename Cluster>
 __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
                               const uint32_t* keys, int n, int keff, int begin, int rank, int* out,
                               int* first, int* last) {
@@ -244,7 +244,7 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
     cluster.sync();  // every block's histogram of this pass is complete
     for (int i = threadIdx.x; i < 256; i += kThreads) {
       unsigned t = 0;
-      for (int r = 0; r < kClusterBlocks; ++r)
+      for (int r = 0; r < kBlocks; ++r)
         t += cluster.map_shared_rank(hist, r)[i];
       sh.total[i] = t;
     }

@@ -307,17 +307,26 @@ Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   return last_launch_status();
 }
 
-/// The fused route with a block per unit, whatever plan.route says; kUnsupportedDevice
-/// (nothing launched) for units of several heads or positions beyond its shared memory.
+/// The fused route with a block per unit, whatever plan.route says: the in-place kernel for
+/// units of one head, the fused kernel as a cluster of one block for units of several (sm_90).
+/// kUnsupportedDevice (nothing launched) where the positions exceed its shared memory.
 template <typename T, int D>
 Status launch_sparq_fused_block(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                                 cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  const int bound = p.length_bound();
-  if (!fused_block_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
-  sparq_fused_block_kernel<T, D>
-      <<<dim3(plan.units.per_batch, p.batch), kFusedBlockThreads, fused_block_smem_bytes(D, bound),
-         stream>>>(fused_params(a, plan));
+  const int bound = p.length_bound(), nh = plan.units.heads_per_unit;
+  if (!fused_block_fits<T, D>(bound, nh)) return Status::kUnsupportedDevice;
+  const dim3 grid(plan.units.per_batch, p.batch);
+  if (nh == 1) {
+    sparq_fused_block_kernel<T, D>
+        <<<grid, kFusedBlockThreads, fused_block_smem_bytes(D, bound), stream>>>(
+            fused_params(a, plan));
+  } else {
+    const size_t smem = fused_smem_bytes(nh, D, cluster_segment(bound, 1));
+    sparq_fused_kernel<T, D, 1>
+        <<<dim3(1, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(
+            fused_params(a, plan));
+  }
   return last_launch_status();
 }
 
