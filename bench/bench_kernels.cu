@@ -143,6 +143,13 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }
 
+/// Where the one-block selection kernel runs (batch x units above the SM count).
+void large_batch_shapes(benchmark::internal::Benchmark* b) {
+  for (auto bs : std::vector<std::pair<int, int>>{{16, 4096}, {64, 4096}, {64, 16384}, {64, 32768}})
+    b->Args({bs.first, bs.second});
+  b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+}
+
 /// Where the cluster route competes: batch x units below the device's SM count.
 void route_shapes(benchmark::internal::Benchmark* b) {
   for (auto bs : std::vector<std::pair<int, int>>{
@@ -161,7 +168,7 @@ BENCHMARK(BM_SparqDecode<kFusedBlock>)->Name("BM_SparqRouteFusedBlock")->Apply(s
 BENCHMARK(BM_SparqDecode<kThree>)->Name("BM_SparqRouteThree")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kScores>)->Name("BM_SparqStageScores")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kSelect>)->Name("BM_SparqStageSelect")->Apply(shapes);
-BENCHMARK(BM_SparqDecode<kSelectWide>)->Name("BM_SparqStageSelectWide")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kSelectWide>)->Name("BM_SparqStageSelectWide")->Apply(large_batch_shapes);
 BENCHMARK(BM_SparqDecode<kAttend>)->Name("BM_SparqStageAttend")->Apply(shapes);
 BENCHMARK(BM_KVAppendDecode)
     ->Args({1, 4096})
