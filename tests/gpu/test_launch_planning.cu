@@ -120,6 +120,19 @@ TEST(SparqRoute, FusedOnlyForFewUnits) {
   EXPECT_FALSE(sparq::kernels::fused_preferred(sms / 2 + 1));
 }
 
+TEST(SparqRoute, EnvironmentOverrideParses) {
+  using sparq::kernels::parse_route_override;
+  using sparq::kernels::RouteOverride;
+  EXPECT_EQ(parse_route_override(nullptr), RouteOverride::kAuto);
+  EXPECT_EQ(parse_route_override(""), RouteOverride::kAuto);
+  EXPECT_EQ(parse_route_override("auto"), RouteOverride::kAuto);
+  EXPECT_EQ(parse_route_override("three"), RouteOverride::kThree);
+  EXPECT_EQ(parse_route_override("cluster"), RouteOverride::kCluster);
+  EXPECT_EQ(parse_route_override("block"), RouteOverride::kBlock);
+  EXPECT_EQ(parse_route_override("Three"), RouteOverride::kInvalid);
+  EXPECT_EQ(parse_route_override("fused"), RouteOverride::kInvalid);
+}
+
 TEST(SparqRoute, PlanFollowsTheDevice) {
   if (sparq::kernels::route_override() != sparq::kernels::RouteOverride::kAuto)
     GTEST_SKIP() << "SPARQ_ROUTE is set: the rule is overridden";
@@ -156,7 +169,7 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   const sparq::kernels::SparqPlan<T> shared_long(gqa, cfg, nullptr);
   EXPECT_EQ(shared_long.route, SparqRoute::kThreeLaunches);
   EXPECT_EQ(shared.route, sparq::kernels::device_has_clusters() ? SparqRoute::kFusedBlock
-                                                                 : SparqRoute::kThreeLaunches);
+                                                                : SparqRoute::kThreeLaunches);
 }
 
 }  // namespace

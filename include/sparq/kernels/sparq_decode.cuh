@@ -69,16 +69,24 @@ enum class SparqRoute { kFusedCluster, kFusedBlock, kThreeLaunches };
 /// The SPARQ_ROUTE environment variable, read once: "three", "cluster" or "block" make every
 /// plan take that route wherever it can run (else the rule decides); unset, empty or "auto":
 /// the rule. For comparing routes end to end, and as an escape hatch.
-enum class RouteOverride { kAuto, kThree, kCluster, kBlock };
+enum class RouteOverride { kAuto, kThree, kCluster, kBlock, kInvalid };
+
+/// SPARQ_ROUTE's value as a RouteOverride (null or empty: kAuto).
+inline RouteOverride parse_route_override(const char* v) {
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "auto") return RouteOverride::kAuto;
+  if (s == "three") return RouteOverride::kThree;
+  if (s == "cluster") return RouteOverride::kCluster;
+  if (s == "block") return RouteOverride::kBlock;
+  return RouteOverride::kInvalid;
+}
+
 inline RouteOverride route_override() {
   static const RouteOverride value = [] {
     const char* v = std::getenv("SPARQ_ROUTE");
-    const std::string s = v ? v : "";
-    if (s == "three") return RouteOverride::kThree;
-    if (s == "cluster") return RouteOverride::kCluster;
-    if (s == "block") return RouteOverride::kBlock;
-    if (!s.empty() && s != "auto")
-      std::fprintf(stderr, "sparq: SPARQ_ROUTE=%s ignored (auto, three, cluster or block)\n", v);
+    const RouteOverride r = parse_route_override(v);
+    if (r != RouteOverride::kInvalid) return r;
+    std::fprintf(stderr, "sparq: SPARQ_ROUTE=%s ignored (auto, three, cluster or block)\n", v);
     return RouteOverride::kAuto;
   }();
   return value;
