@@ -105,6 +105,42 @@ def plot_bandwidth(kernels, out):
     fig.savefig(os.path.join(out, "bandwidth.png"), dpi=90)
 
 
+def kernel_args(name):
+    """B and S of a bench_kernels name such as BM_DenseDecode/B:64/S:32768/..."""
+    fields = dict(part.split(":", 1) for part in name.split("/") if ":" in part)
+    return int(fields.get("B", 0)), int(fields.get("S", 0))
+
+
+def print_targets(kernels, sweep):
+    """Issue 4's targets (H100, bf16, d = 128, Hq = Hkv = 32) against these results."""
+    rows = []
+
+    def check(what, values, ok):
+        if values:
+            lo, hi = min(values), max(values)
+            rows.append((what, f"{lo:.2f} to {hi:.2f}", "met" if ok(lo) else "NOT met"))
+        else:
+            rows.append((what, "no data", "-"))
+
+    dense = [b["pct_of_copy_bw"] for b in kernels if b["name"].startswith("BM_DenseDecode/")
+             and kernel_args(b["name"])[0] * kernel_args(b["name"])[1] >= 65536]
+    check("dense % of copy bw (B*S >= 64k), >= 85", dense, lambda lo: lo >= 85)
+    sparq = [b["pct_of_copy_bw"] for b in kernels if b["name"].startswith("BM_SparqDecode/")]
+    check("SparQ 1/8 % of copy bw, >= 75", sparq, lambda lo: lo >= 75)
+    for batch in (1, 64):
+        sp = []
+        for b in sweep:
+            heads, bb, seq, comp = parse_sweep_name(b["name"])
+            if heads == "Hq32_Hkv32" and bb == batch and comp == 8 and seq >= 16384:
+                sp.append(b["speedup"])
+        check(f"SparQ 1/8 speedup, B{batch}, S >= 16k, >= 5x", sp, lambda lo: lo >= 5)
+    check("auto vs dense over the sweep, >= 0.95", [b["auto_vs_dense"] for b in sweep],
+          lambda lo: lo >= 0.95)
+    print("targets (issue 4):")
+    for what, rng, verdict in rows:
+        print(f"  {what:<46} {rng:>16}  {verdict}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", help="bench_kernels JSON")
@@ -138,6 +174,7 @@ def main():
                       f"{b['speedup']:6.2f}x {b['theory']:6.2f}x {b['auto_vs_dense']:6.2f}  {route}")
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
+    print_targets(kernels, sweep)
     try:
         if sweep:
             plot_speedup(sweep, args.out)
