@@ -109,10 +109,9 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
 }  // namespace fused_detail
 
 /// kBlocks blocks per unit: kClusterBlocks for few units, or 1 (a cluster of one block) for
-/// units of several heads at larger batch.
+/// units of several heads at larger batch. Launched in clusters of kBlocks (launch_clustered).
 template <typename T, int D, int kBlocks = kClusterBlocks>
-__global__ void __cluster_dims__(kBlocks, 1, 1) __launch_bounds__(kFusedThreads)
-    sparq_fused_kernel(FusedParams<T> p) {
+__global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   constexpr int V = device::kVec16<T>;
@@ -407,6 +406,13 @@ int smem_limit() {
     cfg.gridDim = dim3(kBlocks, 1, 1);
     cfg.blockDim = dim3(kFusedThreads, 1, 1);
     cfg.dynamicSmemBytes = static_cast<size_t>(bytes);
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = kBlocks;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
     int clusters = 0;
     if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &cfg) !=
         cudaSuccess) {

@@ -134,6 +134,27 @@ inline bool device_has_clusters() {
   return major >= 9;
 }
 
+/// Launches `kernel` over `grid` in thread-block clusters of `cluster_x` blocks along x (sm_90).
+/// The cluster size is a launch attribute rather than __cluster_dims__, so that the kernels
+/// also compile for architectures without clusters (where they are never launched).
+template <typename... Params, typename... Args>
+cudaError_t launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t stream, unsigned cluster_x, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster_x;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args&&>(args)...);
+}
+
 /// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists
 /// and `slots` resident blocks: the fewest splits whose last wave is at least 95% full (or the
 /// fullest found), with at least min_rows rows per split.

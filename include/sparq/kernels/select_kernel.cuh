@@ -275,8 +275,8 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
 
 /// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
 /// and keeps its keys in its shared memory; cluster_top_k selects across the cluster.
-__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kClusterThreads)
-    select_cluster_kernel(SelectParams p) {
+/// Launched in clusters of kClusterBlocks (launch_clustered).
+__global__ void __launch_bounds__(kClusterThreads) select_cluster_kernel(SelectParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()

@@ -226,8 +226,11 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   const int bound = p.length_bound();
   switch (select_route(bound, static_cast<int64_t>(p.batch) * plan.units.per_batch)) {
     case SelectRoute::kCluster:
-      select_cluster_kernel<<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kClusterThreads,
-                              sizeof(uint32_t) * cluster_segment(bound), stream>>>(sel);
+      if (launch_clustered(select_cluster_kernel,
+                           dim3(kClusterBlocks, plan.units.per_batch, p.batch),
+                           dim3(kClusterThreads), sizeof(uint32_t) * cluster_segment(bound), stream,
+                           kClusterBlocks, sel) != cudaSuccess)
+        return Status::kCudaError;
       break;
     case SelectRoute::kSharedKeys:
       if (bound > block_key_capacity<kThreads>()) return Status::kUnsupportedDevice;
@@ -309,10 +312,11 @@ Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   const int bound = p.length_bound();
   if (!fused_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
   const size_t smem = fused_smem_bytes(plan.units.heads_per_unit, D, cluster_segment(bound));
-  sparq_fused_kernel<T, D>
-      <<<dim3(kClusterBlocks, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(
-          fused_params(a, plan));
-  return last_launch_status();
+  if (launch_clustered(sparq_fused_kernel<T, D, kClusterBlocks>,
+                       dim3(kClusterBlocks, plan.units.per_batch, p.batch), dim3(kFusedThreads),
+                       smem, stream, kClusterBlocks, fused_params(a, plan)) != cudaSuccess)
+    return Status::kCudaError;
+  return Status::kSuccess;
 }
 
 /// The fused route with a block per unit, whatever plan.route says: the in-place kernel for
@@ -331,9 +335,10 @@ Status launch_sparq_fused_block(const SparqDecodeParams<T>& a, const SparqPlan<T
             fused_params(a, plan));
   } else {
     const size_t smem = fused_smem_bytes(nh, D, cluster_segment(bound, 1));
-    sparq_fused_kernel<T, D, 1>
-        <<<dim3(1, plan.units.per_batch, p.batch), kFusedThreads, smem, stream>>>(
-            fused_params(a, plan));
+    if (launch_clustered(sparq_fused_kernel<T, D, 1>, dim3(1, plan.units.per_batch, p.batch),
+                         dim3(kFusedThreads), smem, stream, 1,
+                         fused_params(a, plan)) != cudaSuccess)
+      return Status::kCudaError;
   }
   return last_launch_status();
 }
