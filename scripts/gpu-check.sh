@@ -147,7 +147,7 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
   filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window'
   for tool in memcheck racecheck; do
     ok=1
-    timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 \
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 \
       "$build/tests/gpu/test_gpu_sparq_decode" --gtest_filter="$filter" >> "$san_log" 2>&1 || ok=0
     timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
       "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64' >> "$san_log" 2>&1 || ok=0
