@@ -163,6 +163,11 @@ struct DecodeSetup {
     size_t ws_dense = 0, ws_sparq = 0;
     if (!ok(dense_decode_workspace_size<T>(p, &ws_dense))) return;
     if (need_sparq_workspace && !ok(sparq_decode_workspace_size<T>(p, cfg, &ws_sparq))) return;
+    // Room for every route, so that a benchmark may force any of them.
+    if (need_sparq_workspace)
+      ws_sparq = std::max(
+          ws_sparq,
+          kernels::SparqPlan<T>(p, cfg, nullptr, kernels::SparqRoute::kThreeLaunches).bytes);
     workspace_bytes = std::max(ws_dense, ws_sparq);
     const size_t one = cache_bytes(p);
     copies = static_cast<int>(std::min<size_t>(16, std::max<size_t>(1, 4 * l2_bytes() / one)));

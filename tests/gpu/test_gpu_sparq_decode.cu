@@ -5,6 +5,7 @@
 // forced: fused with a cluster per unit, fused with a block per unit (units of one head; the
 // others skip), and the three launches.
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -80,7 +81,24 @@ SparqCase long_mha_case() {
 
 enum class Route { kChosen, kFused, kFusedBlock, kThreeLaunches, kThreeLaunchesWideSelect };
 
-/// Forced routes, on the plan the launch API would use.
+/// The plan route a forced test route needs (the chosen one: none).
+std::optional<sparq::kernels::SparqRoute> plan_route(Route route) {
+  using sparq::kernels::SparqRoute;
+  switch (route) {
+    case Route::kChosen:
+      return std::nullopt;
+    case Route::kFused:
+      return SparqRoute::kFusedCluster;
+    case Route::kFusedBlock:
+      return SparqRoute::kFusedBlock;
+    case Route::kThreeLaunches:
+    case Route::kThreeLaunchesWideSelect:
+      break;
+  }
+  return SparqRoute::kThreeLaunches;
+}
+
+/// Forced routes, on a plan made for them.
 template <typename T, int D>
 sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
                            const sparq::kernels::SparqPlan<T>& plan) {
@@ -150,6 +168,7 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   sparq::test::DeviceBuffer<int> dlen(c.lengths);
   size_t ws = 0;
   SPARQ_ASSERT_OK(sparq::sparq_decode_workspace_size<T>(p, cfg, &ws));
+  ws = std::max(ws, sparq::kernels::SparqPlan<T>(p, cfg, nullptr, plan_route(route)).bytes);
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
   dws.poison();
   dout.poison();
@@ -163,7 +182,7 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   if (route == Route::kChosen) {
     SPARQ_ASSERT_OK(sparq::sparq_decode(a, dws.get(), ws, nullptr));
   } else {
-    const sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get());
+    const sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get(), plan_route(route));
     const sparq::Status st = sparq::kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
       return launch_route<T, decltype(dim)::value>(route, a, launch_plan);
     });
@@ -175,8 +194,9 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   const std::vector<double> out = sparq::test::to_double(dout.download());
   ASSERT_EQ(sparq::test::count_non_finite(out), 0u) << "output elements not written (or NaN)";
 
-  // Step 4: the GPU's positions against the reference's.
-  const sparq::kernels::SparqPlan<T> plan(p, cfg, dws.get());
+  // Step 4: the GPU's positions against the reference's (positions and alpha lie at the same
+  // workspace offsets for every route).
+  const sparq::kernels::SparqPlan<T> plan(p, cfg, dws.get(), plan_route(route));
   const std::vector<int> idx =
       sparq::test::download_raw(plan.indices, size_t(p.batch) * plan.units.per_batch * plan.kmax);
   std::vector<std::vector<int>> gpu_positions(trace.positions.size());

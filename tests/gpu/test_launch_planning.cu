@@ -87,8 +87,15 @@ TEST(LaunchPlanning, WorkspaceGrowsWithTheProblem) {
             sparq::Status::kSuccess);
   EXPECT_GT(large, small);
   EXPECT_GE(dense_large, dense_small);
-  // The SparQ workspace holds at least the float logits of every query head.
-  EXPECT_GE(large, sizeof(float) * size_t(p.batch) * p.num_q_heads * p.capacity);
+  // The three launches' workspace holds at least the float logits of every query head; a
+  // fused route's (positions and alpha only) is no larger.
+  using Plan = sparq::kernels::SparqPlan<__nv_bfloat16>;
+  const size_t three = Plan(p, cfg, nullptr, sparq::kernels::SparqRoute::kThreeLaunches).bytes;
+  EXPECT_GE(three, sizeof(float) * size_t(p.batch) * p.num_q_heads * p.capacity);
+  EXPECT_LE(large, three);
+  const size_t fused = Plan(p, cfg, nullptr, sparq::kernels::SparqRoute::kFusedBlock).bytes;
+  EXPECT_LT(fused, three);
+  EXPECT_GE(fused, sizeof(int) * size_t(p.batch) * p.num_kv_heads * cfg.k);
   // max_length bounds the workspace below the capacity.
   p.max_length = 1024;
   size_t bounded = 0;
@@ -118,6 +125,24 @@ TEST(SparqRoute, FusedOnlyForFewUnits) {
   EXPECT_TRUE(sparq::kernels::fused_preferred(1));
   EXPECT_TRUE(sparq::kernels::fused_preferred(sms / 2));
   EXPECT_FALSE(sparq::kernels::fused_preferred(sms / 2 + 1));
+}
+
+TEST(SparqRoute, ThreeLaunchesRefuseAPlanMadeForAFusedRoute) {
+  using T = __nv_bfloat16;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 256;
+  const sparq::kernels::SparqPlan<T> fused(mha_problem(2, 4096), cfg, nullptr,
+                                           sparq::kernels::SparqRoute::kFusedBlock);
+  EXPECT_EQ(fused.logits, nullptr);
+  sparq::SparqDecodeParams<T> a;
+  a.problem = mha_problem(2, 4096);
+  a.config = cfg;
+  // Its workspace has no room for the logits, stats and splits: nothing is launched.
+  EXPECT_EQ((sparq::kernels::launch_sparq_three<T, 128>(a, fused, nullptr)),
+            sparq::Status::kWorkspaceTooSmall);
+  EXPECT_EQ((sparq::kernels::launch_sparq_select<T>(a, fused, nullptr)),
+            sparq::Status::kWorkspaceTooSmall);
 }
 
 TEST(SparqRoute, EnvironmentOverrideParses) {

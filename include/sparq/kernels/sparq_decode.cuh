@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "sparq/config.hpp"
@@ -109,7 +110,12 @@ struct SparqPlan {
   AttendSplits<T> attend;
   size_t bytes = 0;
 
-  SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace) : carver(workspace) {
+  /// The route comes from the rule (and SPARQ_ROUTE) unless `forced` names one; the workspace
+  /// holds that route's pieces only: the positions and alpha first (every route writes them,
+  /// at the same offsets), then, for the three launches, the logits, stats, keys and splits.
+  SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace,
+            std::optional<SparqRoute> forced = std::nullopt)
+      : carver(workspace) {
     units = selection_units(p, c.gqa);
     const int64_t bound = p.length_bound();
     const int64_t batch_units = static_cast<int64_t>(p.batch) * units.per_batch;
@@ -141,21 +147,24 @@ struct SparqPlan {
       }
       return Status::kSuccess;
     });
+    if (forced) route = *forced;
     // Consecutive chunks per score block (each computes its unit's top-r and temperatures
     // once for all of them), chosen so that the grid's last wave is not mostly empty.
     score_iters = plan_chunk_iters(chunks, batch_units, score_block_slots);
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
-    logits = w.take<float>(q_rows * logit_stride);
-    stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
-    // Selection keys live in shared memory where the bound fits, else in the workspace.
-    keys = w.take<uint32_t>(select_route(static_cast<int>(bound), batch_units) ==
-                                    SelectRoute::kGlobalKeys
-                                ? batch_units * logit_stride
-                                : 0);
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
-    attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
+    if (route == SparqRoute::kThreeLaunches) {
+      logits = w.take<float>(q_rows * logit_stride);
+      stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
+      // Selection keys live in shared memory where the bound fits, else in the workspace.
+      keys = w.take<uint32_t>(select_route(static_cast<int>(bound), batch_units) ==
+                                      SelectRoute::kGlobalKeys
+                                  ? batch_units * logit_stride
+                                  : 0);
+      attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
+    }
     bytes = w.bytes();
   }
 };
@@ -178,6 +187,8 @@ Status validate_sparq(const SparqDecodeParams<T>& a) {
 template <typename T, int D>
 Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
+  // A plan made for a fused route carved no room for this launch's intermediates.
+  if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
   ScoreParams<T> sp{a.q,
                     a.cache,
@@ -206,6 +217,8 @@ Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
 template <typename T, int kThreads = kSelectThreads>
 Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
+  // A plan made for a fused route carved no room for this launch's intermediates.
+  if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
   SelectParams sel{a.lengths,
                    p.num_q_heads,
@@ -250,6 +263,8 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
+  // A plan made for a fused route carved no room for this launch's intermediates.
+  if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
   AttendParams<T> ap{a.q,
                      a.cache,
@@ -272,7 +287,8 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return launch_attend<T, D>(ap, plan.attend, p.batch, stream);
 }
 
-/// The three-launch route, whatever plan.route says.
+/// The three-launch route; the plan must have been made for it (SparqPlan(..., SparqRoute::
+/// kThreeLaunches)), else kWorkspaceTooSmall and nothing is launched.
 template <typename T, int D>
 Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                           cudaStream_t stream) {
@@ -303,7 +319,7 @@ FusedParams<T> fused_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& p
                         plan.alpha};
 }
 
-/// The fused route with a cluster per unit, whatever plan.route says; kUnsupportedDevice
+/// The fused route with a cluster per unit, from a plan made for any route; kUnsupportedDevice
 /// (nothing launched) where the device cannot run it for this shape.
 template <typename T, int D>
 Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
@@ -319,7 +335,7 @@ Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   return Status::kSuccess;
 }
 
-/// The fused route with a block per unit, whatever plan.route says: the in-place kernel for
+/// The fused route with a block per unit, from a plan made for any route: the in-place kernel for
 /// units of one head, the fused kernel as a cluster of one block for units of several (sm_90).
 /// kUnsupportedDevice (nothing launched) where the positions exceed its shared memory.
 template <typename T, int D>
