@@ -112,7 +112,7 @@ if [ $bench = 1 ]; then
           echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --matvec $mv ====" >> "$log"
           if timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
               --bench-steps 32 --matvec $mv > "$res" 2>&1; then
-            row "$name" "$(grep -o 'dense: .*' "$res" || echo done)"
+            row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
             row "$name" "FAIL (rc $?)"
           fi
