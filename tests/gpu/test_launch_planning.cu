@@ -96,12 +96,14 @@ TEST(LaunchPlanning, WorkspaceGrowsWithTheProblem) {
   const size_t fused = Plan(p, cfg, nullptr, sparq::kernels::SparqRoute::kFusedBlock).bytes;
   EXPECT_LT(fused, three);
   EXPECT_GE(fused, sizeof(int) * size_t(p.batch) * p.num_kv_heads * cfg.k);
-  // max_length bounds the workspace below the capacity.
+  // max_length bounds the workspace below the capacity (the three launches' logits scale
+  // with it; a fused route's positions only up to k).
   p.max_length = 1024;
   size_t bounded = 0;
   ASSERT_EQ(sparq::sparq_decode_workspace_size<__nv_bfloat16>(p, cfg, &bounded),
             sparq::Status::kSuccess);
-  EXPECT_LT(bounded, large);
+  EXPECT_LE(bounded, large);
+  EXPECT_LT(Plan(p, cfg, nullptr, sparq::kernels::SparqRoute::kThreeLaunches).bytes, three);
 }
 
 sparq::DecodeProblem mha_problem(int batch, int length) {
@@ -120,11 +122,13 @@ TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
   EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 16), 4u * (2 * 4 * 64 + 4 * 16 + 16));
 }
 
-TEST(SparqRoute, FusedOnlyForFewUnits) {
+TEST(SparqRoute, BlockRouteOnlyForAboutOneWaveOfUnits) {
   const int sms = sparq::kernels::planning_sm_count();
-  EXPECT_TRUE(sparq::kernels::fused_preferred(1));
-  EXPECT_TRUE(sparq::kernels::fused_preferred(sms / 2));
-  EXPECT_FALSE(sparq::kernels::fused_preferred(sms / 2 + 1));
+  EXPECT_FALSE(sparq::kernels::block_route_preferred(1));
+  EXPECT_FALSE(sparq::kernels::block_route_preferred(sms / 2));
+  EXPECT_TRUE(sparq::kernels::block_route_preferred(sms / 2 + 1));
+  EXPECT_TRUE(sparq::kernels::block_route_preferred(sms));
+  EXPECT_FALSE(sparq::kernels::block_route_preferred(sms + 1));
 }
 
 TEST(SparqRoute, ThreeLaunchesRefuseAPlanMadeForAFusedRoute) {
@@ -167,34 +171,37 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   cfg.r = 16;
   cfg.k = 2048;
   const sparq::kernels::SparqPlan<T> one(mha_problem(1, 32768), cfg, nullptr);
+  const sparq::kernels::SparqPlan<T> four(mha_problem(4, 16384), cfg, nullptr);
   const sparq::kernels::SparqPlan<T> many(mha_problem(64, 32768), cfg, nullptr);
-  const sparq::kernels::SparqPlan<T> long_many(mha_problem(64, 131072), cfg, nullptr);
-  EXPECT_EQ(long_many.route, SparqRoute::kThreeLaunches) << "128k positions: three launches";
+  const sparq::kernels::SparqPlan<T> long_four(mha_problem(4, 131072), cfg, nullptr);
+  EXPECT_EQ(long_four.route, SparqRoute::kThreeLaunches) << "128k positions: three launches";
+  EXPECT_EQ(one.route, SparqRoute::kThreeLaunches) << "batch 1: three launches (measured)";
+  EXPECT_EQ(many.route, SparqRoute::kThreeLaunches) << "batch 64: three launches (measured)";
   sparq::SparqDecodeParams<T> a;
   a.problem = mha_problem(1, 32768);
   a.config = cfg;
   if (sparq::kernels::device_sm_count() == 0) {
-    EXPECT_EQ(one.route, SparqRoute::kThreeLaunches) << "no device here: three launches";
-    EXPECT_EQ(many.route, SparqRoute::kThreeLaunches);
+    EXPECT_EQ(four.route, SparqRoute::kThreeLaunches) << "no device here: three launches";
     // Forcing a fused route where it cannot run launches nothing and says why.
     EXPECT_EQ((sparq::kernels::launch_sparq_fused<T, 128>(a, one, nullptr)),
               sparq::Status::kUnsupportedDevice);
     EXPECT_EQ((sparq::kernels::launch_sparq_fused_block<T, 128>(a, one, nullptr)),
               sparq::Status::kUnsupportedDevice);
-  } else if (sparq::kernels::device_has_clusters()) {
-    EXPECT_EQ(one.route, SparqRoute::kFusedCluster) << "batch 1, 32 heads: a cluster per head";
-    EXPECT_EQ(many.route, SparqRoute::kFusedBlock) << "batch 64, 32k positions: a block per head";
+  } else if (sparq::kernels::planning_sm_count() >= 128 &&
+             sparq::kernels::planning_sm_count() < 256) {
+    EXPECT_EQ(four.route, SparqRoute::kFusedBlock) << "4 x 32 heads, 16k: a block per head";
   }
   // Units of several heads take the block route as clusters of one block (sm_90), while their
-  // logits and keys fit: 4 heads x 4096 positions do, 4 x 32768 do not.
-  sparq::DecodeProblem gqa = mha_problem(64, 4096);
+  // logits and keys fit: 4 heads x 4096 positions do, 4 x 32768 do not. 16 x 8 units.
+  sparq::DecodeProblem gqa = mha_problem(16, 4096);
   gqa.num_kv_heads = 8;
   const sparq::kernels::SparqPlan<T> shared(gqa, cfg, nullptr);
   gqa.capacity = 32768;
   const sparq::kernels::SparqPlan<T> shared_long(gqa, cfg, nullptr);
   EXPECT_EQ(shared_long.route, SparqRoute::kThreeLaunches);
-  EXPECT_EQ(shared.route, sparq::kernels::device_has_clusters() ? SparqRoute::kFusedBlock
-                                                                : SparqRoute::kThreeLaunches);
+  const int sms = sparq::kernels::planning_sm_count();
+  const bool block = sparq::kernels::device_has_clusters() && sms >= 128 && sms < 256;
+  EXPECT_EQ(shared.route, block ? SparqRoute::kFusedBlock : SparqRoute::kThreeLaunches);
 }
 
 }  // namespace

@@ -426,10 +426,14 @@ int smem_limit() {
 
 }  // namespace fused_detail
 
-/// Units up to which the fused kernel is preferred: while the three launches are latency-bound
-/// (fewer units than multiprocessors). A first guess; bench_kernels compares both routes.
-inline bool fused_preferred(int64_t batch_units) {
-  return batch_units * 2 <= planning_sm_count();
+/// Where the launch API takes the block-per-unit route: between half and all of the SM count
+/// of units (one wave of blocks). Measured on an H100 (docs/benchmarks.md): batch 4 x 32 heads,
+/// S 16k, 94 µs against 136 µs for the three launches; at 512 units and more it only ties or
+/// loses, and at batch 1 and 2 the cluster route lost to the three launches (111 against
+/// 77 µs at S 32k), so it is taken only when SPARQ_ROUTE=cluster asks for it.
+inline bool block_route_preferred(int64_t batch_units) {
+  const int sms = planning_sm_count();
+  return batch_units * 2 > sms && batch_units <= sms;
 }
 
 /// Whether sparq_fused_kernel<T, D, kBlocks> can run this shape on the current device.
