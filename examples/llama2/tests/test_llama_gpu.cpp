@@ -23,9 +23,11 @@ constexpr double kTol = 0.12;
 // are summed; its inputs and bf16 rounding points are the same. A float32 sum order changes a
 // projection by ~1e-6 relative, which now and then flips one bf16 rounding downstream (q, k, v,
 // RMSNorm's output or h: one element off by 2^-8 relative); through two layers that moves logits
-// of magnitude ~4 by ~1e-3. 2e-2 leaves room for that and is still 6x tighter than kTol, while
-// a real fault (a wrong or missed row or chunk, a dropped norm weight) moves logits far more.
-constexpr double kFusedVsCublasTol = 2e-2;
+// of magnitude ~4 by ~1e-3 typically; measured on an H100, up to 0.022 (fp32_sharded, whose
+// fp32 weights are rounded to bf16 on load). 4e-2 leaves room for that and is still 3x tighter
+// than kTol, while a real fault (a wrong or missed row or chunk, a dropped norm weight) moves
+// logits far more.
+constexpr double kFusedVsCublasTol = 4e-2;
 
 std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false) {
   CudaOptions o;
