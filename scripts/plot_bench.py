@@ -141,6 +141,47 @@ def print_targets(kernels, sweep):
         print(f"  {what:<46} {rng:>16}  {verdict}")
 
 
+def markdown_tables(kernels, sweep):
+    """docs/benchmarks.md's per-kernel table and sweep tables, as Markdown."""
+    out = ["| kernel | B | S | median time (µs) | GB/s | % of copy bandwidth |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for b in kernels:
+        name = b["name"].split("/")[0].replace("BM_", "")
+        batch, seq = kernel_args(b["name"])
+        where = ("—", "—") if name == "CopyCeiling" else (str(batch), str(seq))
+        out.append(f"| {name} | {where[0]} | {where[1]} | {b['time_us']:.1f} | {b['GBps']:.0f} "
+                   f"| {b['pct_of_copy_bw']:.1f} |")
+    cells = {}
+    for b in sweep:
+        heads, batch, seq, comp = parse_sweep_name(b["name"])
+        cells[(heads, comp, batch, seq)] = b
+    seqs = sorted({k[3] for k in cells})
+    batches = sorted({k[2] for k in cells})
+    label = lambda s: f"{s // 1024}k"
+    header = ["| batch \\ S | " + " | ".join(label(s) for s in seqs) + " |",
+              "|---|" + "---:|" * len(seqs)]
+    order = sorted({k[0] for k in cells}, key=lambda h: -int(h.split("Hkv")[1]))
+    for heads in order:
+        out += ["", f"{heads}, compression 1/8: speedup of SparQ over dense (dense µs / SparQ µs)",
+                ""] + header
+        for batch in batches:
+            row = []
+            for seq in seqs:
+                b = cells.get((heads, 8, batch, seq))
+                row.append(f"{b['speedup']:.2f}× ({b['dense_us']:.0f}/{b['sparq_us']:.0f})"
+                           if b else "—")
+            out.append(f"| {batch} | " + " | ".join(row) + " |")
+    out += ["", "All compressions, speedup only:"]
+    for heads in order:
+        for comp in sorted({k[1] for k in cells}):
+            out += ["", f"{heads}, 1/{comp}:", ""] + header
+            for batch in batches:
+                row = [f"{cells[(heads, comp, batch, s)]['speedup']:.2f}"
+                       if (heads, comp, batch, s) in cells else "—" for s in seqs]
+                out.append(f"| {batch} | " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", help="bench_kernels JSON")
@@ -148,6 +189,7 @@ def main():
     ap.add_argument("--out", default=".", help="folder for the PNG files")
     ap.add_argument("--merge", help="folder of partial sweep JSON files to merge (then exit)")
     ap.add_argument("--merged", help="where --merge writes the merged JSON")
+    ap.add_argument("--markdown", help="also write the per-kernel and sweep tables here")
     args = ap.parse_args()
     if args.merge:
         return merge(args.merge, args.merged)
@@ -175,6 +217,9 @@ def main():
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
     print_targets(kernels, sweep)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_tables(kernels, sweep))
     try:
         if sweep:
             plot_speedup(sweep, args.out)
