@@ -57,6 +57,38 @@ struct WarpRole {
   }
 };
 
+/// The direct path: this warp's lane groups fold rows [begin, end) into st straight from
+/// global memory, kAttendUnroll rows in flight each (row i is rows[i], or i when rows is
+/// null); the warps sharing a head interleave. The loop bound is uniform across the warp since
+/// update() shuffles with the full mask. Call from active warps only.
+template <typename T, int D>
+__device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>& st,
+                                                 const KVCacheView<T>& cache, int b, int kvh,
+                                                 const int* rows, int begin, int end,
+                                                 const WarpRole& role) {
+  using G = device::RowGeometry<T, D>;
+  const int group_in_warp = (threadIdx.x & 31) / G::kLanesPerRow;
+  const int groups = role.row_warps * G::kRowsPerWarp;
+  for (int base = begin + role.row_warp * G::kRowsPerWarp; base < end;
+       base += groups * kAttendUnroll) {
+    uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+    bool valid[kAttendUnroll];
+#pragma unroll
+    for (int u = 0; u < kAttendUnroll; ++u) {
+      const int i = base + group_in_warp + u * groups;
+      valid[u] = i < end;
+      if (valid[u]) {
+        device::load_kv_row<T, D>(cache, b, kvh, rows ? rows[i] : i, k[u], v[u]);
+      } else {
+#pragma unroll
+        for (int c = 0; c < G::kChunksPerLane; ++c)
+          k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    st.update(k, v, valid, 1);
+  }
+}
+
 /// Rows of K and V staged per tile in the GQA variant: 16 KiB of shared memory per tile.
 template <typename T, int D>
 struct StageTile {
@@ -154,27 +186,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
       }
       __syncthreads();  // s_stage is free for the next head pass
     } else if (role.active) {
-      // Lane groups of the warps sharing a head interleave over the rows; the loop bound is
-      // uniform across the warp since update() shuffles with the full mask.
-      const int groups = role.row_warps * G::kRowsPerWarp;
-      const int first = role.row_warp * G::kRowsPerWarp;
-      for (int base = begin + first; base < end; base += groups * kAttendUnroll) {
-        uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
-        bool valid[kAttendUnroll];
-#pragma unroll
-        for (int u = 0; u < kAttendUnroll; ++u) {
-          const int i = base + group_in_warp + u * groups;
-          valid[u] = i < end;
-          if (valid[u]) {
-            device::load_kv_row<T, D>(p.cache, b, kvh, sparse ? rows[i] : i, k[u], v[u]);
-          } else {
-#pragma unroll
-            for (int c = 0; c < G::kChunksPerLane; ++c)
-              k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
-          }
-        }
-        st.update(k, v, valid, 1);
-      }
+      fold_rows_direct<T, D>(st, p.cache, b, kvh, sparse ? rows : nullptr, begin, end, role);
     }
     st.merge_warp();
     // Lane group 0 of each warp holds the warp's state; combine the warps of each head.

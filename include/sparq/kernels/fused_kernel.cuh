@@ -62,36 +62,14 @@ template <int kThreads, typename T, int D>
 __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T* q, int nh,
                             const int* rows, int count, float (*s_acc)[D], float2* s_ml,
                             float* part_acc, float2* part_ml) {
-  using G = device::RowGeometry<T, D>;
   constexpr int kWarps = kThreads / 32;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int group_in_warp = lane / G::kLanesPerRow;
+  const int warp = threadIdx.x >> 5;
   const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
   for (int hp = 0; hp < nh; hp += kWarps) {
     const WarpRole role(min(nh - hp, kWarps), warp, kWarps);
     device::AttentionState<T, D, 1> st;
     st.init(q + (hp + role.head) * D, 1, qscale);
-    if (role.active) {
-      const int groups = role.row_warps * G::kRowsPerWarp;
-      for (int base = role.row_warp * G::kRowsPerWarp; base < count;
-           base += groups * kAttendUnroll) {
-        uint4 kr[kAttendUnroll][G::kChunksPerLane], vr[kAttendUnroll][G::kChunksPerLane];
-        bool valid[kAttendUnroll];
-#pragma unroll
-        for (int u = 0; u < kAttendUnroll; ++u) {
-          const int i = base + group_in_warp + u * groups;
-          valid[u] = i < count;
-          if (valid[u]) {
-            device::load_kv_row<T, D>(cache, b, kvh, rows[i], kr[u], vr[u]);
-          } else {
-#pragma unroll
-            for (int c = 0; c < G::kChunksPerLane; ++c)
-              kr[u][c] = vr[u][c] = make_uint4(0, 0, 0, 0);
-          }
-        }
-        st.update(kr, vr, valid, 1);
-      }
-    }
+    if (role.active) fold_rows_direct<T, D>(st, cache, b, kvh, rows, 0, count, role);
     st.merge_warp();
     st.store(0, s_acc[warp], &s_ml[warp], role.active);
     __syncthreads();
