@@ -380,19 +380,10 @@ int smem_limit() {
     if (!device_has_clusters()) return 0;
     const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D, kBlocks>);
     if (bytes <= 0) return 0;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(kBlocks, 1, 1);
-    cfg.blockDim = dim3(kFusedThreads, 1, 1);
-    cfg.dynamicSmemBytes = static_cast<size_t>(bytes);
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = kBlocks;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    const ClusterLaunch launch(dim3(kBlocks), dim3(kFusedThreads), static_cast<size_t>(bytes),
+                               nullptr, kBlocks);
     int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &cfg) !=
+    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &launch.cfg) !=
         cudaSuccess) {
       cudaGetLastError();
       return 0;

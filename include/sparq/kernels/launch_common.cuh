@@ -134,25 +134,35 @@ inline bool device_has_clusters() {
   return major >= 9;
 }
 
-/// Launches `kernel` over `grid` in thread-block clusters of `cluster_x` blocks along x (sm_90).
+/// A launch configuration with thread-block clusters of `cluster_x` blocks along x (sm_90).
 /// The cluster size is a launch attribute rather than __cluster_dims__, so that the kernels
-/// also compile for architectures without clusters (where they are never launched).
+/// also compile for architectures without clusters (where they are never launched). Not
+/// copyable: the configuration points at its own attribute.
+struct ClusterLaunch {
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr[1];
+  ClusterLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, unsigned cluster_x) {
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = cluster_x;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
+/// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90).
 template <typename... Params, typename... Args>
 cudaError_t launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                              cudaStream_t stream, unsigned cluster_x, Args&&... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster_x;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args&&>(args)...);
+  const ClusterLaunch launch(grid, block, smem, stream, cluster_x);
+  return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
 }
 
 /// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists
