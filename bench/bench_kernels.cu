@@ -45,7 +45,20 @@ void BM_DenseDecode(benchmark::State& state) {
   }
 }
 
-enum Stage { kWhole, kFused, kFusedBlock, kThree, kScores, kSelect, kSelectWide, kAttend };
+enum Stage {
+  kWhole,
+  kFused,
+  kFusedBlock,
+  kThree,
+  kThreeStream,     // the three launches with the streaming selection
+  kThreeDependent,  // the three launches as programmatic dependent launches (sm_90)
+  kThreeStreamDependent,
+  kScores,
+  kSelect,
+  kSelectWide,
+  kSelectStream,
+  kAttend
+};
 
 template <Stage kStage>
 void BM_SparqDecode(benchmark::State& state) {
@@ -57,6 +70,17 @@ void BM_SparqDecode(benchmark::State& state) {
   const sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace,
                                           sparq::kernels::SparqRoute::kThreeLaunches);
   const sparq::kernels::SparqRoute chosen = sparq::kernels::SparqPlan<T>(s.p, s.cfg, nullptr).route;
+  // The same workspace offsets with the streaming selection (it needs no key buffer).
+  const sparq::kernels::SparqPlan<T> stream_plan(s.p, s.cfg, s.workspace,
+                                                 sparq::kernels::SparqRoute::kThreeLaunches,
+                                                 sparq::kernels::SelectRoute::kStream);
+  sparq::kernels::SparqPlan<T> dependent_plan(s.p, s.cfg, s.workspace,
+                                              sparq::kernels::SparqRoute::kThreeLaunches);
+  sparq::kernels::SparqPlan<T> stream_dependent_plan = stream_plan;
+  dependent_plan.dependent_launch = stream_dependent_plan.dependent_launch = true;
+  if ((kStage == kThreeDependent || kStage == kThreeStreamDependent) &&
+      !sparq::kernels::device_has_clusters())
+    return state.SkipWithError("dependent launches need sm_90");
   if (kStage == kFused && !sparq::kernels::fused_fits<T, kDim>(seq, plan.units.heads_per_unit))
     return state.SkipWithError("the fused route does not fit this shape on this device");
   if (kStage == kFusedBlock &&
@@ -70,7 +94,10 @@ void BM_SparqDecode(benchmark::State& state) {
   const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
   double bytes = s.sparq_bytes();
   if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
-  if (kStage == kSelect || kStage == kSelectWide) bytes = rows * (4.0 * S * g + 8.0 * S);
+  // select_kernel: the logits once, keys written and read once; the streaming one reads the
+  // logits twice instead (counted once here, so both rows compare time on the same bytes).
+  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectStream)
+    bytes = rows * (4.0 * S * g + 8.0 * S);
   if (kStage == kAttend) bytes = rows * (2.0 * k * kDim * sizeof(T));
   for (auto _ : state) {
     const double ms = sb::median_ms(
@@ -83,6 +110,14 @@ void BM_SparqDecode(benchmark::State& state) {
           if (kStage == kFusedBlock)
             st = sparq::kernels::launch_sparq_fused_block<T, kDim>(a, plan, nullptr);
           if (kStage == kThree) st = sparq::kernels::launch_sparq_three<T, kDim>(a, plan, nullptr);
+          if (kStage == kThreeStream)
+            st = sparq::kernels::launch_sparq_three<T, kDim>(a, stream_plan, nullptr);
+          if (kStage == kThreeDependent)
+            st = sparq::kernels::launch_sparq_three<T, kDim>(a, dependent_plan, nullptr);
+          if (kStage == kThreeStreamDependent)
+            st = sparq::kernels::launch_sparq_three<T, kDim>(a, stream_dependent_plan, nullptr);
+          if (kStage == kSelectStream)
+            st = sparq::kernels::launch_sparq_select<T>(a, stream_plan, nullptr);
           if (kStage == kScores)
             st = sparq::kernels::launch_sparq_scores<T, kDim>(a, plan, nullptr);
           if (kStage == kSelect) st = sparq::kernels::launch_sparq_select<T>(a, plan, nullptr);
@@ -181,5 +216,15 @@ BENCHMARK(BM_KVAppendDecode)
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);
+
+// Not yet measured on a GPU, so last: a failing launch here ends the binary after every
+// measured row has run. The streaming selection alone and in the three launches, and the
+// three launches as programmatic dependent launches (sm_90), alone and with it.
+BENCHMARK(BM_SparqDecode<kSelectStream>)->Name("BM_SparqStageSelectStream")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kThreeStream>)->Name("BM_SparqRouteThreeStream")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kThreeDependent>)->Name("BM_SparqRouteThreeDependent")->Apply(shapes);
+BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
+    ->Name("BM_SparqRouteThreeStreamDependent")
+    ->Apply(shapes);
 
 BENCHMARK_MAIN();

@@ -78,7 +78,7 @@ grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
 if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
     log="$out/bench.log"
-    timeout 240 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
+    timeout 300 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
       --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels done || row bench_kernels FAIL
     # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
     parts=$(mktemp -d)
@@ -101,16 +101,18 @@ if [ $bench = 1 ]; then
     if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
-      # Each length with both decode-projection paths, cuBLAS first (the fused kernels are new);
-      # a run takes about 20-40 s, so the four stay within 5 minutes even at their limits.
+      # Each length with the default (fused) projections, SparQ selecting by the rule and with
+      # the streaming selection (SPARQ_SELECT=stream, not yet the rule); a run takes about
+      # 20-40 s, so the four stay within 5 minutes even at their limits. (cuBLAS projections,
+      # --matvec cublas, measured 8.25 ms/token at 4k on an H100: see docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
-        for mv in cublas fused; do
-          name="llama2-7b decode $s_len $mv"
-          res="$parts/bench_decode_${s_len}_$mv.txt"  # into bench.log: $OUT returns 8 files
-          echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --matvec $mv ====" >> "$log"
-          if timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
-              --bench-steps 32 --matvec $mv > "$res" 2>&1; then
+        for sel in auto stream; do
+          name="llama2-7b decode $s_len select=$sel"
+          res="$parts/bench_decode_${s_len}_$sel.txt"  # into bench.log: $OUT returns 8 files
+          echo "==== SPARQ_SELECT=$sel llama2_chat --random-weights llama2-7b --bench-decode $s_len ====" >> "$log"
+          if SPARQ_SELECT=$sel timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
+              --bench-steps 32 > "$res" 2>&1; then
             row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
             row "$name" "FAIL (rc $?)"
@@ -143,7 +145,7 @@ if [ $tests = 0 ]; then
 elif command -v compute-sanitizer >/dev/null 2>&1; then
   # The chosen route (fused, a cluster per unit, for these shapes on an H100), the block route
   # and the three launches.
-  filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window'
+  filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window:*BFloat16StreamSelect/gqa4_window:*Float32StreamSelectFallback/odd_tiles'
   for tool in memcheck racecheck; do
     ok=1
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 \
@@ -152,6 +154,9 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
       "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64' >> "$san_log" 2>&1 || ok=0
     timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
       "$build/tests/gpu/test_gpu_kv_append" >> "$san_log" 2>&1 || ok=0
+    timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
+      "$build/tests/gpu/test_gpu_stream_select" \
+      --gtest_filter='*short_and_odd:*zero_query_ties:*gqa4_shared' >> "$san_log" 2>&1 || ok=0
     if [ $tool = memcheck ]; then
       timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
         "$build/tests/gpu/test_building_blocks" >> "$san_log" 2>&1 || ok=0

@@ -1,6 +1,7 @@
 // A decode step captured in a CUDA graph and replayed gives the launch's output, and two runs
 // on the same input are bitwise identical (SparQ and dense).
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "gpu/gpu_support.cuh"
@@ -79,6 +80,68 @@ TEST(GraphAndDeterminism, SparqReplayAndRepeatAreBitwiseIdentical) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// Dependent launches (and the streaming selection) change when kernels start, not what they
+// compute: back-to-back steps without a sync between them, and two steps captured in one
+// graph, give the three plain launches' output bit for bit.
+TEST(GraphAndDeterminism, SparqDependentLaunchesMatchPlainLaunches) {
+  SPARQ_REQUIRE_GPU();
+  if (!sparq::kernels::device_has_clusters()) GTEST_SKIP() << "dependent launches need sm_90";
+  using sparq::kernels::SelectRoute;
+  using sparq::kernels::SparqPlan;
+  using sparq::kernels::SparqRoute;
+  Step st;
+  sparq::test::DeviceKVCache<T> dev(st.host);
+  sparq::test::DeviceBuffer<T> dq(st.q), dout(st.q.size());
+  sparq::test::DeviceBuffer<int> dlen(st.lengths);
+  const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kThreeLaunches).bytes;
+  sparq::test::DeviceBuffer<unsigned char> dws(ws);
+  dws.poison();
+  sparq::SparqDecodeParams<T> a;
+  a.problem = st.p;
+  a.config = st.cfg;
+  a.q = dq.get();
+  a.cache = dev.view();
+  a.lengths = dlen.get();
+  a.out = dout.get();
+  cudaStream_t stream;
+  CUDA_ASSERT(cudaStreamCreate(&stream));
+  for (const bool streaming : {false, true}) {
+    SCOPED_TRACE(streaming ? "streaming selection" : "selection by the rule");
+    const std::optional<SelectRoute> select =
+        streaming ? std::optional<SelectRoute>(SelectRoute::kStream) : std::nullopt;
+    SparqPlan<T> dep(st.p, st.cfg, dws.get(), SparqRoute::kThreeLaunches, select);
+    dep.dependent_launch = false;
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_three<T, 128>(a, dep, stream)));
+    CUDA_ASSERT(cudaStreamSynchronize(stream));
+    const std::vector<T> first = dout.download();
+    dep.dependent_launch = true;
+    dws.poison();  // the scores launch clears the attend counters itself
+    dout.poison();
+    for (int i = 0; i < 3; ++i)
+      SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_three<T, 128>(a, dep, stream)));
+    CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(bitwise_equal(first, dout.download())) << "three back-to-back steps";
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    const sparq::Status s1 = sparq::kernels::launch_sparq_three<T, 128>(a, dep, stream);
+    const sparq::Status s2 = sparq::kernels::launch_sparq_three<T, 128>(a, dep, stream);
+    CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+    SPARQ_ASSERT_OK(s1);
+    SPARQ_ASSERT_OK(s2);
+    CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < 2; ++i) {
+      dout.poison();
+      CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+      CUDA_ASSERT(cudaStreamSynchronize(stream));
+      EXPECT_TRUE(bitwise_equal(first, dout.download())) << "graph replay " << i;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
   cudaStreamDestroy(stream);
 }
 

@@ -79,7 +79,17 @@ SparqCase long_mha_case() {
           GqaMode::kShared};
 }
 
-enum class Route { kChosen, kFused, kFusedBlock, kThreeLaunches, kThreeLaunchesWideSelect };
+enum class Route {
+  kChosen,
+  kFused,
+  kFusedBlock,
+  kThreeLaunches,
+  kThreeLaunchesWideSelect,
+  kThreeLaunchesStreamSelect,    // select_stream_kernel, candidates in shared memory
+  kThreeLaunchesStreamFallback,  // select_stream_kernel with room for 4 candidates: the
+                                 // streamed refine passes
+  kThreeLaunchesDependent,       // programmatic dependent launches, no memset (sm_90)
+};
 
 /// The plan route a forced test route needs (the chosen one: none).
 std::optional<sparq::kernels::SparqRoute> plan_route(Route route) {
@@ -91,11 +101,17 @@ std::optional<sparq::kernels::SparqRoute> plan_route(Route route) {
       return SparqRoute::kFusedCluster;
     case Route::kFusedBlock:
       return SparqRoute::kFusedBlock;
-    case Route::kThreeLaunches:
-    case Route::kThreeLaunchesWideSelect:
+    default:
       break;
   }
   return SparqRoute::kThreeLaunches;
+}
+
+/// The selection kernel a forced test route needs (else the plan's rule).
+std::optional<sparq::kernels::SelectRoute> plan_select(Route route) {
+  if (route == Route::kThreeLaunchesStreamSelect || route == Route::kThreeLaunchesStreamFallback)
+    return sparq::kernels::SelectRoute::kStream;
+  return std::nullopt;
 }
 
 /// Forced routes, on a plan made for them.
@@ -105,7 +121,9 @@ sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
   namespace k = sparq::kernels;
   if (route == Route::kFused) return k::launch_sparq_fused<T, D>(a, plan, 0);
   if (route == Route::kFusedBlock) return k::launch_sparq_fused_block<T, D>(a, plan, 0);
-  if (route == Route::kThreeLaunches) return k::launch_sparq_three<T, D>(a, plan, 0);
+  if (route == Route::kThreeLaunches || route == Route::kThreeLaunchesStreamSelect ||
+      route == Route::kThreeLaunchesStreamFallback || route == Route::kThreeLaunchesDependent)
+    return k::launch_sparq_three<T, D>(a, plan, 0);
   if (sparq::Status s = k::launch_sparq_scores<T, D>(a, plan, 0); !sparq::ok(s)) return s;
   if (sparq::Status s = k::launch_sparq_select<T, k::kSelectThreadsWide>(a, plan, 0); !sparq::ok(s))
     return s;
@@ -168,7 +186,9 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   sparq::test::DeviceBuffer<int> dlen(c.lengths);
   size_t ws = 0;
   SPARQ_ASSERT_OK(sparq::sparq_decode_workspace_size<T>(p, cfg, &ws));
-  ws = std::max(ws, sparq::kernels::SparqPlan<T>(p, cfg, nullptr, plan_route(route)).bytes);
+  ws = std::max(
+      ws,
+      sparq::kernels::SparqPlan<T>(p, cfg, nullptr, plan_route(route), plan_select(route)).bytes);
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
   dws.poison();
   dout.poison();
@@ -182,7 +202,13 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
   if (route == Route::kChosen) {
     SPARQ_ASSERT_OK(sparq::sparq_decode(a, dws.get(), ws, nullptr));
   } else {
-    const sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get(), plan_route(route));
+    sparq::kernels::SparqPlan<T> launch_plan(p, cfg, dws.get(), plan_route(route),
+                                             plan_select(route));
+    if (route == Route::kThreeLaunchesStreamFallback) launch_plan.stream_candidates = 4;
+    if (route == Route::kThreeLaunchesDependent) {
+      if (!sparq::kernels::device_has_clusters()) GTEST_SKIP() << "dependent launches need sm_90";
+      launch_plan.dependent_launch = true;  // the poisoned counters are cleared by the scores
+    }
     const sparq::Status st = sparq::kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
       return launch_route<T, decltype(dim)::value>(route, a, launch_plan);
     });
@@ -196,7 +222,7 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
 
   // Step 4: the GPU's positions against the reference's (positions and alpha lie at the same
   // workspace offsets for every route).
-  const sparq::kernels::SparqPlan<T> plan(p, cfg, dws.get(), plan_route(route));
+  const sparq::kernels::SparqPlan<T> plan(p, cfg, dws.get(), plan_route(route), plan_select(route));
   const std::vector<int> idx =
       sparq::test::download_raw(plan.indices, size_t(p.batch) * plan.units.per_batch * plan.kmax);
   std::vector<std::vector<int>> gpu_positions(trace.positions.size());
@@ -283,6 +309,19 @@ TEST_P(SparqDecodeGpu, BFloat16ThreeLaunches) {
 TEST_P(SparqDecodeGpu, Float32ThreeLaunchesWideSelect) {
   SPARQ_REQUIRE_GPU();
   run_case<float>(GetParam(), fresh_seed() + 12, Route::kThreeLaunchesWideSelect);
+}
+
+TEST_P(SparqDecodeGpu, BFloat16StreamSelect) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 16, Route::kThreeLaunchesStreamSelect);
+}
+TEST_P(SparqDecodeGpu, BFloat16DependentLaunches) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 18, Route::kThreeLaunchesDependent);
+}
+TEST_P(SparqDecodeGpu, Float32StreamSelectFallback) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 17, Route::kThreeLaunchesStreamFallback);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, SparqDecodeGpu, ::testing::ValuesIn(all_cases()),

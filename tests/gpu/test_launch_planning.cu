@@ -162,6 +162,68 @@ TEST(SparqRoute, EnvironmentOverrideParses) {
   EXPECT_EQ(parse_route_override("fused"), RouteOverride::kInvalid);
 }
 
+TEST(SparqSelect, EnvironmentOverrideParses) {
+  using sparq::kernels::parse_select_override;
+  using sparq::kernels::SelectRoute;
+  ASSERT_TRUE(parse_select_override(nullptr).has_value());
+  EXPECT_FALSE(parse_select_override(nullptr)->has_value()) << "unset: the rule";
+  EXPECT_FALSE(parse_select_override("")->has_value());
+  EXPECT_FALSE(parse_select_override("auto")->has_value());
+  ASSERT_TRUE(parse_select_override("stream").has_value());
+  EXPECT_EQ(*parse_select_override("stream"), SelectRoute::kStream);
+  EXPECT_FALSE(parse_select_override("Stream").has_value()) << "not a value: refused";
+  EXPECT_FALSE(parse_select_override("block").has_value());
+}
+
+TEST(SparqDependentLaunch, EnvironmentOverrideParses) {
+  using sparq::kernels::parse_pdl_override;
+  EXPECT_EQ(parse_pdl_override(nullptr), false);
+  EXPECT_EQ(parse_pdl_override(""), false);
+  EXPECT_EQ(parse_pdl_override("0"), false);
+  EXPECT_EQ(parse_pdl_override("1"), true);
+  EXPECT_FALSE(parse_pdl_override("yes").has_value());
+}
+
+TEST(SparqDependentLaunch, OnlyOnDevicesWithClusters) {
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 256;
+  const sparq::kernels::SparqPlan<__nv_bfloat16> plan(mha_problem(1, 4096), cfg, nullptr);
+  if (!sparq::kernels::device_has_clusters()) EXPECT_FALSE(plan.dependent_launch);
+  if (!sparq::kernels::dependent_launch_requested()) EXPECT_FALSE(plan.dependent_launch);
+}
+
+TEST(SparqSelect, StreamingSelectionNeedsNoKeysInTheWorkspace) {
+  using T = __nv_bfloat16;
+  using sparq::kernels::SelectRoute;
+  using sparq::kernels::SparqRoute;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 8192;
+  // 256k positions exceed every shared-memory key store: the rule keeps the keys in the
+  // workspace; the streaming kernel keeps none.
+  const sparq::DecodeProblem p = mha_problem(2, 262144);
+  const sparq::kernels::SparqPlan<T> rule(p, cfg, nullptr, SparqRoute::kThreeLaunches,
+                                          SelectRoute::kGlobalKeys);
+  const sparq::kernels::SparqPlan<T> stream(p, cfg, nullptr, SparqRoute::kThreeLaunches,
+                                            SelectRoute::kStream);
+  EXPECT_EQ(stream.select, SelectRoute::kStream);
+  const size_t keys = size_t(2) * 32 * 262144 * sizeof(uint32_t);
+  EXPECT_EQ(rule.bytes - stream.bytes, keys);
+  if (sparq::kernels::device_sm_count() == 0) {
+    EXPECT_EQ(stream.stream_candidates, 0) << "no device: no shared memory to plan with";
+    // Nothing is launched where the kernel cannot get its shared memory.
+    sparq::SparqDecodeParams<T> a;
+    a.problem = p;
+    a.config = cfg;
+    EXPECT_EQ((sparq::kernels::launch_sparq_select<T>(a, stream, nullptr)),
+              sparq::Status::kUnsupportedDevice);
+  } else {
+    EXPECT_GE(stream.stream_candidates, 1024);
+    EXPECT_LE(stream.stream_candidates, sparq::kernels::kStreamCandidates);
+  }
+}
+
 TEST(SparqRoute, PlanFollowsTheDevice) {
   if (sparq::kernels::route_override() != sparq::kernels::RouteOverride::kAuto)
     GTEST_SKIP() << "SPARQ_ROUTE is set: the rule is overridden";

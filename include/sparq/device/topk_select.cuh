@@ -9,28 +9,10 @@
 
 #include <cub/block/block_scan.cuh>
 
+#include "sparq/device/ordered_keys.hpp"
 #include "sparq/macros.hpp"
 
 namespace sparq::device {
-
-/// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0).
-SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof(u));
-  if (u == 0x80000000u) u = 0;  // -0 ranks as +0
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-/// Inverse of float_to_ordered (-0 comes back as +0).
-SPARQ_HOST_DEVICE inline float ordered_to_float(uint32_t key) {
-  const uint32_t u = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
-  float f;
-  memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-/// Key that ranks above every finite score: positions of the local window.
-constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
 
 /// State of a radix select between passes: keys matching `prefix` under `mask` are still in
 /// play, and `remaining` of them belong to the selection.
@@ -101,6 +83,13 @@ struct BlockTopK {
   /// every thread updates `st`. Contains barriers: call from the whole block.
   __device__ static void choose_digit(TempStorage& ts, const unsigned* hist, RadixState& st,
                                       int pass) {
+    choose_digit_at(ts, hist, st, st.shift(pass), 8);
+  }
+
+  /// choose_digit for a digit of `bits` <= 8 bits from bit `shift` up (hist: 256 bins, those
+  /// from 2^bits up empty).
+  __device__ static void choose_digit_at(TempStorage& ts, const unsigned* hist, RadixState& st,
+                                         int shift, int bits) {
     if (threadIdx.x < 32) {
       // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
       const int lane = threadIdx.x;
@@ -129,10 +118,9 @@ struct BlockTopK {
       }
     }
     __syncthreads();
-    const int shift = st.shift(pass);
     st.remaining -= ts.above;
     st.prefix |= ts.digit << shift;
-    st.mask |= 0xFFu << shift;
+    st.mask |= ((1u << bits) - 1u) << shift;
     __syncthreads();
   }
 

@@ -2,6 +2,7 @@
 // Serves SparQ steps 5-7 (the top-k rows, alpha, v-bar) and dense decoding (every row).
 #pragma once
 
+#include "sparq/device/dependent_launch.cuh"
 #include "sparq/device/mean_interpolation.cuh"
 #include "sparq/device/sparse_attention.cuh"
 #include "sparq/dtype.hpp"
@@ -111,6 +112,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   __shared__ float2 s_ml[kAttendWarps];
   __shared__ bool s_last;
 
+  device::begin_dependent_grid();
   const int b = blockIdx.z, unit = blockIdx.y, split = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group_in_warp = lane / G::kLanesPerRow;
@@ -208,8 +210,12 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    const unsigned prev = atomicAdd(p.counters + b * p.units_per_batch + unit, 1u);
+    unsigned* counter = p.counters + b * p.units_per_batch + unit;
+    const unsigned prev = atomicAdd(counter, 1u);
     s_last = prev == static_cast<unsigned>(p.splits - 1);
+    // The last block clears the counter again (every other block of the unit has counted), so
+    // a launch without the memset before it (dependent launches) finds it at zero.
+    if (s_last) *counter = 0u;
   }
   __syncthreads();
   if (!s_last) return;
@@ -266,18 +272,22 @@ struct AttendSplits {
 };
 
 /// Clears the per-unit counters (the last block of each unit merges the splits) and launches
-/// the attend kernel over (splits, units, batch) blocks.
+/// the attend kernel over (splits, units, batch) blocks. `dependent` (sm_90): no memset; an
+/// earlier kernel of the same step cleared the counters, and the attend kernel launches as a
+/// programmatic dependent of the previous launch.
 template <typename T, int D>
 Status launch_attend(const AttendParams<T>& ap, const AttendSplits<T>& splits, int batch,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, bool dependent = false) {
+  const dim3 grid(ap.splits, ap.units_per_batch, batch);
+  auto kernel = ap.heads_per_unit > 1 ? attend_kernel<T, D, true> : attend_kernel<T, D, false>;
+  if (dependent)
+    return launch_ex(kernel, grid, dim3(kAttendThreads), 0, stream, 0, true, ap) == cudaSuccess
+               ? Status::kSuccess
+               : Status::kCudaError;
   if (cudaMemsetAsync(splits.counters, 0, sizeof(unsigned) * splits.num_counters, stream) !=
       cudaSuccess)
     return Status::kCudaError;
-  const dim3 grid(ap.splits, ap.units_per_batch, batch);
-  if (ap.heads_per_unit > 1)
-    attend_kernel<T, D, true><<<grid, kAttendThreads, 0, stream>>>(ap);
-  else
-    attend_kernel<T, D, false><<<grid, kAttendThreads, 0, stream>>>(ap);
+  kernel<<<grid, kAttendThreads, 0, stream>>>(ap);
   return last_launch_status();
 }
 

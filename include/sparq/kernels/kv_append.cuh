@@ -58,7 +58,11 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParam
   }
 }
 
-__global__ void advance_lengths_kernel(int* lengths, int batch, int n, int capacity) {
+/// A template (of its block size) so that every translation unit that includes it shares one
+/// definition.
+template <int kThreads = 256>
+__global__ void __launch_bounds__(kThreads)
+    advance_lengths_kernel(int* lengths, int batch, int n, int capacity) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < batch) {
     const int l = lengths[b] + n;
@@ -81,7 +85,7 @@ Status kv_append(const KVAppendParams<T>& a, cudaStream_t stream) {
       <<<dim3(p.num_kv_heads, p.batch), kernels::kAppendThreads, 0, stream>>>(a);
   if (Status s = kernels::last_launch_status(); !ok(s)) return s;
   if (a.advance_lengths) {
-    kernels::advance_lengths_kernel<<<kernels::ceil_div(p.batch, 256), 256, 0, stream>>>(
+    kernels::advance_lengths_kernel<><<<kernels::ceil_div(p.batch, 256), 256, 0, stream>>>(
         a.lengths, p.batch, a.num_new, p.capacity);
     return kernels::last_launch_status();
   }

@@ -134,35 +134,56 @@ inline bool device_has_clusters() {
   return major >= 9;
 }
 
-/// A launch configuration with thread-block clusters of `cluster_x` blocks along x (sm_90).
-/// The cluster size is a launch attribute rather than __cluster_dims__, so that the kernels
-/// also compile for architectures without clusters (where they are never launched). Not
-/// copyable: the configuration points at its own attribute.
+/// A launch configuration with thread-block clusters of `cluster_x` blocks along x (sm_90;
+/// 0: not launched as clusters) and, where `dependent`, programmatic stream serialization (sm_90:
+/// the kernel may launch before the previous one in the stream completes; it must begin with
+/// device::begin_dependent_grid). The cluster size is a launch attribute rather than
+/// __cluster_dims__, so that the kernels also compile for architectures without clusters (where
+/// they are never launched). Not copyable: the configuration points at its own attributes.
 struct ClusterLaunch {
   cudaLaunchConfig_t cfg{};
-  cudaLaunchAttribute attr[1];
-  ClusterLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, unsigned cluster_x) {
+  cudaLaunchAttribute attr[2];
+  ClusterLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, unsigned cluster_x,
+                bool dependent = false) {
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = cluster_x;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    unsigned n = 0;
+    if (cluster_x > 0) {
+      attr[n].id = cudaLaunchAttributeClusterDimension;
+      attr[n].val.clusterDim.x = cluster_x;
+      attr[n].val.clusterDim.y = 1;
+      attr[n].val.clusterDim.z = 1;
+      ++n;
+    }
+    if (dependent) {
+      attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[n].val.programmaticStreamSerializationAllowed = 1;
+      ++n;
+    }
+    cfg.attrs = n > 0 ? attr : nullptr;
+    cfg.numAttrs = n;
   }
   ClusterLaunch(const ClusterLaunch&) = delete;
   ClusterLaunch& operator=(const ClusterLaunch&) = delete;
 };
 
+/// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90; 0: not as
+/// clusters), as a programmatic dependent of the previous launch where `dependent` (sm_90).
+template <typename... Params, typename... Args>
+cudaError_t launch_ex(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                      cudaStream_t stream, unsigned cluster_x, bool dependent, Args&&... args) {
+  const ClusterLaunch launch(grid, block, smem, stream, cluster_x, dependent);
+  return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
+}
+
 /// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90).
 template <typename... Params, typename... Args>
 cudaError_t launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                              cudaStream_t stream, unsigned cluster_x, Args&&... args) {
-  const ClusterLaunch launch(grid, block, smem, stream, cluster_x);
-  return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
+  return launch_ex(kernel, grid, block, smem, stream, cluster_x, false,
+                   static_cast<Args&&>(args)...);
 }
 
 /// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists

@@ -8,6 +8,7 @@
 #include <array>
 
 #include "sparq/device/approx_scores.cuh"
+#include "sparq/device/dependent_launch.cuh"
 #include "sparq/device/reduce.cuh"
 #include "sparq/device/softmax_state.cuh"
 #include "sparq/device/topr_select.cuh"
@@ -34,6 +35,9 @@ struct ScoreParams {
   float* logits;    // [B, Hq, logit_stride]
   int64_t logit_stride;
   device::SoftmaxStats* stats;  // [B, Hq, stat_chunks]
+  // Dependent launches only (no memset before the attend launch): the attend kernel's
+  // per-unit counters, cleared here. Null otherwise.
+  unsigned* attend_counters = nullptr;
 };
 
 constexpr int kScoreThreads = 128;
@@ -90,7 +94,10 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[32];
 
+  device::begin_dependent_grid();
   const int b = blockIdx.z, unit = blockIdx.y, first_chunk = blockIdx.x * p.iters;
+  if (p.attend_counters != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    p.attend_counters[b * p.units_per_batch + unit] = 0;
   int len = p.lengths[b];
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   // The select kernel reads only chunks below the length.

@@ -8,6 +8,7 @@
 
 #include <cooperative_groups.h>
 
+#include "sparq/device/dependent_launch.cuh"
 #include "sparq/device/reduce.cuh"
 #include "sparq/device/softmax_state.cuh"
 #include "sparq/device/topk_select.cuh"
@@ -31,7 +32,8 @@ struct SelectParams {
   uint32_t* keys;                     // [B * units, logit_stride] (single-block, global keys)
   int* indices;                       // [B * units, index_stride]
   int64_t index_stride;
-  float* alpha;  // [B, Hq]
+  float* alpha;                // [B, Hq]
+  int candidate_capacity = 0;  // select_stream_kernel: candidates its shared memory holds
 };
 
 constexpr int kSelectThreads = 512;
@@ -177,6 +179,7 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kThreads / 32];
 
+  device::begin_dependent_grid();
   const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
   select_detail::head_normalisers<kThreads>(p, u, s_max, s_inv_sum);
   TopK::clear_histogram(s_topk);
@@ -275,8 +278,11 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
 
 /// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
 /// and keeps its keys in its shared memory; cluster_top_k selects across the cluster.
-/// Launched in clusters of kClusterBlocks (launch_clustered).
-__global__ void __launch_bounds__(kClusterThreads) select_cluster_kernel(SelectParams p) {
+/// Launched in clusters of kClusterBlocks (launch_clustered). A template (of its block size) so
+/// that every translation unit that includes it can share its one definition.
+template <int kThreads = kClusterThreads>
+__global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p) {
+  static_assert(kThreads == kClusterThreads, "cluster_top_k shares are sized for kClusterThreads");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()
@@ -285,6 +291,7 @@ __global__ void __launch_bounds__(kClusterThreads) select_cluster_kernel(SelectP
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
 
+  device::begin_dependent_grid();
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const select_detail::UnitView u(p, blockIdx.z, blockIdx.y);

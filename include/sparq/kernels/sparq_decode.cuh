@@ -19,6 +19,7 @@
 #include "sparq/kernels/launch_common.cuh"
 #include "sparq/kernels/score_kernel.cuh"
 #include "sparq/kernels/select_kernel.cuh"
+#include "sparq/kernels/select_stream_kernel.cuh"
 #include "sparq/selection_units.hpp"
 
 namespace sparq {
@@ -38,8 +39,42 @@ namespace kernels {
 
 /// How launch 2 selects, by the length bound: a cluster of blocks with keys in their shared
 /// memory (sm_90), one block with keys in shared memory, or one block with keys in the
-/// workspace (long sequences, or no device to ask).
-enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys };
+/// workspace (long sequences, or no device to ask); or, only where forced (SPARQ_SELECT=stream
+/// or the plan's argument) until a GPU run has timed it, one block that streams the keys from
+/// the logits (select_stream_kernel).
+enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys, kStream };
+
+/// Candidates the streaming selection keeps in shared memory (its limit raised once): up to
+/// kStreamCandidates, fewer where the device has less shared memory; 0 without a device.
+inline int stream_candidate_capacity() {
+  static const int capacity = [] {
+    const int fit =
+        raise_dynamic_smem(select_stream_kernel<>) / static_cast<int>(2 * sizeof(uint32_t));
+    return fit < kStreamCandidates ? fit : kStreamCandidates;
+  }();
+  return capacity;
+}
+
+/// The SPARQ_SELECT environment variable: "stream" makes every three-launch plan select with
+/// select_stream_kernel; unset, empty or "auto": the rule (select_route). Null where the value
+/// is not one of those.
+inline std::optional<std::optional<SelectRoute>> parse_select_override(const char* v) {
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "auto") return std::optional<SelectRoute>{};
+  if (s == "stream") return std::optional<SelectRoute>{SelectRoute::kStream};
+  return std::nullopt;
+}
+
+inline std::optional<SelectRoute> select_override() {
+  static const std::optional<SelectRoute> value = [] {
+    const char* v = std::getenv("SPARQ_SELECT");
+    const auto parsed = parse_select_override(v);
+    if (parsed) return *parsed;
+    std::fprintf(stderr, "sparq: SPARQ_SELECT=%s ignored (auto or stream)\n", v);
+    return std::optional<SelectRoute>{};
+  }();
+  return value;
+}
 
 /// Keys the one-block select kernel can hold in shared memory (its limit raised once).
 template <int kThreads>
@@ -60,7 +95,7 @@ inline bool wide_select_preferred(int bound) {
 inline SelectRoute select_route(int bound, int64_t batch_units) {
   static const int cluster_keys =
       device_has_clusters()
-          ? raise_dynamic_smem(select_cluster_kernel) / static_cast<int>(sizeof(uint32_t))
+          ? raise_dynamic_smem(select_cluster_kernel<>) / static_cast<int>(sizeof(uint32_t))
           : 0;
   const int block_keys = block_key_capacity<kSelectThreads>();
   // A cluster spreads one unit over 8 SMs: worth its barriers only while one block per unit
@@ -101,11 +136,36 @@ inline RouteOverride route_override() {
   return value;
 }
 
+/// The SPARQ_PDL environment variable: "1" asks for dependent launches (SparqPlan::
+/// dependent_launch), "0", empty or unset not; null for any other value.
+inline std::optional<bool> parse_pdl_override(const char* v) {
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "0") return false;
+  if (s == "1") return true;
+  return std::nullopt;
+}
+
+inline bool dependent_launch_requested() {
+  static const bool value = [] {
+    const char* v = std::getenv("SPARQ_PDL");
+    const std::optional<bool> parsed = parse_pdl_override(v);
+    if (parsed) return *parsed;
+    std::fprintf(stderr, "sparq: SPARQ_PDL=%s ignored (0 or 1)\n", v);
+    return false;
+  }();
+  return value;
+}
+
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
 template <typename T>
 struct SparqPlan {
   SelectionUnits units;
   SparqRoute route = SparqRoute::kThreeLaunches;
+  SelectRoute select = SelectRoute::kSharedKeys;  // launch 2 of the three launches
+  // The three launches as programmatic dependent launches (sm_90, SPARQ_PDL=1 until a GPU run
+  // has timed them): each may start while the one before finishes; no memset.
+  bool dependent_launch = false;
+  int stream_candidates = 0;  // select_stream_kernel's shared-memory candidates (tests lower it)
   int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
   int stat_chunks = 0;  // softmax stats per query head: one per warp span of each chunk
   int64_t logit_stride = 0;
@@ -118,11 +178,14 @@ struct SparqPlan {
   AttendSplits<T> attend;
   size_t bytes = 0;
 
-  /// The route comes from the rule (and SPARQ_ROUTE) unless `forced` names one; the workspace
-  /// holds that route's pieces only: the positions and alpha first (every route writes them,
-  /// at the same offsets), then, for the three launches, the logits, stats, keys and splits.
+  /// The route comes from the rule (and SPARQ_ROUTE) unless `forced` names one, the selection
+  /// kernel of the three launches from select_route (and SPARQ_SELECT) unless `forced_select`
+  /// does; the workspace holds that route's pieces only: the positions and alpha first (every
+  /// route writes them, at the same offsets), then, for the three launches, the logits, stats,
+  /// keys and splits.
   SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace,
-            std::optional<SparqRoute> forced = std::nullopt)
+            std::optional<SparqRoute> forced = std::nullopt,
+            std::optional<SelectRoute> forced_select = std::nullopt)
       : carver(workspace) {
     units = selection_units(p, c.gqa);
     const int64_t bound = p.length_bound();
@@ -155,6 +218,11 @@ struct SparqPlan {
     // Consecutive chunks per score block (each computes its unit's top-r and temperatures
     // once for all of them), chosen so that the grid's last wave is not mostly empty.
     score_iters = plan_chunk_iters(chunks, batch_units, score_block_slots);
+    select = forced_select       ? *forced_select
+             : select_override() ? *select_override()
+                                 : select_route(static_cast<int>(bound), batch_units);
+    stream_candidates = stream_candidate_capacity();
+    dependent_launch = dependent_launch_requested() && device_has_clusters();
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
     indices = w.take<int>(batch_units * kmax);
@@ -163,10 +231,7 @@ struct SparqPlan {
       logits = w.take<float>(q_rows * logit_stride);
       stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
       // Selection keys live in shared memory where the bound fits, else in the workspace.
-      keys = w.take<uint32_t>(select_route(static_cast<int>(bound), batch_units) ==
-                                      SelectRoute::kGlobalKeys
-                                  ? batch_units * logit_stride
-                                  : 0);
+      keys = w.take<uint32_t>(select == SelectRoute::kGlobalKeys ? batch_units * logit_stride : 0);
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
     }
     bytes = w.bytes();
@@ -209,11 +274,14 @@ Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                     plan.stat_chunks,
                     plan.logits,
                     plan.logit_stride,
-                    plan.stats};
+                    plan.stats,
+                    plan.dependent_launch ? plan.attend.counters : nullptr};
   const size_t smem = score_smem_bytes(plan.units.heads_per_unit, D);
-  score_kernel<T, D><<<dim3(ceil_div(plan.chunks, plan.score_iters), plan.units.per_batch, p.batch),
-                       kScoreThreads, smem, stream>>>(sp);
-  return last_launch_status();
+  const dim3 grid(ceil_div(plan.chunks, plan.score_iters), plan.units.per_batch, p.batch);
+  return launch_ex(score_kernel<T, D>, grid, dim3(kScoreThreads), smem, stream, 0,
+                   plan.dependent_launch, sp) == cudaSuccess
+             ? Status::kSuccess
+             : Status::kCudaError;
 }
 
 /// Launch 2: top-k positions and alpha. kThreads sizes the one-block kernel (the benchmark
@@ -239,31 +307,40 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                    plan.keys,
                    plan.indices,
                    plan.kmax,
-                   plan.alpha};
+                   plan.alpha,
+                   plan.stream_candidates};
   const int bound = p.length_bound();
-  switch (select_route(bound, static_cast<int64_t>(p.batch) * plan.units.per_batch)) {
+  const dim3 grid(plan.units.per_batch, p.batch);
+  const bool dep = plan.dependent_launch;
+  cudaError_t e = cudaSuccess;
+  switch (plan.select) {
     case SelectRoute::kCluster:
-      if (launch_clustered(select_cluster_kernel,
-                           dim3(kClusterBlocks, plan.units.per_batch, p.batch),
-                           dim3(kClusterThreads), sizeof(uint32_t) * cluster_segment(bound), stream,
-                           kClusterBlocks, sel) != cudaSuccess)
-        return Status::kCudaError;
+      e = launch_ex(select_cluster_kernel<>, dim3(kClusterBlocks, plan.units.per_batch, p.batch),
+                    dim3(kClusterThreads), sizeof(uint32_t) * cluster_segment(bound), stream,
+                    kClusterBlocks, dep, sel);
       break;
     case SelectRoute::kSharedKeys:
       if (bound > block_key_capacity<kThreads>()) return Status::kUnsupportedDevice;
-      select_kernel<true, kThreads><<<dim3(plan.units.per_batch, p.batch), kThreads,
-                                      sizeof(uint32_t) * static_cast<size_t>(bound), stream>>>(sel);
+      e = launch_ex(select_kernel<true, kThreads>, grid, dim3(kThreads),
+                    sizeof(uint32_t) * static_cast<size_t>(bound), stream, 0, dep, sel);
       break;
     case SelectRoute::kGlobalKeys:
-      select_kernel<false, kThreads>
-          <<<dim3(plan.units.per_batch, p.batch), kThreads, 0, stream>>>(sel);
+      e = launch_ex(select_kernel<false, kThreads>, grid, dim3(kThreads), 0, stream, 0, dep, sel);
+      break;
+    case SelectRoute::kStream:
+      if (plan.stream_candidates < 1 || plan.stream_candidates > stream_candidate_capacity())
+        return Status::kUnsupportedDevice;
+      e = launch_ex(select_stream_kernel<>, grid, dim3(kStreamThreads),
+                    2 * sizeof(uint32_t) * static_cast<size_t>(plan.stream_candidates), stream, 0,
+                    dep, sel);
       break;
   }
-  return last_launch_status();
+  return e == cudaSuccess ? Status::kSuccess : Status::kCudaError;
 }
 
-/// Launch 3 (after a memset of the counters, in launch_attend): exact attention on the selected
-/// rows, merge, interpolation with v-bar.
+/// Launch 3 (after a memset of the counters, in launch_attend; with dependent launches the
+/// scores launch of the same step cleared them instead): exact attention on the selected rows,
+/// merge, interpolation with v-bar.
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream) {
@@ -288,7 +365,7 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                      plan.attend.partial_ml,
                      plan.attend.partial_acc,
                      plan.attend.counters};
-  return launch_attend<T, D>(ap, plan.attend, p.batch, stream);
+  return launch_attend<T, D>(ap, plan.attend, p.batch, stream, plan.dependent_launch);
 }
 
 /// The three-launch route; the plan must have been made for it (SparqPlan(..., SparqRoute::

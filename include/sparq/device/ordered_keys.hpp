@@ -1,0 +1,31 @@
+// Ranking keys: floats mapped to uint32 so that unsigned order is score order, and the key
+// that forces a position into the selection. Plain C++ (host and device).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "sparq/macros.hpp"
+
+namespace sparq::device {
+
+/// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0).
+SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  if (u == 0x80000000u) u = 0;  // -0 ranks as +0
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/// Inverse of float_to_ordered (-0 comes back as +0).
+SPARQ_HOST_DEVICE inline float ordered_to_float(uint32_t key) {
+  const uint32_t u = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+/// Key that ranks above every finite score: positions of the local window.
+constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
+
+}  // namespace sparq::device

@@ -1,0 +1,324 @@
+// SparQ launch 2 of 3, streaming variant: one block per (sequence, unit) that never holds all
+// of its ranking keys. select_kernel keeps every key in shared memory (128 KB at 32k
+// positions: one block per SM, whose radix passes then stall that SM) or in the workspace;
+// this one recomputes the keys from the logits on each pass and keeps only small histograms
+// and the candidates of the k-th key's bin (device/stream_select.hpp):
+//   1. count every key in 4096 bins of its top 12 bits;
+//   2. pick the bin holding the k-th key; stream again, writing the positions of higher bins
+//      to the output in position order and keeping the keys and positions of that bin;
+//   3. three radix digits among the candidates give the exact k-th key; the chosen candidates
+//      are merged with the positions already written, so the output is in position order.
+// Where the bin holds more candidates than fit (many equal scores), the digits are counted by
+// streaming again instead, and a last pass writes the selection in order.
+// It selects exactly the positions select_kernel does (the same keys, the same tie rule).
+#pragma once
+
+#include "sparq/device/stream_select.hpp"
+#include "sparq/kernels/select_kernel.cuh"
+
+namespace sparq::kernels {
+
+constexpr int kStreamThreads = 512;
+constexpr int kStreamItems = 16;         // consecutive positions per thread per tile
+constexpr int kStreamCandidates = 4096;  // candidate keys kept in shared memory (8 bytes each)
+
+namespace stream_detail {
+
+using select_detail::UnitView;
+
+/// Ranking keys of positions s0..s0+kItems (the same arithmetic as compute_keys); positions
+/// at or past the unit's length get key 0 and must not be used.
+template <int kItems>
+__device__ void tile_keys(const SelectParams& p, const UnitView& u, const float* s_max,
+                          const float* s_inv_sum, int s0, uint32_t (&key)[kItems]) {
+  static_assert(kItems % 4 == 0, "logits are read 4 at a time");
+  float sum[kItems];
+#pragma unroll
+  for (int i = 0; i < kItems; ++i)
+    sum[i] = 0.f;
+  for (int h = 0; h < u.nh; ++h) {
+    const float* row = u.logits + h * p.logit_stride;
+    float x[kItems];
+    if (s0 + kItems <= u.len) {
+#pragma unroll
+      for (int i = 0; i < kItems; i += 4) {
+        const float4 f = *reinterpret_cast<const float4*>(row + s0 + i);
+        x[i] = f.x;
+        x[i + 1] = f.y;
+        x[i + 2] = f.z;
+        x[i + 3] = f.w;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i)
+        x[i] = s0 + i < u.len ? row[s0 + i] : -INFINITY;
+    }
+    const float mh = s_max[h], inv = s_inv_sum[h];
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      sum[i] += expf(x[i] - mh) * inv;
+  }
+#pragma unroll
+  for (int i = 0; i < kItems; ++i)
+    key[i] = s0 + i >= u.len            ? 0u
+             : s0 + i >= u.len - u.leff ? device::kForcedKey
+                                        : device::float_to_ordered(sum[i]);
+}
+
+/// Calls f(s0, key, n) for every tile of kThreads x kItems positions, n = positions of this
+/// thread's run s0..s0+kItems below the length (0 past it). Every thread takes every tile, so
+/// f may contain block barriers.
+template <int kThreads, int kItems, typename F>
+__device__ void for_each_tile(const SelectParams& p, const UnitView& u, const float* s_max,
+                              const float* s_inv_sum, F&& f) {
+  for (int base = 0; base < u.len; base += kThreads * kItems) {
+    const int s0 = base + threadIdx.x * kItems;
+    uint32_t key[kItems] = {};
+    int n = u.len - s0;
+    n = n < 0 ? 0 : (n > kItems ? kItems : n);
+    if (n > 0) tile_keys<kItems>(p, u, s_max, s_inv_sum, s0, key);
+    f(s0, key, n);
+  }
+}
+
+/// The bin holding the remaining-th largest key of hist[kStreamBins] (thread t scans bins
+/// from the top down, kStreamBins / kThreads of them). Sets *bin and *above (keys in higher
+/// bins) for every thread. Contains barriers.
+template <int kThreads>
+__device__ void choose_bin(typename device::BlockTopK<kThreads>::TempStorage& ts,
+                           const unsigned* hist, unsigned remaining, int* bin, unsigned* above) {
+  using Scan = typename device::BlockTopK<kThreads>::Scan;
+  constexpr int kPer = device::kStreamBins / kThreads;
+  static_assert(kPer * kThreads == device::kStreamBins, "bins split evenly over the threads");
+  const int top = device::kStreamBins - 1 - static_cast<int>(threadIdx.x) * kPer;
+  unsigned cnt[kPer], total = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    total += (cnt[i] = hist[top - i]);
+  int excl = 0;
+  Scan(ts.scan).ExclusiveSum(static_cast<int>(total), excl);
+  const unsigned lo = static_cast<unsigned>(excl);
+  if (lo < remaining && remaining <= lo + total) {
+    unsigned running = lo;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      if (running + cnt[i] >= remaining) {
+        ts.digit = static_cast<unsigned>(top - i);
+        ts.above = running;
+        break;
+      }
+      running += cnt[i];
+    }
+  }
+  __syncthreads();
+  *bin = static_cast<int>(ts.digit);
+  *above = ts.above;
+  __syncthreads();
+}
+
+/// Ordered compaction of one tile (this thread's first n of key and pos): the positions of
+/// every key > threshold, and of the first need_equal keys == threshold (counted from
+/// `equal_seen`), into out[written...]; updates written and equal_seen (block-uniform).
+/// Contains a barrier, after which out may be read.
+template <int kThreads, int kItems>
+__device__ void compact_tile(typename device::BlockTopK<kThreads>::TempStorage& ts,
+                             const uint32_t (&key)[kItems], const int (&pos)[kItems], int n,
+                             uint32_t threshold, int need_equal, int* out, int& written,
+                             int& equal_seen) {
+  using Scan = typename device::BlockTopK<kThreads>::Scan;
+  static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
+  int gt = 0, eq = 0;
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    gt += (i < n && key[i] > threshold) ? 1 : 0;
+    eq += (i < n && key[i] == threshold) ? 1 : 0;
+  }
+  int pre, total;
+  Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
+  const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
+  int eq_count = pre >> 16;
+  int at = written + (pre & 0xFFFF) + (eq_count < budget ? eq_count : budget);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    if (i >= n) break;
+    if (key[i] > threshold) {
+      out[at++] = pos[i];
+    } else if (key[i] == threshold) {
+      if (eq_count < budget) out[at++] = pos[i];
+      ++eq_count;
+    }
+  }
+  const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
+  written += tile_gt + (tile_eq < budget ? tile_eq : budget);
+  equal_seen += tile_eq;
+  __syncthreads();
+}
+
+/// Shared memory of the streaming selection besides the candidates.
+template <int kThreads>
+struct StreamShared {
+  typename device::BlockTopK<kThreads>::TempStorage topk;  // its 256-bin hist: refine digits
+  unsigned bins[device::kStreamBins];
+  float max[kMaxHeadsPerUnit], inv_sum[kMaxHeadsPerUnit];
+  float alpha[kMaxHeadsPerUnit], red[kThreads / 32];
+};
+
+/// The refine digits over the keys of bin `st.prefix` that `count_digit(d, hist)` adds to
+/// hist; leaves the exact k-th key in st.prefix and how many of its equals to take in
+/// st.remaining.
+template <int kThreads, typename CountDigit>
+__device__ void refine(StreamShared<kThreads>& sh, device::RadixState& st,
+                       CountDigit&& count_digit) {
+  using TopK = device::BlockTopK<kThreads>;
+  for (int i = 0; i < device::kStreamRefineDigits; ++i) {
+    const device::RadixDigit d = device::stream_refine_digit(i);
+    TopK::clear(sh.topk.hist);
+    __syncthreads();
+    count_digit(d, sh.topk.hist);
+    __syncthreads();
+    TopK::choose_digit_at(sh.topk, sh.topk.hist, st, d.shift, d.bits);
+  }
+}
+
+}  // namespace stream_detail
+
+/// One block of kThreads per unit; dynamic shared memory: p.candidate_capacity keys and as many
+/// positions. (A template so that every translation unit that includes it shares one
+/// definition.)
+template <int kThreads = kStreamThreads>
+__global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p) {
+  constexpr int kItems = kStreamItems;
+  using TopK = device::BlockTopK<kThreads>;
+  extern __shared__ __align__(16) uint32_t s_cand[];  // keys, then positions
+  __shared__ stream_detail::StreamShared<kThreads> sh;
+  const int capacity = p.candidate_capacity;
+  uint32_t* cand_key = s_cand;
+  int* cand_pos = reinterpret_cast<int*>(s_cand + capacity);
+
+  device::begin_dependent_grid();
+  const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
+  select_detail::head_normalisers<kThreads>(p, u, sh.max, sh.inv_sum);
+  for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
+    sh.bins[i] = 0;
+  __syncthreads();
+
+  if (u.keff == u.len) {
+    for (int s = threadIdx.x; s < u.len; s += kThreads)
+      u.out[s] = s;  // every row taken
+  } else {
+    // Pass 1: the first digit of every key. 4096 bins rarely collide within a warp, so plain
+    // shared atomics.
+    stream_detail::for_each_tile<kThreads, kItems>(
+        p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
+#pragma unroll
+          for (int i = 0; i < kItems; ++i)
+            if (i < n) atomicAdd(&sh.bins[device::stream_bin(key[i])], 1u);
+        });
+    __syncthreads();
+    int bin = 0;
+    unsigned above = 0;
+    stream_detail::choose_bin<kThreads>(sh.topk, sh.bins, static_cast<unsigned>(u.keff), &bin,
+                                        &above);
+    const int candidates = static_cast<int>(sh.bins[bin]);
+    device::RadixState st;
+    st.prefix = static_cast<uint32_t>(bin) << (32 - device::kStreamBinBits);
+    st.mask = device::kStreamBinMask;
+    st.remaining = static_cast<unsigned>(u.keff) - above;
+
+    if (candidates <= capacity) {
+      // Pass 2: positions of higher bins to the output, the bin's keys to the candidates.
+      int written = 0, kept = 0;
+      stream_detail::for_each_tile<kThreads, kItems>(
+          p, u, sh.max, sh.inv_sum, [&](int s0, const uint32_t(&key)[kItems], int n) {
+            int gt = 0, eq = 0;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+              const int b = device::stream_bin(key[i]);
+              gt += (i < n && b > bin) ? 1 : 0;
+              eq += (i < n && b == bin) ? 1 : 0;
+            }
+            int pre, total;
+            TopK::Scan(sh.topk.scan).ExclusiveSum(gt | (eq << 16), pre, total);
+            int out_at = written + (pre & 0xFFFF), cand_at = kept + (pre >> 16);
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) {
+              if (i >= n) break;
+              const int b = device::stream_bin(key[i]);
+              if (b > bin) {
+                u.out[out_at++] = s0 + i;
+              } else if (b == bin) {
+                cand_key[cand_at] = key[i];
+                cand_pos[cand_at++] = s0 + i;
+              }
+            }
+            written += total & 0xFFFF;
+            kept += total >> 16;
+            __syncthreads();
+          });
+      // The exact k-th key among the candidates.
+      stream_detail::refine<kThreads>(sh, st, [&](device::RadixDigit d, unsigned* hist) {
+        for (int c = threadIdx.x; c < candidates; c += kThreads) {
+          const uint32_t key = cand_key[c];
+          if ((key & st.mask) == st.prefix) atomicAdd(&hist[device::digit_of(key, d)], 1u);
+        }
+      });
+      // The chosen candidates, compacted in place to cand_pos[0..chosen) (each write lands at
+      // or before its own slot, and every read of a tile precedes the scan's barrier).
+      int chosen = 0, equal_seen = 0;
+      for (int base = 0; base < candidates; base += kThreads) {
+        const int c = base + threadIdx.x;
+        const uint32_t key[1] = {c < candidates ? cand_key[c] : 0u};
+        const int pos[1] = {c < candidates ? cand_pos[c] : 0};
+        stream_detail::compact_tile<kThreads, 1>(sh.topk, key, pos, c < candidates ? 1 : 0,
+                                                 st.prefix, static_cast<int>(st.remaining),
+                                                 cand_pos, chosen, equal_seen);
+      }
+      // Merge the two sorted lists, u.out[0..above) and cand_pos[0..chosen), into u.out in
+      // position order: each element moves forward by the count of the other list below it.
+      const int a = static_cast<int>(above);
+      int* dest = reinterpret_cast<int*>(cand_key);  // the keys are no longer needed
+      for (int j = threadIdx.x; j < chosen; j += kThreads)
+        dest[j] = j + device::count_below(u.out, a, cand_pos[j]);
+      __syncthreads();
+      // From the top down, a tile at a time: a position only moves up, past slots whose
+      // elements have already moved.
+      for (int top = a; top > 0; top -= kThreads) {
+        const int i = top - kThreads + static_cast<int>(threadIdx.x);
+        const int v = i >= 0 ? u.out[i] : 0;
+        __syncthreads();
+        if (i >= 0) u.out[i + device::count_below(cand_pos, chosen, v)] = v;
+        __syncthreads();
+      }
+      for (int j = threadIdx.x; j < chosen; j += kThreads)
+        u.out[dest[j]] = cand_pos[j];
+    } else {
+      // Too many candidates (many equal scores): count each refine digit over every key.
+      stream_detail::refine<kThreads>(sh, st, [&](device::RadixDigit d, unsigned* hist) {
+        stream_detail::for_each_tile<kThreads, kItems>(
+            p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
+#pragma unroll
+              for (int i = 0; i < kItems; ++i)
+                if (i < n && (key[i] & st.mask) == st.prefix)
+                  atomicAdd(&hist[device::digit_of(key[i], d)], 1u);
+            });
+      });
+      int written = 0, equal_seen = 0;
+      stream_detail::for_each_tile<kThreads, kItems>(
+          p, u, sh.max, sh.inv_sum, [&](int s0, const uint32_t(&key)[kItems], int n) {
+            int pos[kItems];
+#pragma unroll
+            for (int i = 0; i < kItems; ++i)
+              pos[i] = s0 + i;
+            stream_detail::compact_tile<kThreads, kItems>(sh.topk, key, pos, n, st.prefix,
+                                                          static_cast<int>(st.remaining), u.out,
+                                                          written, equal_seen);
+          });
+    }
+  }
+  __syncthreads();
+  select_detail::alpha_partials<kThreads>(p, u, sh.max, sh.inv_sum, 0, u.keff, sh.red, sh.alpha);
+  for (int h = threadIdx.x; h < u.nh; h += kThreads)
+    p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = sh.alpha[h];
+}
+
+}  // namespace sparq::kernels
