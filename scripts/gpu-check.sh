@@ -101,18 +101,20 @@ if [ $bench = 1 ]; then
     if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
-      # Each length with the default (fused) projections, SparQ selecting by the rule and with
-      # the streaming selection (SPARQ_SELECT=stream, not yet the rule); a run takes about
+      # Each length as the defaults run it, and with the options not yet timed (dependent
+      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream); a run takes about
       # 20-40 s, so the four stay within 5 minutes even at their limits. (cuBLAS projections,
       # --matvec cublas, measured 8.25 ms/token at 4k on an H100: see docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
-        for sel in auto stream; do
-          name="llama2-7b decode $s_len select=$sel"
-          res="$parts/bench_decode_${s_len}_$sel.txt"  # into bench.log: $OUT returns 8 files
-          echo "==== SPARQ_SELECT=$sel llama2_chat --random-weights llama2-7b --bench-decode $s_len ====" >> "$log"
+        for variant in default new; do
+          name="llama2-7b decode $s_len $variant"
+          res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
+          sel=auto flags=()
+          [ $variant = new ] && sel=stream flags=(--pdl)
+          echo "==== SPARQ_SELECT=$sel llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
           if SPARQ_SELECT=$sel timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
-              --bench-steps 32 > "$res" 2>&1; then
+              --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
             row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
             row "$name" "FAIL (rc $?)"

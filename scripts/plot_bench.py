@@ -141,6 +141,37 @@ def print_targets(kernels, sweep):
         print(f"  {what:<46} {rng:>16}  {verdict}")
 
 
+OPTIONS = [("three", "BM_SparqRouteThree/"), ("stream", "BM_SparqRouteThreeStream/"),
+           ("dependent", "BM_SparqRouteThreeDependent/"),
+           ("both", "BM_SparqRouteThreeStreamDependent/")]
+
+
+def print_options(kernels):
+    """The three launches with and without the options not yet in the rule (streaming
+    selection, dependent launches), per shape: time and speedup over dense decode."""
+    times = defaultdict(dict)
+    for b in kernels:
+        for label, prefix in OPTIONS + [("dense", "BM_DenseDecode/")]:
+            if b["name"].startswith(prefix):
+                times[kernel_args(b["name"])][label] = b["time_us"]
+    shapes = [s for s in sorted(times) if len(times[s]) > 2]
+    if not shapes:
+        return
+    print("options (us, and x dense):    B      S " +
+          "".join(f"{label:>18}" for label, _ in OPTIONS))
+    for shape in shapes:
+        t = times[shape]
+        cells = ""
+        for label, _ in OPTIONS:
+            if label in t and "dense" in t:
+                cells += f"{t[label]:10.1f} {t['dense'] / t[label]:5.2f}x "
+            elif label in t:
+                cells += f"{t[label]:10.1f}        "
+            else:
+                cells += f"{'-':>17} "
+        print(f"  {'':<26} {shape[0]:3d} {shape[1]:6d} {cells}")
+
+
 def markdown_tables(kernels, sweep):
     """docs/benchmarks.md's per-kernel table and sweep tables, as Markdown."""
     out = ["| kernel | B | S | median time (µs) | GB/s | % of copy bandwidth |",
@@ -216,6 +247,7 @@ def main():
                       f"{b['speedup']:6.2f}x {b['theory']:6.2f}x {b['auto_vs_dense']:6.2f}  {route}")
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
+    print_options(kernels)
     print_targets(kernels, sweep)
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -31,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model_dir, device = "auto", prompt, system, random_weights;
   bool has_prompt = false, raw = false, graphs = true, bench_prefill = false;
-  bool fused_matvec = true;
+  bool fused_matvec = true, pdl = false;
   int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
   float temperature = 0.6f, top_p = 0.9f;
   uint64_t seed = 1234;
@@ -55,6 +55,9 @@ void print_help() {
       "  --matvec cublas|fused  GPU: decode-step projections as cuBLAS GEMMs, or as fused\n"
       "                         bandwidth-oriented matvec kernels with RMSNorm and SiLU folded\n"
       "                         in (prefill always uses cuBLAS) [fused]\n"
+      "  --pdl                  GPU (sm_90): decode-step kernels as programmatic dependent\n"
+      "                         launches, each starting while the one before finishes\n"
+      "                         (experimental: not yet timed) [off]\n"
       "\n"
       "Chat:\n"
       "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
@@ -191,6 +194,8 @@ Options parse(int argc, char** argv) {
       const std::string m = value();
       if (m != "cublas" && m != "fused") usage_error("--matvec must be cublas or fused");
       o.fused_matvec = m == "fused";
+    } else if (a == "--pdl") {
+      o.pdl = true;
     } else if (a == "--bench-decode") {
       o.bench_decode = static_cast<int>(number(1));
     } else if (a == "--bench-steps") {
@@ -250,8 +255,9 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
               n);
   const BandwidthBound bound = bandwidth_bound(model, S, copy_gbs);
   if (copy_gbs > 0) {
-    std::printf("  matvec: %s (decode-step projections)\n",
-                o.fused_matvec ? "fused kernels" : "cuBLAS GEMM");
+    std::printf("  matvec: %s (decode-step projections)%s\n",
+                o.fused_matvec ? "fused kernels" : "cuBLAS GEMM",
+                o.pdl ? "; dependent launches (--pdl)" : "");
     std::printf(
         "  bandwidth bound: %.3f GB weights + %.3f GB dense K/V per token at %.0f GB/s "
         "(device copy) = %.3f ms/token\n",
@@ -380,6 +386,7 @@ int run(const Options& o) {
   llama::CudaOptions copt;
   copt.graphs = o.graphs;
   copt.fused_matvec = o.fused_matvec;
+  copt.dependent_launch = o.pdl;
   std::unique_ptr<llama::Model> model;
   std::unique_ptr<llama::Checkpoint> ck;
   llama::Config cfg;

@@ -30,6 +30,9 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "sparq/device/dependent_launch.cuh"
+#include "sparq/kernels/launch_common.cuh"
+
 namespace llama::matvec {
 
 using bf16 = __nv_bfloat16;
@@ -325,10 +328,13 @@ struct MatvecAddOp {
 };
 
 // One kernel body for the three: prefetch, stage x, then each warp takes groups of rows
-// (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps).
+// (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps). Launched as a programmatic
+// dependent (Matvec::set_dependent_launch), it starts while the kernel before it finishes: the
+// weight prefetch needs nothing from that kernel, so it runs before the wait; x does.
 template <class Op>
 __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
   extern __shared__ float4 smem[];
+  sparq::device::allow_dependent_grids();
   float* xs = reinterpret_cast<float*>(smem);
   const bf16* w[Op::kRows];
   int g = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -336,6 +342,7 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
     op.rows_of(g, w);
     prefetch_first_chunks(w, op.in);
   }
+  sparq::device::wait_for_prior_grids();
   op.load_input(xs);
   __syncthreads();
   for (; g < op.groups; g += gridDim.x * kWarps) {
@@ -375,6 +382,10 @@ class Matvec {
     return e;
   }
 
+  /// Launches from now on as programmatic dependent launches (sm_90 only: the caller checks),
+  /// or not (the default).
+  void set_dependent_launch(bool on) { dependent_ = on; }
+
   /// Each p.y = p.w · bf16(RMSNorm(x) with weight norm_w) for 1 to 3 projections of `in` inputs.
   cudaError_t norm_matvec(const float* x, const float* norm_w, float eps, int in,
                           std::initializer_list<Proj> projs, cudaStream_t stream) const {
@@ -387,7 +398,7 @@ class Matvec {
       ++s;
     }
     op.groups = (op.total + op.kRows - 1) / op.kRows;
-    return launch(op, in, blocks_norm_, stream);
+    return launch(op, in, blocks_norm_, dependent_, stream);
   }
 
   /// h = bf16(SiLU(w_gate · n) ⊙ (w_up · n)), n = bf16(RMSNorm(x)); `out` rows of `in` inputs.
@@ -395,14 +406,14 @@ class Matvec {
                                 const bf16* w_gate, const bf16* w_up, int out, bf16* h,
                                 cudaStream_t stream) const {
     const NormGateUpSiluOp op{x, norm_w, eps, in, w_gate, w_up, h, out};
-    return launch(op, in, blocks_gate_up_, stream);
+    return launch(op, in, blocks_gate_up_, dependent_, stream);
   }
 
   /// y[0, out) += w · a, w [out, in], a bf16 [in].
   cudaError_t matvec_add(const bf16* a, int in, const bf16* w, int out, float* y,
                          cudaStream_t stream) const {
     const MatvecAddOp op{a, in, w, y, out, (out + MatvecAddOp::kRows - 1) / MatvecAddOp::kRows};
-    return launch(op, in, blocks_add_, stream);
+    return launch(op, in, blocks_add_, dependent_, stream);
   }
 
  private:
@@ -420,15 +431,20 @@ class Matvec {
   }
 
   template <class Op>
-  static cudaError_t launch(const Op& op, int in, int max_blocks, cudaStream_t stream) {
+  static cudaError_t launch(const Op& op, int in, int max_blocks, bool dependent,
+                            cudaStream_t stream) {
     if (max_blocks == 0 || in < 1) return cudaErrorInvalidValue;  // init() not called / empty
     if (op.groups == 0) return cudaSuccess;
     const int blocks = std::min((op.groups + kWarps - 1) / kWarps, max_blocks);
+    if (dependent)
+      return sparq::kernels::launch_ex(matvec_kernel<Op>, dim3(blocks), dim3(kThreads),
+                                       smem_bytes(in), stream, 0, true, op);
     matvec_kernel<Op><<<blocks, kThreads, smem_bytes(in), stream>>>(op);
     return cudaGetLastError();
   }
 
   int blocks_norm_ = 0, blocks_gate_up_ = 0, blocks_add_ = 0;  // resident at once, device-wide
+  bool dependent_ = false;
 };
 
 }  // namespace llama::matvec

@@ -98,6 +98,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int dim, float e
 // conversion of q, k, v. One block per token.
 __global__ void rope_kernel(const float* q, const float* k, const float* v, int hq, int hkv, int d,
                             float theta, const int* pos0, bf16* q16, bf16* k16, bf16* v16) {
+  sparq::device::begin_dependent_grid();  // with --pdl: q, k, v come from the kernel before
   const int t = blockIdx.x, half = d / 2;
   const float pos = static_cast<float>(*pos0 + t);
   const int pairs = (hq + hkv) * half;
@@ -257,6 +258,7 @@ class CudaModel : public Model {
     blas_ws_.resize(32 << 20);  // a fixed cuBLAS workspace keeps graph capture allocation-free
     cublas_check(cublasSetWorkspace(blas_, blas_ws_.p, blas_ws_.n), "cublasSetWorkspace");
     if (opt.fused_matvec) init_matvec();
+    pdl_ = opt.dependent_launch && sparq::kernels::device_has_clusters();
     problem_.batch = 1;
     problem_.num_q_heads = cfg.num_heads;
     problem_.num_kv_heads = cfg.num_kv_heads;
@@ -559,6 +561,8 @@ class CudaModel : public Model {
     const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
     const float eps = static_cast<float>(c.rms_norm_eps);
     const bool fused = decode && opt_.fused_matvec;  // n == 1: matvec.cuh's kernels
+    const bool pdl = decode && pdl_;                 // dependent launches: decode steps only
+    matvec_.set_dependent_launch(pdl);
     const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
     embed_kernel<<<n, 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
@@ -575,9 +579,10 @@ class CudaModel : public Model {
         gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
         gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
       }
-      rope_kernel<<<n, 256, 0, stream_>>>(s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
-                                          static_cast<float>(c.rope_theta), d_len_.p, s.q16.p,
-                                          s.k16.p, s.v16.p);
+      CK(sparq::kernels::launch_ex(rope_kernel, dim3(n), dim3(256), 0, stream_, 0, pdl, s.q.p,
+                                   s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
+                                   static_cast<float>(c.rope_theta),
+                                   static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p, s.v16.p));
       sparq::KVAppendParams<bf16> a;
       a.problem = problem_;
       a.cache = view(L);
@@ -586,6 +591,7 @@ class CudaModel : public Model {
       a.new_k = s.k16.p;
       a.new_v = s.v16.p;
       a.advance_lengths = false;  // every layer appends at the same positions
+      a.dependent_launch = pdl;
       sparq_check(sparq::kv_append(a, stream_), "kv_append");
       if (decode) {
         sparq::SparqDecodeParams<bf16> p;
@@ -595,6 +601,7 @@ class CudaModel : public Model {
         p.cache = a.cache;
         p.lengths = d_len_after_.p;
         p.out = s.att.p;
+        p.dependent_launch = pdl;
         sparq_check(sparq::decode_attention(last_step.sparq ? sparq::AttentionMode::kSparq
                                                             : sparq::AttentionMode::kDense,
                                             p, attn_ws_.p, attn_ws_.n, stream_),
@@ -668,6 +675,7 @@ class CudaModel : public Model {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
+  bool pdl_ = false;       // opt_.dependent_launch on a device that has it
   DeviceArray<uint8_t> blas_ws_, attn_ws_;
   sparq::DecodeProblem problem_, step_problem_;
   std::vector<Layer> layers_;

@@ -23,6 +23,10 @@ struct CudaOptions {
   /// fused in, instead of cuBLAS (prefill always uses cuBLAS). On an H100, 7B shapes at 4k
   /// positions: 6.8 against 8.3 ms per token.
   bool fused_matvec = true;
+  /// Decode steps launch their kernels (the fused matvecs, RoPE, sparq's append and SparQ
+  /// launches) as programmatic dependent launches, each starting while the one before finishes
+  /// (sm_90; ignored elsewhere). Not yet timed on a GPU, so off by default.
+  bool dependent_launch = false;
 };
 
 /// Loads a checkpoint's weights (bf16, fp16 or fp32; converted to bf16) onto the GPU.

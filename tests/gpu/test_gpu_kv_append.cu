@@ -1,5 +1,6 @@
 // KV append on the GPU against the reference append: decode (1 token) and prefill (n tokens),
-// bitwise equal K, Kt, V and Vsum, lengths advanced, nothing written past the capacity.
+// bitwise equal K, Kt, V and Vsum, lengths advanced, nothing written past the capacity; also
+// as programmatic dependent launches.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -14,7 +15,7 @@ bool same_bits(const std::vector<U>& a, const std::vector<U>& b) {
 }
 
 template <typename T>
-void run_append(int n, uint64_t seed) {
+void run_append(int n, uint64_t seed, bool dependent = false) {
   SCOPED_TRACE("n = " + std::to_string(n) + ", seed " + std::to_string(seed));
   sparq::DecodeProblem p;
   p.batch = 3;
@@ -39,6 +40,7 @@ void run_append(int n, uint64_t seed) {
   a.num_new = n;
   a.new_k = dk.get();
   a.new_v = dv.get();
+  a.dependent_launch = dependent;
   SPARQ_ASSERT_OK(sparq::kv_append(a, nullptr));
   CUDA_ASSERT(cudaDeviceSynchronize());
 
@@ -56,6 +58,13 @@ void run_append(int n, uint64_t seed) {
 TEST(KVAppendGpu, DecodeOneTokenBFloat16) {
   SPARQ_REQUIRE_GPU();
   run_append<__nv_bfloat16>(1, 11);
+}
+// The append and the length update as programmatic dependent launches (sm_90; elsewhere the
+// flag is ignored): the same result.
+TEST(KVAppendGpu, DependentLaunchesGiveTheSameResult) {
+  SPARQ_REQUIRE_GPU();
+  run_append<__nv_bfloat16>(1, 14, true);
+  run_append<float>(33, 15, true);
 }
 TEST(KVAppendGpu, PrefillFloat32) {
   SPARQ_REQUIRE_GPU();

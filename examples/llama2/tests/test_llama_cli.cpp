@@ -45,6 +45,7 @@ TEST(Cli, Help) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("--bench-decode"), std::string::npos);
   EXPECT_NE(r.output.find("--matvec cublas|fused"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--pdl"), std::string::npos) << r.output;
 }
 
 TEST(Cli, MissingModelDirectoryFailsCleanly) {

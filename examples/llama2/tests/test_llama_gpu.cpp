@@ -1,6 +1,7 @@
 // The CUDA forward pass (bf16) against transformers' float32 logits, with cuBLAS and with the
 // fused matvec decode kernels (--matvec fused; those against cuBLAS too), SparQ with r = d,
-// k = S against dense, and graph against no-graph decoding. Skipped without a CUDA device.
+// k = S against dense, graph against no-graph decoding, and dependent (--pdl) against plain
+// launches. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -29,10 +30,12 @@ constexpr double kTol = 0.12;
 // logits far more.
 constexpr double kFusedVsCublasTol = 4e-2;
 
-std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false) {
+std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false,
+                            bool dependent = false) {
   CudaOptions o;
   o.graphs = graphs;
   o.fused_matvec = fused;
+  o.dependent_launch = dependent;
   o.progress = false;
   return make_cuda_model(Checkpoint(variant_dir(variant)), 512, o);
 }
@@ -152,6 +155,26 @@ TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
       std::vector<std::vector<float>> a, b;
       // 300 steps cross a 256-position bucket (a second captured graph).
       EXPECT_EQ(greedy(*with, ref.prompt_ids, 300, &a), greedy(*without, ref.prompt_ids, 300, &b));
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_EQ(a[i], b[i]) << "step " << i;
+    }
+}
+
+// --pdl changes when the decode step's kernels start, not what they compute: the same logits
+// bit for bit, dense and SparQ, with and without graphs. (On a device before sm_90 the option
+// is ignored and this compares a model with itself.)
+TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
+  LLAMA_REQUIRE_GPU();
+  const Reference ref = load_reference("bf16_tied");
+  for (const bool graphs : {true, false})
+    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+      SCOPED_TRACE(std::string(graphs ? "graphs" : "no graphs") +
+                   (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
+      auto with = load("bf16_tied", graphs, true, true), without = load("bf16_tied", graphs, true);
+      with->attention.mode = without->attention.mode = mode;
+      with->attention.compression = without->attention.compression = 4;
+      std::vector<std::vector<float>> a, b;
+      EXPECT_EQ(greedy(*with, ref.prompt_ids, 64, &a), greedy(*without, ref.prompt_ids, 64, &b));
       for (size_t i = 0; i < a.size(); ++i)
         ASSERT_EQ(a[i], b[i]) << "step " << i;
     }

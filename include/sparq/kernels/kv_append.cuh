@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include "sparq/device/dependent_launch.cuh"
 #include "sparq/dtype.hpp"
 #include "sparq/kernels/launch_common.cuh"
 #include "sparq/problem.hpp"
@@ -20,6 +21,10 @@ struct KVAppendParams {
   const T* new_k = nullptr;     ///< [B, num_new, Hkv, d]
   const T* new_v = nullptr;     ///< [B, num_new, Hkv, d]
   bool advance_lengths = true;  ///< add num_new to lengths afterwards (clamped to capacity)
+  /// sm_90 (ignored elsewhere): launch as a programmatic dependent of the kernel before it in
+  /// the stream (it starts while that one finishes and waits for it before touching memory).
+  /// Not yet timed on a GPU.
+  bool dependent_launch = false;
 };
 
 namespace kernels {
@@ -28,6 +33,7 @@ constexpr int kAppendThreads = 256;
 
 template <typename T>
 __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParams<T> a) {
+  device::begin_dependent_grid();
   const int b = blockIdx.y, h = blockIdx.x;
   const DecodeProblem& p = a.problem;
   const int d = p.head_dim, n = a.num_new, hkv = p.num_kv_heads;
@@ -63,6 +69,7 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParam
 template <int kThreads = 256>
 __global__ void __launch_bounds__(kThreads)
     advance_lengths_kernel(int* lengths, int batch, int n, int capacity) {
+  device::begin_dependent_grid();
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < batch) {
     const int l = lengths[b] + n;
@@ -81,14 +88,15 @@ Status kv_append(const KVAppendParams<T>& a, cudaStream_t stream) {
       a.cache.kt == nullptr || a.cache.v == nullptr)
     return Status::kNullPointer;
   if (Status s = validate_strides(p, a.cache); !ok(s)) return s;
-  kernels::kv_append_kernel<T>
-      <<<dim3(p.num_kv_heads, p.batch), kernels::kAppendThreads, 0, stream>>>(a);
-  if (Status s = kernels::last_launch_status(); !ok(s)) return s;
-  if (a.advance_lengths) {
-    kernels::advance_lengths_kernel<><<<kernels::ceil_div(p.batch, 256), 256, 0, stream>>>(
-        a.lengths, p.batch, a.num_new, p.capacity);
-    return kernels::last_launch_status();
-  }
+  const bool dep = a.dependent_launch && kernels::device_has_clusters();
+  if (kernels::launch_ex(kernels::kv_append_kernel<T>, dim3(p.num_kv_heads, p.batch),
+                         dim3(kernels::kAppendThreads), 0, stream, 0, dep, a) != cudaSuccess)
+    return Status::kCudaError;
+  if (a.advance_lengths &&
+      kernels::launch_ex(kernels::advance_lengths_kernel<>, dim3(kernels::ceil_div(p.batch, 256)),
+                         dim3(256), 0, stream, 0, dep, a.lengths, p.batch, a.num_new,
+                         p.capacity) != cudaSuccess)
+    return Status::kCudaError;
   return Status::kSuccess;
 }
 

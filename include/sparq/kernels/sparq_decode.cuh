@@ -33,6 +33,11 @@ struct SparqDecodeParams {
   KVCacheView<T> cache;          ///< K, Kt, V and Vsum (Vsum only with reallocation)
   const int* lengths = nullptr;  ///< device [B]; clamped to [0, problem.length_bound()]
   T* out = nullptr;              ///< [B, Hq, d]
+  /// sm_90 (ignored elsewhere): the three-launch route's kernels start as programmatic
+  /// dependent launches, each while the kernel before it in the stream finishes (they wait for
+  /// it before touching memory), with no memset between them. Not yet timed on a GPU; also
+  /// switched on for every call by SPARQ_PDL=1.
+  bool dependent_launch = false;
 };
 
 namespace kernels {
@@ -477,8 +482,9 @@ Status sparq_decode(const SparqDecodeParams<T>& params, void* workspace, size_t 
   if (Status s = kernels::validate_sparq(params); !ok(s)) return s;
   if (workspace == nullptr) return Status::kNullPointer;
   if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
-  const kernels::SparqPlan<T> plan(params.problem, params.config, workspace);
+  kernels::SparqPlan<T> plan(params.problem, params.config, workspace);
   if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
+  if (params.dependent_launch && kernels::device_has_clusters()) plan.dependent_launch = true;
   return kernels::dispatch_head_dim(params.problem.head_dim, [&](auto dim) {
     return kernels::launch_sparq<T, decltype(dim)::value>(params, plan, stream);
   });
