@@ -143,6 +143,16 @@ TEST(ValidateConfig, LocalWindowOutOfRange) {
   EXPECT_EQ(sparq::validate_config(c, 128), Status::kSuccess);
 }
 
+TEST(ValidateConfig, GqaModeOutOfRange) {
+  SparqConfig c;
+  c.gqa = static_cast<sparq::GqaMode>(2);
+  EXPECT_EQ(sparq::validate_config(c, 128), Status::kInvalidGqaMode);
+  c.gqa = static_cast<sparq::GqaMode>(-1);
+  EXPECT_EQ(sparq::validate_config(c, 128), Status::kInvalidGqaMode);
+  EXPECT_NE(std::string(sparq::status_string(Status::kInvalidGqaMode)).find("GQA mode"),
+            std::string::npos);
+}
+
 TEST(ValidateStrides, PackedViewIsValid) {
   const DecodeProblem p = valid_problem();
   sparq::test::HostKVCache<float> cache(p);

@@ -16,6 +16,7 @@ enum class Status : int {
   kInvalidK,              // k < 1
   kInvalidLocalWindow,    // local window outside [0, k]
   kInvalidCompression,    // compression ratio < 1 or not finite
+  kInvalidGqaMode,        // SparqConfig::gqa is not a GqaMode value
   kInvalidNewTokens,      // tokens to append < 1, or they would overflow the capacity
   kNullPointer,           // a required pointer is null
   kMisalignedPointer,     // a pointer or stride breaks the vector-load alignment
@@ -52,6 +53,8 @@ inline const char* status_string(Status s) {
       return "local window out of range: must be in [0, k]";
     case Status::kInvalidCompression:
       return "compression ratio out of range: must be finite and >= 1";
+    case Status::kInvalidGqaMode:
+      return "invalid GQA mode: must be GqaMode::kShared or GqaMode::kPerQueryHead";
     case Status::kInvalidNewTokens:
       return "invalid number of new tokens: must be >= 1 and fit in the cache capacity";
     case Status::kNullPointer:
