@@ -29,8 +29,7 @@ inline Status validate_config(const SparqConfig& c, int head_dim) {
   if (c.r < 1 || c.r > head_dim) return Status::kInvalidR;
   if (c.k < 1) return Status::kInvalidK;
   if (c.local_window < 0 || c.local_window > c.k) return Status::kInvalidLocalWindow;
-  if (c.gqa != GqaMode::kShared && c.gqa != GqaMode::kPerQueryHead)
-    return Status::kInvalidGqaMode;
+  if (c.gqa != GqaMode::kShared && c.gqa != GqaMode::kPerQueryHead) return Status::kInvalidGqaMode;
   return Status::kSuccess;
 }
 
