@@ -1,8 +1,9 @@
 // The streaming selection (select_stream_kernel) against the kernel the rule picks, on the same
 // logits: the same positions in the same order, and the same alpha. Run with candidates in
-// shared memory and with room for only 4 (the streamed refine passes), on random scores, on a
-// query of zeros (every score equal: ties decided by position), with the local window, for
-// GQA-shared units (summed scores), several lengths per batch and 128k positions.
+// shared memory and with room for only 4 candidates or 3 higher-bin positions (the streamed
+// refine passes), on random scores, on a query of zeros (every score equal: ties decided by
+// position), with the local window, for GQA-shared units (summed scores), several lengths per
+// batch and 128k positions.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -107,8 +108,12 @@ TEST_P(StreamSelectGpu, SelectsWhatTheRuleKernelSelects) {
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_scores<T, 128>(a, by_rule, nullptr)));
   const Selection want = run_select(a, by_rule);
   const Selection got = run_select(a, streaming);
+  const int full_candidates = streaming.stream_candidates;
   streaming.stream_candidates = 4;
   const Selection fallback = run_select(a, streaming);
+  streaming.stream_candidates = full_candidates;
+  streaming.stream_above = 3;
+  const Selection few_above = run_select(a, streaming);
 
   for (int b = 0; b < p.batch; ++b)
     for (int u = 0; u < units.per_batch; ++u) {
@@ -121,7 +126,8 @@ TEST_P(StreamSelectGpu, SelectsWhatTheRuleKernelSelects) {
         return std::vector<int>(f, f + keff);
       };
       EXPECT_EQ(at(got), w) << "streaming, candidates in shared memory";
-      EXPECT_EQ(at(fallback), w) << "streaming, refine passes over the logits";
+      EXPECT_EQ(at(fallback), w) << "streaming, refine passes (too many candidates)";
+      EXPECT_EQ(at(few_above), w) << "streaming, refine passes (too many higher-bin positions)";
       if (c.zero_query) {
         // Every score equal: the window, then the lowest positions.
         std::vector<int> expect;

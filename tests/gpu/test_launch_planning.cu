@@ -212,6 +212,7 @@ TEST(SparqSelect, StreamingSelectionNeedsNoKeysInTheWorkspace) {
   EXPECT_EQ(rule.bytes - stream.bytes, keys);
   if (sparq::kernels::device_sm_count() == 0) {
     EXPECT_EQ(stream.stream_candidates, 0) << "no device: no shared memory to plan with";
+    EXPECT_EQ(stream.stream_above, 0);
     // Nothing is launched where the kernel cannot get its shared memory.
     sparq::SparqDecodeParams<T> a;
     a.problem = p;
@@ -221,6 +222,9 @@ TEST(SparqSelect, StreamingSelectionNeedsNoKeysInTheWorkspace) {
   } else {
     EXPECT_GE(stream.stream_candidates, 1024);
     EXPECT_LE(stream.stream_candidates, sparq::kernels::kStreamCandidates);
+    EXPECT_EQ(stream.stream_above, 8192) << "room for every selected position (k = 8192)";
+    EXPECT_LE(sparq::kernels::stream_smem_bytes(stream.stream_candidates, stream.stream_above),
+              sparq::kernels::stream_smem_limit());
   }
 }
 

@@ -34,6 +34,7 @@ struct SelectParams {
   int64_t index_stride;
   float* alpha;                // [B, Hq]
   int candidate_capacity = 0;  // select_stream_kernel: candidates its shared memory holds
+  int above_capacity = 0;      // select_stream_kernel: higher-bin positions it holds
 };
 
 constexpr int kSelectThreads = 512;

@@ -4,12 +4,13 @@
 // this one recomputes the keys from the logits on each pass and keeps only small histograms
 // and the candidates of the k-th key's bin (device/stream_select.hpp):
 //   1. count every key in 4096 bins of its top 12 bits;
-//   2. pick the bin holding the k-th key; stream again, writing the positions of higher bins
-//      to the output in position order and keeping the keys and positions of that bin;
+//   2. pick the bin holding the k-th key; stream again, keeping the positions of higher bins
+//      (in position order) and the keys and positions of that bin, all in shared memory;
 //   3. three radix digits among the candidates give the exact k-th key; the chosen candidates
-//      are merged with the positions already written, so the output is in position order.
-// Where the bin holds more candidates than fit (many equal scores), the digits are counted by
-// streaming again instead, and a last pass writes the selection in order.
+//      and the higher bins' positions, two sorted lists, are merged into the output.
+// Where the bin holds more candidates than fit (many equal scores), or the higher bins more
+// positions, the digits are counted by streaming again instead, and a last pass writes the
+// selection in order.
 // It selects exactly the positions select_kernel does (the same keys, the same tie rule).
 #pragma once
 
@@ -21,6 +22,13 @@ namespace sparq::kernels {
 constexpr int kStreamThreads = 512;
 constexpr int kStreamItems = 16;         // consecutive positions per thread per tile
 constexpr int kStreamCandidates = 4096;  // candidate keys kept in shared memory (8 bytes each)
+constexpr int kStreamAbove = 8192;       // higher bins' positions kept in shared memory (4 bytes)
+
+/// Dynamic shared memory of select_stream_kernel for these capacities.
+__host__ __device__ constexpr size_t stream_smem_bytes(int candidates, int above) {
+  return 2 * sizeof(uint32_t) * static_cast<size_t>(candidates) +
+         sizeof(int) * static_cast<size_t>(above);
+}
 
 namespace stream_detail {
 
@@ -182,18 +190,19 @@ __device__ void refine(StreamShared<kThreads>& sh, device::RadixState& st,
 
 }  // namespace stream_detail
 
-/// One block of kThreads per unit; dynamic shared memory: p.candidate_capacity keys and as many
-/// positions. (A template so that every translation unit that includes it shares one
+/// One block of kThreads per unit; dynamic shared memory: stream_smem_bytes(p.candidate_capacity,
+/// p.above_capacity). (A template so that every translation unit that includes it shares one
 /// definition.)
 template <int kThreads = kStreamThreads>
 __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p) {
   constexpr int kItems = kStreamItems;
   using TopK = device::BlockTopK<kThreads>;
-  extern __shared__ __align__(16) uint32_t s_cand[];  // keys, then positions
+  extern __shared__ __align__(16) uint32_t s_cand[];  // candidate keys, their positions, above
   __shared__ stream_detail::StreamShared<kThreads> sh;
   const int capacity = p.candidate_capacity;
   uint32_t* cand_key = s_cand;
   int* cand_pos = reinterpret_cast<int*>(s_cand + capacity);
+  int* s_above = cand_pos + capacity;
 
   device::begin_dependent_grid();
   const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
@@ -225,8 +234,8 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
     st.mask = device::kStreamBinMask;
     st.remaining = static_cast<unsigned>(u.keff) - above;
 
-    if (candidates <= capacity) {
-      // Pass 2: positions of higher bins to the output, the bin's keys to the candidates.
+    if (candidates <= capacity && above <= static_cast<unsigned>(p.above_capacity)) {
+      // Pass 2: positions of higher bins to s_above, the bin's keys to the candidates.
       int written = 0, kept = 0;
       stream_detail::for_each_tile<kThreads, kItems>(
           p, u, sh.max, sh.inv_sum, [&](int s0, const uint32_t(&key)[kItems], int n) {
@@ -245,7 +254,7 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
               if (i >= n) break;
               const int b = device::stream_bin(key[i]);
               if (b > bin) {
-                u.out[out_at++] = s0 + i;
+                s_above[out_at++] = s0 + i;
               } else if (b == bin) {
                 cand_key[cand_at] = key[i];
                 cand_pos[cand_at++] = s0 + i;
@@ -273,26 +282,17 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
                                                  st.prefix, static_cast<int>(st.remaining),
                                                  cand_pos, chosen, equal_seen);
       }
-      // Merge the two sorted lists, u.out[0..above) and cand_pos[0..chosen), into u.out in
-      // position order: each element moves forward by the count of the other list below it.
+      // Merge the two sorted lists, s_above[0..above) and cand_pos[0..chosen) (positions
+      // are distinct): an element's place in the output is its index plus the count of the
+      // other list below it.
       const int a = static_cast<int>(above);
-      int* dest = reinterpret_cast<int*>(cand_key);  // the keys are no longer needed
+      for (int i = threadIdx.x; i < a; i += kThreads)
+        u.out[i + device::count_below(cand_pos, chosen, s_above[i])] = s_above[i];
       for (int j = threadIdx.x; j < chosen; j += kThreads)
-        dest[j] = j + device::count_below(u.out, a, cand_pos[j]);
-      __syncthreads();
-      // From the top down, a tile at a time: a position only moves up, past slots whose
-      // elements have already moved.
-      for (int top = a; top > 0; top -= kThreads) {
-        const int i = top - kThreads + static_cast<int>(threadIdx.x);
-        const int v = i >= 0 ? u.out[i] : 0;
-        __syncthreads();
-        if (i >= 0) u.out[i + device::count_below(cand_pos, chosen, v)] = v;
-        __syncthreads();
-      }
-      for (int j = threadIdx.x; j < chosen; j += kThreads)
-        u.out[dest[j]] = cand_pos[j];
+        u.out[j + device::count_below(s_above, a, cand_pos[j])] = cand_pos[j];
     } else {
-      // Too many candidates (many equal scores): count each refine digit over every key.
+      // Too many candidates (many equal scores) or higher-bin positions: count each refine
+      // digit over every key, then write the selection in one ordered pass.
       stream_detail::refine<kThreads>(sh, st, [&](device::RadixDigit d, unsigned* hist) {
         stream_detail::for_each_tile<kThreads, kItems>(
             p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {

@@ -49,15 +49,28 @@ namespace kernels {
 /// the logits (select_stream_kernel).
 enum class SelectRoute { kCluster, kSharedKeys, kGlobalKeys, kStream };
 
-/// Candidates the streaming selection keeps in shared memory (its limit raised once): up to
-/// kStreamCandidates, fewer where the device has less shared memory; 0 without a device.
-inline int stream_candidate_capacity() {
-  static const int capacity = [] {
-    const int fit =
-        raise_dynamic_smem(select_stream_kernel<>) / static_cast<int>(2 * sizeof(uint32_t));
-    return fit < kStreamCandidates ? fit : kStreamCandidates;
-  }();
-  return capacity;
+/// Dynamic shared memory the streaming selection may use (its limit raised once); 0 without a
+/// device.
+inline size_t stream_smem_limit() {
+  static const size_t bytes = static_cast<size_t>(raise_dynamic_smem(select_stream_kernel<>));
+  return bytes;
+}
+
+/// Shared-memory capacities of the streaming selection for up to `kmax` selected positions:
+/// the higher bins' positions (up to kStreamAbove; beyond, the kernel takes its streamed
+/// path) and then up to kStreamCandidates candidates in what is left. {0, 0} where even one
+/// candidate does not fit (no device).
+struct StreamCapacity {
+  int candidates = 0, above = 0;
+};
+inline StreamCapacity stream_capacity(int64_t kmax) {
+  StreamCapacity c;
+  c.above = static_cast<int>(kmax < kStreamAbove ? kmax : kStreamAbove);
+  const size_t limit = stream_smem_limit(), above_bytes = stream_smem_bytes(0, c.above);
+  const int64_t fit = limit > above_bytes ? static_cast<int64_t>((limit - above_bytes) / 8) : 0;
+  c.candidates = static_cast<int>(fit < kStreamCandidates ? fit : kStreamCandidates);
+  if (c.candidates < 1) c = StreamCapacity{};
+  return c;
 }
 
 /// The SPARQ_SELECT environment variable: "stream" makes every three-launch plan select with
@@ -170,7 +183,8 @@ struct SparqPlan {
   // The three launches as programmatic dependent launches (sm_90, SPARQ_PDL=1 until a GPU run
   // has timed them): each may start while the one before finishes; no memset.
   bool dependent_launch = false;
-  int stream_candidates = 0;  // select_stream_kernel's shared-memory candidates (tests lower it)
+  // select_stream_kernel's shared-memory capacities (tests lower the candidates).
+  int stream_candidates = 0, stream_above = 0;
   int chunk_positions = 0, chunks = 0, score_iters = 1, kmax = 0;
   int stat_chunks = 0;  // softmax stats per query head: one per warp span of each chunk
   int64_t logit_stride = 0;
@@ -226,7 +240,9 @@ struct SparqPlan {
     select = forced_select       ? *forced_select
              : select_override() ? *select_override()
                                  : select_route(static_cast<int>(bound), batch_units);
-    stream_candidates = stream_candidate_capacity();
+    const StreamCapacity cap = stream_capacity(kmax);
+    stream_candidates = cap.candidates;
+    stream_above = cap.above;
     dependent_launch = dependent_launch_requested() && device_has_clusters();
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
@@ -313,7 +329,8 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                    plan.indices,
                    plan.kmax,
                    plan.alpha,
-                   plan.stream_candidates};
+                   plan.stream_candidates,
+                   plan.stream_above};
   const int bound = p.length_bound();
   const dim3 grid(plan.units.per_batch, p.batch);
   const bool dep = plan.dependent_launch;
@@ -333,11 +350,12 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
       e = launch_ex(select_kernel<false, kThreads>, grid, dim3(kThreads), 0, stream, 0, dep, sel);
       break;
     case SelectRoute::kStream:
-      if (plan.stream_candidates < 1 || plan.stream_candidates > stream_candidate_capacity())
+      if (plan.stream_candidates < 1 || plan.stream_above < 0 ||
+          stream_smem_bytes(plan.stream_candidates, plan.stream_above) > stream_smem_limit())
         return Status::kUnsupportedDevice;
       e = launch_ex(select_stream_kernel<>, grid, dim3(kStreamThreads),
-                    2 * sizeof(uint32_t) * static_cast<size_t>(plan.stream_candidates), stream, 0,
-                    dep, sel);
+                    stream_smem_bytes(plan.stream_candidates, plan.stream_above), stream, 0, dep,
+                    sel);
       break;
   }
   return e == cudaSuccess ? Status::kSuccess : Status::kCudaError;
