@@ -215,13 +215,13 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
     for (int s = threadIdx.x; s < u.len; s += kThreads)
       u.out[s] = s;  // every row taken
   } else {
-    // Pass 1: the first digit of every key. 4096 bins rarely collide within a warp, so plain
-    // shared atomics.
+    // Pass 1: the first digit of every key (warp-aggregated adds: diffuse attention puts most
+    // scores of a warp in one bin).
     stream_detail::for_each_tile<kThreads, kItems>(
         p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
 #pragma unroll
           for (int i = 0; i < kItems; ++i)
-            if (i < n) atomicAdd(&sh.bins[device::stream_bin(key[i])], 1u);
+            if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
         });
     __syncthreads();
     int bin = 0;
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
       stream_detail::refine<kThreads>(sh, st, [&](device::RadixDigit d, unsigned* hist) {
         for (int c = threadIdx.x; c < candidates; c += kThreads) {
           const uint32_t key = cand_key[c];
-          if ((key & st.mask) == st.prefix) atomicAdd(&hist[device::digit_of(key, d)], 1u);
+          if ((key & st.mask) == st.prefix) TopK::add(hist, device::digit_of(key, d));
         }
       });
       // The chosen candidates, compacted in place to cand_pos[0..chosen) (each write lands at
@@ -299,7 +299,7 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
 #pragma unroll
               for (int i = 0; i < kItems; ++i)
                 if (i < n && (key[i] & st.mask) == st.prefix)
-                  atomicAdd(&hist[device::digit_of(key[i], d)], 1u);
+                  TopK::add(hist, device::digit_of(key[i], d));
             });
       });
       int written = 0, equal_seen = 0;
