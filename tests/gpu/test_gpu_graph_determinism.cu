@@ -34,6 +34,18 @@ struct Step {
   }
 };
 
+/// A Step's inputs on the device and an output buffer, with the SparQ launch's parameters.
+struct DeviceStep {
+  sparq::test::DeviceKVCache<T> cache;
+  sparq::test::DeviceBuffer<T> q, out;
+  sparq::test::DeviceBuffer<int> lengths;
+  sparq::SparqDecodeParams<T> params;
+  explicit DeviceStep(const Step& st)
+      : cache(st.host), q(st.q), out(st.q.size()), lengths(st.lengths) {
+    params = {st.p, st.cfg, q.get(), cache.view(), lengths.get(), out.get()};
+  }
+};
+
 bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
@@ -41,19 +53,12 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 TEST(GraphAndDeterminism, SparqReplayAndRepeatAreBitwiseIdentical) {
   SPARQ_REQUIRE_GPU();
   Step st;
-  sparq::test::DeviceKVCache<T> dev(st.host);
-  sparq::test::DeviceBuffer<T> dq(st.q), dout(st.q.size());
-  sparq::test::DeviceBuffer<int> dlen(st.lengths);
+  DeviceStep d(st);
+  const sparq::SparqDecodeParams<T>& a = d.params;
+  sparq::test::DeviceBuffer<T>& dout = d.out;
   size_t ws = 0;
   SPARQ_ASSERT_OK(sparq::sparq_decode_workspace_size<T>(st.p, st.cfg, &ws));
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
-  sparq::SparqDecodeParams<T> a;
-  a.problem = st.p;
-  a.config = st.cfg;
-  a.q = dq.get();
-  a.cache = dev.view();
-  a.lengths = dlen.get();
-  a.out = dout.get();
   cudaStream_t stream;
   CUDA_ASSERT(cudaStreamCreate(&stream));
   dout.poison();
@@ -93,19 +98,12 @@ TEST(GraphAndDeterminism, SparqDependentLaunchesMatchPlainLaunches) {
   using sparq::kernels::SparqPlan;
   using sparq::kernels::SparqRoute;
   Step st;
-  sparq::test::DeviceKVCache<T> dev(st.host);
-  sparq::test::DeviceBuffer<T> dq(st.q), dout(st.q.size());
-  sparq::test::DeviceBuffer<int> dlen(st.lengths);
+  DeviceStep d(st);
+  const sparq::SparqDecodeParams<T>& a = d.params;
+  sparq::test::DeviceBuffer<T>& dout = d.out;
   const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kThreeLaunches).bytes;
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
   dws.poison();
-  sparq::SparqDecodeParams<T> a;
-  a.problem = st.p;
-  a.config = st.cfg;
-  a.q = dq.get();
-  a.cache = dev.view();
-  a.lengths = dlen.get();
-  a.out = dout.get();
   cudaStream_t stream;
   CUDA_ASSERT(cudaStreamCreate(&stream));
   for (const bool streaming : {false, true}) {

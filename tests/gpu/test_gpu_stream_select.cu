@@ -112,13 +112,7 @@ TEST_P(StreamSelectGpu, SelectsWhatTheRuleKernelSelects) {
   ASSERT_EQ(by_rule.indices, streaming.indices);
   ASSERT_EQ(by_rule.alpha, streaming.alpha);
 
-  sparq::SparqDecodeParams<T> a;
-  a.problem = p;
-  a.config = cfg;
-  a.q = dq.get();
-  a.cache = dev.view();
-  a.lengths = dlen.get();
-  a.out = dout.get();
+  const sparq::SparqDecodeParams<T> a{p, cfg, dq.get(), dev.view(), dlen.get(), dout.get()};
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_scores<T, 128>(a, by_rule, nullptr)));
   const Selection want = run_select(a, by_rule);
   const Selection got = run_select(a, streaming);

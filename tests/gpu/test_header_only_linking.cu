@@ -9,12 +9,8 @@
 size_t workspace_bytes_from_second_unit(const sparq::DecodeProblem& p, const sparq::SparqConfig& c);
 
 TEST(HeaderOnly, TwoTranslationUnitsLinkAndAgree) {
-  sparq::DecodeProblem p;
-  p.batch = 2;
-  p.num_q_heads = 8;
-  p.num_kv_heads = 2;
-  p.head_dim = 128;
-  p.capacity = 4096;
+  const sparq::DecodeProblem p{/*batch=*/2, /*num_q_heads=*/8, /*num_kv_heads=*/2,
+                               /*head_dim=*/128, /*capacity=*/4096};
   sparq::SparqConfig c;
   c.r = 16;
   c.k = 256;

@@ -142,6 +142,15 @@ TEST(GpuSparq, FullRankSparqGeneratesExactlyTheDenseTokens) {
   EXPECT_EQ(sparse, dense);
 }
 
+// Two models that differ only in how their kernels are launched: the same greedy tokens and
+// the same logits, bit for bit, over `steps` decode steps.
+void expect_same_decoding(Model& with, Model& without, const std::vector<int>& prompt, int steps) {
+  std::vector<std::vector<float>> a, b;
+  EXPECT_EQ(greedy(with, prompt, steps, &a), greedy(without, prompt, steps, &b));
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(a[i], b[i]) << "step " << i;
+}
+
 TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
   LLAMA_REQUIRE_GPU();
   const Reference ref = load_reference("fp32_sharded");
@@ -152,11 +161,8 @@ TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
       with->attention.mode = without->attention.mode = mode;
       with->attention.compression = without->attention.compression = 4;
       with->attention.local_window = without->attention.local_window = 4;
-      std::vector<std::vector<float>> a, b;
       // 300 steps cross a 256-position bucket (a second captured graph).
-      EXPECT_EQ(greedy(*with, ref.prompt_ids, 300, &a), greedy(*without, ref.prompt_ids, 300, &b));
-      for (size_t i = 0; i < a.size(); ++i)
-        ASSERT_EQ(a[i], b[i]) << "step " << i;
+      expect_same_decoding(*with, *without, ref.prompt_ids, 300);
     }
 }
 
@@ -173,10 +179,7 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       auto with = load("bf16_tied", graphs, true, true), without = load("bf16_tied", graphs, true);
       with->attention.mode = without->attention.mode = mode;
       with->attention.compression = without->attention.compression = 4;
-      std::vector<std::vector<float>> a, b;
-      EXPECT_EQ(greedy(*with, ref.prompt_ids, 64, &a), greedy(*without, ref.prompt_ids, 64, &b));
-      for (size_t i = 0; i < a.size(); ++i)
-        ASSERT_EQ(a[i], b[i]) << "step " << i;
+      expect_same_decoding(*with, *without, ref.prompt_ids, 64);
     }
 }
 

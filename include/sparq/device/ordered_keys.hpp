@@ -2,6 +2,8 @@
 // that forces a position into the selection. Plain C++ (host and device).
 #pragma once
 
+#include <math.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -27,5 +29,18 @@ SPARQ_HOST_DEVICE inline float ordered_to_float(uint32_t key) {
 
 /// Key that ranks above every finite score: positions of the local window.
 constexpr uint32_t kForcedKey = 0xFFFFFFFFu;
+
+/// s-hat of one head at one position: the softmax weight of its approximate logit, from the
+/// head's largest logit and 1 / (sum of exp). Every kernel that ranks or sums s-hat uses this
+/// one expression, so that they all select the same positions.
+SPARQ_HOST_DEVICE inline float shat(float logit, float max, float inv_sum) {
+  return expf(logit - max) * inv_sum;
+}
+
+/// The ranking key of position s (of `len`) whose s-hat, summed over the unit's heads, is
+/// shat_sum; the last `window` positions are forced in.
+SPARQ_HOST_DEVICE inline uint32_t ranking_key(float shat_sum, int s, int len, int window) {
+  return s >= len - window ? kForcedKey : float_to_ordered(shat_sum);
+}
 
 }  // namespace sparq::device

@@ -145,6 +145,43 @@ struct BlockTopK {
     return st.prefix;
   }
 
+  /// One tile of an ordered compaction, kItems keys per thread in thread order: the positions
+  /// (pos) of this thread's first n keys that are > threshold, and of the first need_equal
+  /// keys == threshold (counting `equal_seen` met before this tile), go to out[written...];
+  /// written and equal_seen advance (block-uniform). Ends with a barrier, after which out and
+  /// the keys' storage may be reused.
+  template <int kItems>
+  __device__ static void compact_tile(TempStorage& ts, const uint32_t (&key)[kItems],
+                                      const int (&pos)[kItems], int n, uint32_t threshold,
+                                      int need_equal, int* out, int& written, int& equal_seen) {
+    static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      gt += (i < n && key[i] > threshold) ? 1 : 0;
+      eq += (i < n && key[i] == threshold) ? 1 : 0;
+    }
+    int pre, total;
+    Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
+    const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
+    int eq_count = pre >> 16;
+    int at = written + (pre & 0xFFFF) + (eq_count < budget ? eq_count : budget);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      if (i >= n) break;
+      if (key[i] > threshold) {
+        out[at++] = pos[i];
+      } else if (key[i] == threshold) {
+        if (eq_count < budget) out[at++] = pos[i];
+        ++eq_count;
+      }
+    }
+    const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
+    written += tile_gt + (tile_eq < budget ? tile_eq : budget);
+    equal_seen += tile_eq;
+    __syncthreads();
+  }
+
   /// Writes, in increasing position order, every key > threshold and the first need_equal
   /// keys == threshold, as positions first_position + i (keys[i] for i < n), into out from
   /// index `written` on, with `equal_seen` equal keys already met before these. Returns the
@@ -154,7 +191,6 @@ struct BlockTopK {
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                 int need_equal, int* out, int written = 0, int equal_seen = 0,
                                 int first_position = 0) {
-    static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
     static_assert(kItems % 4 == 0, "keys are read 4 at a time");
     for (int base = 0; base < n; base += kThreads * kItems) {
       const int s0 = base + threadIdx.x * kItems;
@@ -175,31 +211,12 @@ struct BlockTopK {
         for (int i = 0; i < kItems; ++i)
           key[i] = s0 + i < n ? keys[s0 + i] : 0u;
       }
-      int gt = 0, eq = 0;
+      int pos[kItems];
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        gt += (s0 + i < n && key[i] > threshold) ? 1 : 0;
-        eq += (s0 + i < n && key[i] == threshold) ? 1 : 0;
-      }
-      int pre, total;
-      Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
-      const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
-      int eq_count = pre >> 16;
-      int pos = written + (pre & 0xFFFF) + (eq_count < budget ? eq_count : budget);
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        if (s0 + i >= n) break;
-        if (key[i] > threshold) {
-          out[pos++] = first_position + s0 + i;
-        } else if (key[i] == threshold) {
-          if (eq_count < budget) out[pos++] = first_position + s0 + i;
-          ++eq_count;
-        }
-      }
-      const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
-      written += tile_gt + (tile_eq < budget ? tile_eq : budget);
-      equal_seen += tile_eq;
-      __syncthreads();
+      for (int i = 0; i < kItems; ++i)
+        pos[i] = first_position + s0 + i;
+      const int valid = n - s0 < kItems ? n - s0 : kItems;
+      compact_tile<kItems>(ts, key, pos, valid, threshold, need_equal, out, written, equal_seen);
     }
     return written;
   }

@@ -210,12 +210,8 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned* counter = p.counters + b * p.units_per_batch + unit;
-    const unsigned prev = atomicAdd(counter, 1u);
+    const unsigned prev = atomicAdd(p.counters + b * p.units_per_batch + unit, 1u);
     s_last = prev == static_cast<unsigned>(p.splits - 1);
-    // The last block clears the counter again (every other block of the unit has counted), so
-    // a launch without the memset before it (dependent launches) finds it at zero.
-    if (s_last) *counter = 0u;
   }
   __syncthreads();
   if (!s_last) return;

@@ -87,7 +87,7 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
 }  // namespace fused_detail
 
 /// kBlocks blocks per unit: kClusterBlocks for few units, or 1 (a cluster of one block) for
-/// units of several heads at larger batch. Launched in clusters of kBlocks (launch_clustered).
+/// units of several heads at larger batch. Launched in clusters of kBlocks (launch_ex).
 template <typename T, int D, int kBlocks = kClusterBlocks>
 __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -193,13 +193,10 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
     last = end;
   } else {
     for (int s = threadIdx.x; s < n; s += kFusedThreads) {
-      uint32_t key = device::kForcedKey;
-      if (begin + s < len - leff) {
-        float sum = 0.f;
-        for (int h = 0; h < nh; ++h)
-          sum += expf(s_logits[h * seg + s] - s_max[h]) * s_inv_sum[h];
-        key = device::float_to_ordered(sum);
-      }
+      float sum = 0.f;
+      for (int h = 0; h < nh; ++h)
+        sum += device::shat(s_logits[h * seg + s], s_max[h], s_inv_sum[h]);
+      const uint32_t key = device::ranking_key(sum, begin + s, len, leff);
       s_keys[s] = key;
       TopK::add(s_sel.hist[0], key >> 24);
     }
@@ -220,7 +217,7 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
 #pragma unroll
       for (int h = 0; h < kHeadsPerPass; ++h)
         if (hb + h < nh)
-          a[h] += expf(s_logits[(hb + h) * seg + s] - s_max[hb + h]) * s_inv_sum[hb + h];
+          a[h] += device::shat(s_logits[(hb + h) * seg + s], s_max[hb + h], s_inv_sum[hb + h]);
     }
     device::block_sum<kHeadsPerPass, kFusedThreads>(a, s_scratch);
     if (threadIdx.x == 0) {
@@ -330,14 +327,9 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   __syncthreads();
   float alpha[1] = {0.f};
   for (int s = threadIdx.x; s < len; s += kThreads) {
-    const float shat = expf(s_x[s] - m) * inv_sum;
-    uint32_t key = device::float_to_ordered(shat);
-    if (s >= len - leff) {
-      key = device::kForcedKey;
-      alpha[0] += shat;
-    } else if (take_all) {
-      alpha[0] += shat;
-    }
+    const float shat = device::shat(s_x[s], m, inv_sum);
+    const uint32_t key = device::ranking_key(shat, s, len, leff);
+    if (s >= len - leff || take_all) alpha[0] += shat;
     s_keys[s] = key;
     if (!take_all) TopK::add_to_first_histogram(s_topk, key);
   }
@@ -380,8 +372,8 @@ int smem_limit() {
     if (!device_has_clusters()) return 0;
     const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D, kBlocks>);
     if (bytes <= 0) return 0;
-    const ClusterLaunch launch(dim3(kBlocks), dim3(kFusedThreads), static_cast<size_t>(bytes),
-                               nullptr, kBlocks);
+    const KernelLaunch launch(dim3(kBlocks), dim3(kFusedThreads), static_cast<size_t>(bytes),
+                              nullptr, kBlocks);
     int clusters = 0;
     if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &launch.cfg) !=
         cudaSuccess) {

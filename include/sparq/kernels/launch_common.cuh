@@ -140,11 +140,11 @@ inline bool device_has_clusters() {
 /// device::begin_dependent_grid). The cluster size is a launch attribute rather than
 /// __cluster_dims__, so that the kernels also compile for architectures without clusters (where
 /// they are never launched). Not copyable: the configuration points at its own attributes.
-struct ClusterLaunch {
+struct KernelLaunch {
   cudaLaunchConfig_t cfg{};
   cudaLaunchAttribute attr[2];
-  ClusterLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, unsigned cluster_x,
-                bool dependent = false) {
+  KernelLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, unsigned cluster_x,
+               bool dependent = false) {
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
@@ -165,8 +165,8 @@ struct ClusterLaunch {
     cfg.attrs = n > 0 ? attr : nullptr;
     cfg.numAttrs = n;
   }
-  ClusterLaunch(const ClusterLaunch&) = delete;
-  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+  KernelLaunch(const KernelLaunch&) = delete;
+  KernelLaunch& operator=(const KernelLaunch&) = delete;
 };
 
 /// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90; 0: not as
@@ -174,16 +174,8 @@ struct ClusterLaunch {
 template <typename... Params, typename... Args>
 cudaError_t launch_ex(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                       cudaStream_t stream, unsigned cluster_x, bool dependent, Args&&... args) {
-  const ClusterLaunch launch(grid, block, smem, stream, cluster_x, dependent);
+  const KernelLaunch launch(grid, block, smem, stream, cluster_x, dependent);
   return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
-}
-
-/// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90).
-template <typename... Params, typename... Args>
-cudaError_t launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                             cudaStream_t stream, unsigned cluster_x, Args&&... args) {
-  return launch_ex(kernel, grid, block, smem, stream, cluster_x, false,
-                   static_cast<Args&&>(args)...);
 }
 
 /// Splits of a sequence of up to n rows among blocks, for batch_units independent rows lists

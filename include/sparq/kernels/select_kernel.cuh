@@ -125,7 +125,7 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
       for (int v = 0; v < kVecs; ++v)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
-          sum[v][i] += expf(x[v][i] - mh) * inv;
+          sum[v][i] += device::shat(x[v][i], mh, inv);
     }
 #pragma unroll
     for (int v = 0; v < kVecs; ++v)
@@ -133,8 +133,7 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
       for (int i = 0; i < 4; ++i) {
         const int s = base + v * kStep + i;
         if (s < end) {
-          const uint32_t key =
-              s >= u.len - u.leff ? device::kForcedKey : device::float_to_ordered(sum[v][i]);
+          const uint32_t key = device::ranking_key(sum[v][i], s, u.len, u.leff);
           keys[s - begin] = key;
           TopK::add(hist, key >> 24);
         }
@@ -152,7 +151,7 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
   for (int h = 0; h < u.nh; ++h) {
     float a = 0.f;
     for (int i = first + threadIdx.x; i < last; i += kThreads)
-      a += expf(u.logits[h * p.logit_stride + u.out[i]] - s_max[h]) * s_inv_sum[h];
+      a += device::shat(u.logits[h * p.logit_stride + u.out[i]], s_max[h], s_inv_sum[h]);
     a = device::warp_sum(a);
     if (lane == 0) s_red[warp] = a;
     __syncthreads();
@@ -279,7 +278,7 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
 
 /// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
 /// and keeps its keys in its shared memory; cluster_top_k selects across the cluster.
-/// Launched in clusters of kClusterBlocks (launch_clustered). A template (of its block size) so
+/// Launched in clusters of kClusterBlocks (launch_ex). A template (of its block size) so
 /// that every translation unit that includes it can share its one definition.
 template <int kThreads = kClusterThreads>
 __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p) {

@@ -34,8 +34,8 @@ namespace stream_detail {
 
 using select_detail::UnitView;
 
-/// Ranking keys of positions s0..s0+kItems (the same arithmetic as compute_keys); positions
-/// at or past the unit's length get key 0 and must not be used.
+/// Ranking keys of positions s0..s0+kItems (device::shat and ranking_key, as compute_keys);
+/// positions at or past the unit's length get key 0 and must not be used.
 template <int kItems>
 __device__ void tile_keys(const SelectParams& p, const UnitView& u, const float* s_max,
                           const float* s_inv_sum, int s0, uint32_t (&key)[kItems]) {
@@ -64,13 +64,11 @@ __device__ void tile_keys(const SelectParams& p, const UnitView& u, const float*
     const float mh = s_max[h], inv = s_inv_sum[h];
 #pragma unroll
     for (int i = 0; i < kItems; ++i)
-      sum[i] += expf(x[i] - mh) * inv;
+      sum[i] += device::shat(x[i], mh, inv);
   }
 #pragma unroll
   for (int i = 0; i < kItems; ++i)
-    key[i] = s0 + i >= u.len            ? 0u
-             : s0 + i >= u.len - u.leff ? device::kForcedKey
-                                        : device::float_to_ordered(sum[i]);
+    key[i] = s0 + i < u.len ? device::ranking_key(sum[i], s0 + i, u.len, u.leff) : 0u;
 }
 
 /// Calls f(s0, key, n) for every tile of kThreads x kItems positions, n = positions of this
@@ -121,44 +119,6 @@ __device__ void choose_bin(typename device::BlockTopK<kThreads>::TempStorage& ts
   __syncthreads();
   *bin = static_cast<int>(ts.digit);
   *above = ts.above;
-  __syncthreads();
-}
-
-/// Ordered compaction of one tile (this thread's first n of key and pos): the positions of
-/// every key > threshold, and of the first need_equal keys == threshold (counted from
-/// `equal_seen`), into out[written...]; updates written and equal_seen (block-uniform).
-/// Contains a barrier, after which out may be read.
-template <int kThreads, int kItems>
-__device__ void compact_tile(typename device::BlockTopK<kThreads>::TempStorage& ts,
-                             const uint32_t (&key)[kItems], const int (&pos)[kItems], int n,
-                             uint32_t threshold, int need_equal, int* out, int& written,
-                             int& equal_seen) {
-  using Scan = typename device::BlockTopK<kThreads>::Scan;
-  static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
-  int gt = 0, eq = 0;
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    gt += (i < n && key[i] > threshold) ? 1 : 0;
-    eq += (i < n && key[i] == threshold) ? 1 : 0;
-  }
-  int pre, total;
-  Scan(ts.scan).ExclusiveSum(gt | (eq << 16), pre, total);
-  const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
-  int eq_count = pre >> 16;
-  int at = written + (pre & 0xFFFF) + (eq_count < budget ? eq_count : budget);
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    if (i >= n) break;
-    if (key[i] > threshold) {
-      out[at++] = pos[i];
-    } else if (key[i] == threshold) {
-      if (eq_count < budget) out[at++] = pos[i];
-      ++eq_count;
-    }
-  }
-  const int tile_eq = total >> 16, tile_gt = total & 0xFFFF;
-  written += tile_gt + (tile_eq < budget ? tile_eq : budget);
-  equal_seen += tile_eq;
   __syncthreads();
 }
 
@@ -278,9 +238,8 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
         const int c = base + threadIdx.x;
         const uint32_t key[1] = {c < candidates ? cand_key[c] : 0u};
         const int pos[1] = {c < candidates ? cand_pos[c] : 0};
-        stream_detail::compact_tile<kThreads, 1>(sh.topk, key, pos, c < candidates ? 1 : 0,
-                                                 st.prefix, static_cast<int>(st.remaining),
-                                                 cand_pos, chosen, equal_seen);
+        TopK::compact_tile<1>(sh.topk, key, pos, c < candidates ? 1 : 0, st.prefix,
+                              static_cast<int>(st.remaining), cand_pos, chosen, equal_seen);
       }
       // Merge the two sorted lists, s_above[0..above) and cand_pos[0..chosen) (positions
       // are distinct): an element's place in the output is its index plus the count of the
@@ -309,9 +268,8 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
 #pragma unroll
             for (int i = 0; i < kItems; ++i)
               pos[i] = s0 + i;
-            stream_detail::compact_tile<kThreads, kItems>(sh.topk, key, pos, n, st.prefix,
-                                                          static_cast<int>(st.remaining), u.out,
-                                                          written, equal_seen);
+            TopK::compact_tile<kItems>(sh.topk, key, pos, n, st.prefix,
+                                       static_cast<int>(st.remaining), u.out, written, equal_seen);
           });
     }
   }

@@ -361,12 +361,13 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return e == cudaSuccess ? Status::kSuccess : Status::kCudaError;
 }
 
-/// Launch 3 (after a memset of the counters, in launch_attend; with dependent launches the
-/// scores launch of the same step cleared them instead): exact attention on the selected rows,
-/// merge, interpolation with v-bar.
+/// Launch 3 (after a memset of the counters, in launch_attend): exact attention on the selected
+/// rows, merge, interpolation with v-bar. `after_scores`: the scores launch of this step, from
+/// a plan with dependent launches, has cleared the counters, so no memset separates this launch
+/// from the previous one and it launches as a dependent.
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, bool after_scores = false) {
   // A plan made for a fused route carved no room for this launch's intermediates.
   if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
@@ -388,7 +389,8 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
                      plan.attend.partial_ml,
                      plan.attend.partial_acc,
                      plan.attend.counters};
-  return launch_attend<T, D>(ap, plan.attend, p.batch, stream, plan.dependent_launch);
+  return launch_attend<T, D>(ap, plan.attend, p.batch, stream,
+                             after_scores && plan.dependent_launch);
 }
 
 /// The three-launch route; the plan must have been made for it (SparqPlan(..., SparqRoute::
@@ -401,7 +403,7 @@ Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
                               ? launch_sparq_select<T, kSelectThreadsWide>(a, plan, stream)
                               : launch_sparq_select<T>(a, plan, stream);
   if (!ok(selected)) return selected;
-  return launch_sparq_attend<T, D>(a, plan, stream);
+  return launch_sparq_attend<T, D>(a, plan, stream, /*after_scores=*/true);
 }
 
 template <typename T>
@@ -435,9 +437,9 @@ Status launch_sparq_fused(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   const int bound = p.length_bound();
   if (!fused_fits<T, D>(bound, plan.units.heads_per_unit)) return Status::kUnsupportedDevice;
   const size_t smem = fused_smem_bytes(plan.units.heads_per_unit, D, cluster_segment(bound));
-  if (launch_clustered(sparq_fused_kernel<T, D, kClusterBlocks>,
-                       dim3(kClusterBlocks, plan.units.per_batch, p.batch), dim3(kFusedThreads),
-                       smem, stream, kClusterBlocks, fused_params(a, plan)) != cudaSuccess)
+  if (launch_ex(sparq_fused_kernel<T, D, kClusterBlocks>,
+                dim3(kClusterBlocks, plan.units.per_batch, p.batch), dim3(kFusedThreads), smem,
+                stream, kClusterBlocks, false, fused_params(a, plan)) != cudaSuccess)
     return Status::kCudaError;
   return Status::kSuccess;
 }
@@ -458,9 +460,9 @@ Status launch_sparq_fused_block(const SparqDecodeParams<T>& a, const SparqPlan<T
             fused_params(a, plan));
   } else {
     const size_t smem = fused_smem_bytes(nh, D, cluster_segment(bound, 1));
-    if (launch_clustered(sparq_fused_kernel<T, D, 1>, dim3(1, plan.units.per_batch, p.batch),
-                         dim3(kFusedThreads), smem, stream, 1,
-                         fused_params(a, plan)) != cudaSuccess)
+    if (launch_ex(sparq_fused_kernel<T, D, 1>, dim3(1, plan.units.per_batch, p.batch),
+                  dim3(kFusedThreads), smem, stream, 1, false,
+                  fused_params(a, plan)) != cudaSuccess)
       return Status::kCudaError;
   }
   return last_launch_status();
