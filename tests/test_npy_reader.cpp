@@ -110,6 +110,28 @@ TEST(NpyReader, RejectsMalformedFiles) {
   expect_error(cut.substr(0, 20), "truncated header");
 }
 
+// Found by fuzzing: a 29-digit dimension threw std::out_of_range from std::stoll, and a shape
+// whose element count wraps (to zero for 2^62 * 4) passed the size check with no data, leaving the
+// shape to promise elements that were never read.
+TEST(NpyReader, RejectsShapesThatOverflow) {
+  const std::string f4 = bytes_of<float>({1.0f, 2.0f});
+  expect_error(
+      make_npy(
+          "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 77777777777777777777777777777), }",
+          f4),
+      "too large");
+  expect_error(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999, "
+                        "999999999999999, 2048), }",
+                        ""),
+               "truncated data");
+  expect_error(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3), }", f4),
+               "truncated data");
+  // An empty array is still fine, whatever its other dimensions.
+  const NpyArray e = parse_npy(
+      make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999, 0), }", ""));
+  EXPECT_EQ(e.size(), 0);
+}
+
 TEST(NpyReader, MissingFileNamesThePath) {
   try {
     sparq::test::load_npy("/nonexistent/dir/x.npy");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -53,6 +54,13 @@ inline void validate_config(const Config& c, const std::string& where) {
     fail(
         "hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
         "num_key_value_heads and vocab_size must be positive");
+  // Far above any real Llama, low enough that every product of them fits the int64 shapes
+  // and the int dimensions the model code uses (q_dim, kv_dim).
+  if (c.hidden_size > (1 << 20) || c.intermediate_size > (1 << 20) || c.num_layers > 4096 ||
+      c.num_heads > 4096 || c.vocab_size > (1 << 24))
+    fail(
+        "implausibly large model (limits: hidden_size and intermediate_size 2^20, 4096 layers, "
+        "4096 heads, vocab_size 2^24)");
   if (c.num_heads % c.num_kv_heads != 0)
     fail("num_attention_heads must be a multiple of num_key_value_heads");
   if (c.head_dim != 64 && c.head_dim != 128 && c.head_dim != 256)
@@ -70,20 +78,38 @@ inline Config parse_config(const std::string& text, const std::string& where) {
     throw LoadError(where + ": malformed JSON: " + e.what());
   }
   if (!j.is_object()) throw LoadError(where + ": expected a JSON object");
+  auto fail = [&](const std::string& m) { throw LoadError(where + ": " + m); };
+  // An integer that fits an int; 4294967424 must not silently become 128.
+  auto as_int = [&](const nlohmann::json& v, const std::string& key) -> int {
+    if (!v.is_number_integer()) fail("\"" + key + "\" must be an integer");
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<uint64_t>() <= uint64_t(INT32_MAX)
+                          : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+    if (!fits) fail("\"" + key + "\" = " + v.dump() + " is out of range");
+    return static_cast<int>(v.get<int64_t>());
+  };
   auto get_int = [&](const char* key, int fallback, bool required) -> int {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) {
-      if (required) throw LoadError(where + ": missing \"" + key + "\"");
+      if (required) fail(std::string("missing \"") + key + "\"");
       return fallback;
     }
-    if (!it->is_number_integer()) throw LoadError(where + ": \"" + key + "\" must be an integer");
-    return it->get<int>();
+    return as_int(*it, key);
   };
   auto get_num = [&](const char* key, double fallback) -> double {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
-    if (!it->is_number()) throw LoadError(where + ": \"" + key + "\" must be a number");
+    if (!it->is_number()) fail(std::string("\"") + key + "\" must be a number");
     return it->get<double>();
+  };
+  // A string member of an object, or `fallback` when absent or null.
+  auto get_str = [&](const nlohmann::json& o, const std::string& key, const std::string& fallback,
+                     const std::string& what) -> std::string {
+    auto it = o.find(key);
+    if (it == o.end() || it->is_null()) return fallback;
+    if (!it->is_string())
+      fail((what.empty() ? "" : what + " ") + "\"" + key + "\" must be a string");
+    return it->get<std::string>();
   };
   Config c;
   c.hidden_size = get_int("hidden_size", 0, true);
@@ -95,31 +121,38 @@ inline Config parse_config(const std::string& text, const std::string& where) {
   c.head_dim = get_int("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0, false);
   c.max_position_embeddings = get_int("max_position_embeddings", 2048, false);
   c.bos_token_id = get_int("bos_token_id", 1, false);
-  c.eos_token_id = j.contains("eos_token_id") && j["eos_token_id"].is_array()
-                       ? j["eos_token_id"].at(0).get<int>()
-                       : get_int("eos_token_id", 2, false);
+  if (auto it = j.find("eos_token_id"); it != j.end() && it->is_array()) {
+    // Llama 3 lists several end tokens; the first is the one a turn ends with.
+    if (it->empty()) fail("\"eos_token_id\" is an empty list");
+    c.eos_token_id = as_int(it->front(), "eos_token_id[0]");
+  } else {
+    c.eos_token_id = get_int("eos_token_id", 2, false);
+  }
   c.rope_theta = get_num("rope_theta", 10000.0);
   // transformers >= 5 writes {"rope_parameters": {"rope_theta": ..., "rope_type": ...}}.
-  if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object()) {
-    if (auto t = it->find("rope_theta"); t != it->end() && t->is_number())
+  if (auto it = j.find("rope_parameters"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) fail("\"rope_parameters\" must be an object");
+    if (auto t = it->find("rope_theta"); t != it->end() && !t->is_null()) {
+      if (!t->is_number()) fail("rope_parameters \"rope_theta\" must be a number");
       c.rope_theta = t->get<double>();
-    const std::string type = it->value("rope_type", std::string("default"));
+    }
+    const std::string type = get_str(*it, "rope_type", "default", "rope_parameters");
     if (type != "default")
-      throw LoadError(where + ": rope_parameters rope_type \"" + type +
-                      "\" is not supported by this example");
+      fail("rope_parameters rope_type \"" + type + "\" is not supported by this example");
   }
   c.rms_norm_eps = get_num("rms_norm_eps", 1e-6);
   if (auto it = j.find("tie_word_embeddings"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean()) throw LoadError(where + ": \"tie_word_embeddings\" must be a boolean");
+    if (!it->is_boolean()) fail("\"tie_word_embeddings\" must be a boolean");
     c.tie_word_embeddings = it->get<bool>();
   }
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    const std::string type = it->value("rope_type", it->value("type", std::string("?")));
-    if (type != "default")
-      throw LoadError(where + ": rope_scaling \"" + type + "\" is not supported by this example");
+    if (!it->is_object()) fail("\"rope_scaling\" must be an object or null");
+    const std::string type =
+        get_str(*it, "rope_type", get_str(*it, "type", "?", "rope_scaling"), "rope_scaling");
+    if (type != "default") fail("rope_scaling \"" + type + "\" is not supported by this example");
   }
-  if (auto it = j.find("hidden_act"); it != j.end() && it->is_string() && *it != "silu")
-    throw LoadError(where + ": hidden_act \"" + it->get<std::string>() + "\" is not supported");
+  if (const std::string act = get_str(j, "hidden_act", "silu", ""); act != "silu")
+    fail("hidden_act \"" + act + "\" is not supported");
   validate_config(c, where);
   return c;
 }

@@ -6,7 +6,10 @@
 //
 // Everything model-specific is in model_cpu.hpp (CPU) and model_cuda.cu (GPU); this file has
 // the flags, the chat loop and the decode benchmark. Run with --help for the options.
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -135,13 +138,27 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage_error(a + " needs a value");
       return argv[++i];
     };
-    auto number = [&](double lo) {
+    auto number = [&](double lo, double hi) {
       const std::string v = value();
       char* end = nullptr;
       const double x = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(x >= lo)) usage_error("bad value for " + a + ": " + v);
+      if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
+        usage_error("bad value for " + a + ": " + v + " (a number from " + std::to_string(lo) +
+                    " to " + std::to_string(hi) + ")");
       return x;
     };
+    // A whole number in [lo, hi]: "1e20", "2.5" or "inf" must not reach an int conversion.
+    auto integer = [&](long long lo, long long hi) {
+      const std::string v = value();
+      char* end = nullptr;
+      errno = 0;
+      const long long x = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
+        usage_error("bad value for " + a + ": " + v + " (a whole number from " +
+                    std::to_string(lo) + " to " + std::to_string(hi) + ")");
+      return x;
+    };
+    constexpr long long kMaxInt = 1 << 30;  // lengths and counts far beyond any real use
     if (a == "-h" || a == "--help") {
       print_help();
       std::exit(0);
@@ -159,15 +176,15 @@ Options parse(int argc, char** argv) {
     } else if (a == "--raw") {
       o.raw = true;
     } else if (a == "--max-new-tokens") {
-      o.max_new_tokens = static_cast<int>(number(1));
+      o.max_new_tokens = static_cast<int>(integer(1, kMaxInt));
     } else if (a == "--max-seq-len") {
-      o.max_seq_len = static_cast<int>(number(2));
+      o.max_seq_len = static_cast<int>(integer(2, kMaxInt));
     } else if (a == "--temperature") {
-      o.temperature = static_cast<float>(number(0));
+      o.temperature = static_cast<float>(number(0, 100));
     } else if (a == "--top-p") {
-      o.top_p = static_cast<float>(number(0));
+      o.top_p = static_cast<float>(number(0, 1));
     } else if (a == "--seed") {
-      o.seed = static_cast<uint64_t>(number(0));
+      o.seed = static_cast<uint64_t>(integer(0, LLONG_MAX));
     } else if (a == "--attention") {
       const std::string m = value();
       if (m == "dense")
@@ -179,13 +196,13 @@ Options parse(int argc, char** argv) {
       else
         usage_error("--attention must be dense, sparq or auto");
     } else if (a == "--compression") {
-      o.attention.compression = number(1);
+      o.attention.compression = number(1, 1e6);
     } else if (a == "--r") {
-      o.attention.r = static_cast<int>(number(1));
+      o.attention.r = static_cast<int>(integer(1, kMaxInt));
     } else if (a == "--k") {
-      o.attention.k = static_cast<int>(number(1));
+      o.attention.k = static_cast<int>(integer(1, kMaxInt));
     } else if (a == "--local-window") {
-      o.attention.local_window = static_cast<int>(number(0));
+      o.attention.local_window = static_cast<int>(integer(0, kMaxInt));
     } else if (a == "--no-reallocation") {
       o.attention.reallocation = false;
     } else if (a == "--no-graph") {
@@ -197,9 +214,9 @@ Options parse(int argc, char** argv) {
     } else if (a == "--pdl") {
       o.pdl = true;
     } else if (a == "--bench-decode") {
-      o.bench_decode = static_cast<int>(number(1));
+      o.bench_decode = static_cast<int>(integer(1, kMaxInt));
     } else if (a == "--bench-steps") {
-      o.bench_steps = static_cast<int>(number(1));
+      o.bench_steps = static_cast<int>(integer(1, kMaxInt));
     } else if (a == "--bench-fill") {
       const std::string m = value();
       if (m != "random" && m != "prefill") usage_error("--bench-fill must be random or prefill");
@@ -264,7 +281,7 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
         bound.weight_gb, bound.kv_gb, bound.copy_gbs, bound.ms());
   }
   std::mt19937 rng(static_cast<uint32_t>(o.seed));
-  std::uniform_int_distribution<int> tok(3, c.vocab_size - 1);
+  std::uniform_int_distribution<int> tok(std::min(3, c.vocab_size - 1), c.vocab_size - 1);
   std::vector<float> logits;
   double ms[2] = {0, 0};
   std::string how[2];
@@ -372,6 +389,19 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
   return 0;
 }
 
+// Every id the tokenizer can produce must index the model's embedding, and the chat format
+// needs BOS and EOS.
+std::unique_ptr<llama::Tokenizer> load_tokenizer(const std::string& path, const llama::Config& c) {
+  auto tok = std::make_unique<llama::Tokenizer>(path);
+  if (tok->vocab_size() > c.vocab_size)
+    throw llama::LoadError(path + ": " + std::to_string(tok->vocab_size()) +
+                           " pieces, but config.json's vocab_size is " +
+                           std::to_string(c.vocab_size) + " (a tokenizer of another model?)");
+  if (tok->bos() < 0 || tok->eos() < 0)
+    throw llama::LoadError(path + ": the tokenizer defines no BOS or EOS piece");
+  return tok;
+}
+
 int run(const Options& o) {
   bool use_cuda = o.device == "cuda";
   if (o.device != "cpu") {
@@ -397,6 +427,10 @@ int run(const Options& o) {
     ck = std::make_unique<llama::Checkpoint>(o.model_dir);
     cfg = ck->config();
   }
+  // The tokenizer before the weights: a missing or mismatched tokenizer.model is reported in
+  // a second, not after minutes of loading.
+  std::unique_ptr<llama::Tokenizer> tok;
+  if (o.bench_decode == 0) tok = load_tokenizer(o.model_dir + "/tokenizer.model", cfg);
   int seq = o.max_seq_len;
   if (o.bench_decode > 0) {
     const int need = o.bench_decode + o.bench_steps + 1;
@@ -414,10 +448,9 @@ int run(const Options& o) {
     model = std::make_unique<llama::CpuModel>(*ck, seq, /*progress=*/true);
   model->attention = o.attention;
   if (o.bench_decode > 0) return bench_decode(*model, o, copy_gbs);
-  const llama::Tokenizer tok(o.model_dir + "/tokenizer.model");
   std::fprintf(stderr, "%s on %s, %d layers, context %d\n", o.model_dir.c_str(),
                model->device_name().c_str(), cfg.num_layers, seq);
-  return chat(*model, tok, o);
+  return chat(*model, *tok, o);
 }
 
 }  // namespace

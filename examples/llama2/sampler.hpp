@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace llama {
@@ -17,6 +18,12 @@ class Sampler {
 
   int sample(const std::vector<float>& logits) {
     const int n = static_cast<int>(logits.size());
+    // NaN would break the sort's ordering (undefined behaviour); it means broken weights.
+    for (float x : logits)
+      if (!std::isfinite(x))
+        throw std::runtime_error(
+            "the model produced a non-finite logit (NaN or inf): are the weights corrupt?");
+    if (n == 0) throw std::runtime_error("no logits to sample from");
     if (temperature_ <= 0.0f)
       return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     const float mx = *std::max_element(logits.begin(), logits.end());

@@ -82,6 +82,8 @@ inline std::vector<int64_t> parse_shape(const std::string& text, const std::stri
     while (j < inner.size() && inner[j] >= '0' && inner[j] <= '9')
       ++j;
     if (j == i) fail(name, "shape '" + text + "' has a non-integer dimension");
+    // At most 15 digits: every dimension below 10^15, so parsing cannot overflow.
+    if (j - i > 15) fail(name, "shape '" + text + "' has a dimension too large to be real");
     shape.push_back(std::stoll(inner.substr(i, j - i)));
     i = j;
     while (i < inner.size() && inner[i] == ' ')
@@ -142,9 +144,19 @@ inline NpyArray parse_npy(const std::string& bytes, const std::string& name = "<
 
   if (!npy_detail::host_is_little_endian()) fail(name, "big-endian hosts are not supported");
   const size_t elem = descr == "<f4" ? 4 : 8;
-  const size_t n = static_cast<size_t>(a.size());
   const size_t data_off = offset + header_len;
   const size_t have = bytes.size() - data_off;
+  // The element count, checked against the bytes present at each step so that it cannot wrap.
+  size_t n = 1;
+  for (int64_t s : a.shape)
+    if (s == 0) n = 0;
+  for (int64_t s : a.shape) {
+    if (n == 0) break;
+    if (n > have / elem / static_cast<size_t>(s))
+      fail(name, "truncated data: the shape needs more than the " + std::to_string(have) +
+                     " bytes present");
+    n *= static_cast<size_t>(s);
+  }
   if (have < n * elem)
     fail(name, "truncated data: expected " + std::to_string(n * elem) + " bytes, found " +
                    std::to_string(have));

@@ -2,10 +2,14 @@
 // one-shot greedy answer, and the decode benchmark, on the tiny checkpoint.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 
@@ -58,6 +62,41 @@ TEST(Cli, BadFlagsAreUsageErrors) {
   EXPECT_EQ(run("--model x --attention fast").exit_code, 2);
   EXPECT_EQ(run("--prompt hi").exit_code, 2);
   EXPECT_EQ(run("--model x --bogus").exit_code, 2);
+}
+
+// Numbers out of range, fractional counts and "inf" are usage errors, never a conversion
+// that overflows an int.
+TEST(Cli, OutOfRangeNumbersAreUsageErrors) {
+  for (const char* flags : {"--max-new-tokens 1e20", "--max-seq-len 99999999999", "--k 2.5",
+                            "--r -3", "--bench-steps inf", "--seed 99999999999999999999"}) {
+    const Result r = run(std::string("--model x ") + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.output;
+    EXPECT_NE(r.output.find("(a whole number from"), std::string::npos) << r.output;
+  }
+  for (const char* flags : {"--top-p 2", "--temperature inf", "--compression nan"}) {
+    const Result r = run(std::string("--model x ") + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.output;
+    EXPECT_NE(r.output.find("(a number from"), std::string::npos) << r.output;
+  }
+}
+
+// A tokenizer that can produce ids past the model's embedding is refused before the weights
+// are loaded.
+TEST(Cli, TokenizerLargerThanTheVocabularyIsRefused) {
+  char tmpl[] = "/tmp/llama_cli_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, src = variant_dir("bf16_tied");
+  nlohmann::json c = nlohmann::json::parse(read_text_file(src + "/config.json"));
+  c["vocab_size"] = 100;
+  std::ofstream(dir + "/config.json") << c.dump();
+  for (const char* f : {"model.safetensors", "tokenizer.model"})
+    ASSERT_EQ(symlink((src + "/" + f).c_str(), (dir + "/" + f).c_str()), 0);
+  const Result r = run("--model '" + dir + "' --device cpu --prompt hi");
+  std::system(("rm -rf '" + dir + "'").c_str());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("tokenizer.model: 384 pieces, but config.json's vocab_size is 100"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(Cli, BadMatvecIsAUsageError) {

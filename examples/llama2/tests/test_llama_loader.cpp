@@ -118,6 +118,40 @@ TEST_F(Loader, MalformedConfig) {
   EXPECT_HAS(load_error(), "head_dim 96 is not supported");
 }
 
+// Each field of the wrong type or out of range is a LoadError naming the field: never a JSON
+// library exception, and never an integer that silently wraps (4294967424 would become 128).
+TEST_F(Loader, ConfigFieldsOfTheWrongTypeOrRange) {
+  const nlohmann::json good =
+      nlohmann::json::parse(slurp(variant_dir("bf16_tied") + "/config.json"));
+  auto error_with = [&](const char* key, const nlohmann::json& v) {
+    nlohmann::json c = good;
+    c[key] = v;
+    write(dir_ + "/config.json", c.dump());
+    return load_error();
+  };
+  EXPECT_HAS(error_with("head_dim", 4294967424ull), "\"head_dim\" = 4294967424 is out of range");
+  EXPECT_HAS(error_with("vocab_size", 3000000000ull),
+             "\"vocab_size\" = 3000000000 is out of range");
+  EXPECT_HAS(error_with("num_attention_heads", 2.5), "\"num_attention_heads\" must be an integer");
+  EXPECT_HAS(error_with("hidden_size", 1 << 24), "implausibly large model");
+  EXPECT_HAS(error_with("eos_token_id", nlohmann::json::array()),
+             "\"eos_token_id\" is an empty list");
+  EXPECT_HAS(error_with("eos_token_id", {"</s>"}), "\"eos_token_id[0]\" must be an integer");
+  EXPECT_HAS(error_with("rope_scaling", "linear"), "\"rope_scaling\" must be an object or null");
+  EXPECT_HAS(error_with("rope_scaling", {{"rope_type", 3}}),
+             "rope_scaling \"rope_type\" must be a string");
+  EXPECT_HAS(error_with("rope_scaling", {{"type", "linear"}, {"factor", 2.0}}),
+             "rope_scaling \"linear\" is not supported");
+  EXPECT_HAS(error_with("rope_parameters", 10000), "\"rope_parameters\" must be an object");
+  EXPECT_HAS(error_with("hidden_act", 3), "\"hidden_act\" must be a string");
+  EXPECT_HAS(error_with("hidden_act", "gelu"), "hidden_act \"gelu\" is not supported");
+  EXPECT_HAS(error_with("tie_word_embeddings", "yes"), "\"tie_word_embeddings\" must be a boolean");
+  // Llama 3 style: a list of end tokens; the first is taken.
+  nlohmann::json c = good;
+  c["eos_token_id"] = {7, 9};
+  EXPECT_EQ(parse_config(c.dump(), "config.json").eos_token_id, 7);
+}
+
 TEST_F(Loader, MissingWeights) {
   std::remove(model().c_str());
   EXPECT_HAS(load_error(), "neither model.safetensors nor model.safetensors.index.json");

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds every CPU-side test (tests/*.cpp and the Llama example's loader, CPU-model and CLI
+# tests, with the llama2_chat program they drive) under AddressSanitizer and
+# UndefinedBehaviorSanitizer, and runs them. Host code only: no GPU needed. Not part of CI (a
+# Debug build of its own, about 5 minutes on 2 cores); run it after changing host code.
+#
+#   scripts/sanitize-cpu.sh            build into build/asan and run
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PATH:/usr/local/cuda/bin"
+san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+# nvcc splits -Xcompiler values at commas, so each sanitizer is named on its own there.
+cuda_san="-Xcompiler=-fsanitize=address,-fsanitize=undefined,-fno-omit-frame-pointer"
+cuda_san+=",-fno-sanitize-recover=undefined"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DSPARQ_BUILD_TESTS=ON -DSPARQ_BUILD_BENCH=OFF -DSPARQ_BUILD_EXAMPLES=ON \
+  "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_CUDA_FLAGS=$cuda_san" \
+  "-DCMAKE_EXE_LINKER_FLAGS=$san" >/dev/null
+
+cpu_tests=()
+for f in tests/test_*.cpp; do cpu_tests+=("tests/$(basename "$f" .cpp)"); done
+llama_tests=(test_llama_loader test_llama_cpu test_llama_cli)
+targets=(llama2_chat "${llama_tests[@]}")
+for t in "${cpu_tests[@]}"; do targets+=("$(basename "$t")"); done
+cmake --build build/asan -j"${SPARQ_JOBS:-2}" --target "${targets[@]}"
+
+# The CUDA runtime maps memory where ASan keeps its shadow gap.
+export ASAN_OPTIONS="protect_shadow_gap=0:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}"
+failed=0
+for t in "${cpu_tests[@]}" "${llama_tests[@]/#/examples/llama2/tests/}"; do
+  if ./build/asan/"$t" --gtest_brief=1 >"build/asan/$(basename "$t").log" 2>&1; then
+    echo "ok    $t"
+  else
+    failed=1
+    echo "FAIL  $t (build/asan/$(basename "$t").log)"
+  fi
+done
+exit $failed
