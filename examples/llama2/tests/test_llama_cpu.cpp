@@ -2,6 +2,7 @@
 // scripts/make_tiny_llama.py), SparQ with r = d and k = S against dense, and the chat format.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -214,6 +215,15 @@ TEST(Sampler, GreedyAndSeededSampling) {
   Sampler nucleus(1.0f, 0.01f, 3);  // top-p this small keeps only the best token
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(nucleus.sample(logits), 1);
+}
+
+// NaN logits (broken weights) would make the sampler's sort undefined behaviour: an error.
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  const std::vector<float> logits{0.1f, std::nanf(""), 1.9f};
+  for (float t : {0.0f, 1.0f})
+    EXPECT_THROW(Sampler(t, 0.9f, 1).sample(logits), std::runtime_error);
+  EXPECT_THROW(Sampler(1.0f, 0.9f, 1).sample({1.0f, INFINITY}), std::runtime_error);
+  EXPECT_THROW(Sampler(1.0f, 0.9f, 1).sample({}), std::runtime_error);
 }
 
 }  // namespace
