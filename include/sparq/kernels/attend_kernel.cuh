@@ -74,12 +74,20 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
        base += groups * kAttendUnroll) {
     uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
     bool valid[kAttendUnroll];
+    // Every row index first, then every row: loaded next to its row, each index cost a round
+    // trip before its row could be requested (the SASS showed them serialised).
+    int row_of[kAttendUnroll];
 #pragma unroll
     for (int u = 0; u < kAttendUnroll; ++u) {
       const int i = base + group_in_warp + u * groups;
       valid[u] = i < end;
+      row_of[u] = i;
+      if (rows != nullptr && valid[u]) row_of[u] = rows[i];
+    }
+#pragma unroll
+    for (int u = 0; u < kAttendUnroll; ++u) {
       if (valid[u]) {
-        device::load_kv_row<T, D>(cache, b, kvh, rows ? rows[i] : i, k[u], v[u]);
+        device::load_kv_row<T, D>(cache, b, kvh, row_of[u], k[u], v[u]);
       } else {
 #pragma unroll
         for (int c = 0; c < G::kChunksPerLane; ++c)

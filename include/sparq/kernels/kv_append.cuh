@@ -42,6 +42,21 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParam
   const T* nk = a.new_k + (static_cast<int64_t>(b) * n * hkv + h) * d;
   const T* nv = a.new_v + (static_cast<int64_t>(b) * n * hkv + h) * d;
   auto in_range = [&](int t) { return len0 >= 0 && len0 + t < p.capacity; };
+  if (n == 1) {
+    // Decoding: every load (new K and V, the V sum) is issued before the length is known,
+    // so the step costs one round trip, not one per loop below. Same stores, same sum.
+    float* vsum = a.cache.vsum != nullptr ? a.cache.vsum_row(b, h) : nullptr;
+    for (int j = threadIdx.x; j < d; j += kAppendThreads) {
+      const T kj = nk[j], vj = nv[j];
+      const float s = vsum != nullptr ? vsum[j] : 0.f;
+      if (!in_range(0)) continue;
+      a.cache.k_row(b, h, len0)[j] = kj;
+      a.cache.v_row(b, h, len0)[j] = vj;
+      a.cache.kt_row(b, h, j)[len0] = kj;
+      if (vsum != nullptr) vsum[j] = s + to_float(vj);
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < n * d; idx += kAppendThreads) {
     const int t = idx / d, j = idx % d;
     if (!in_range(t)) continue;

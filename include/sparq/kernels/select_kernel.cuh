@@ -71,7 +71,20 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
     const device::SoftmaxStats* st =
         p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.stat_chunks;
     device::SoftmaxStats acc = device::empty_stats();
-    for (int c = lane; c < used_chunks; c += 32)
+    // Four entries requested before any is merged (one round trip, not four), merged in the
+    // same order as one at a time, so the result is the same.
+    constexpr int kBatch = 4;
+    int c = lane;
+    for (; c + (kBatch - 1) * 32 < used_chunks; c += kBatch * 32) {
+      device::SoftmaxStats x[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i)
+        x[i] = st[c + i * 32];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i)
+        acc = device::merge_stats(acc, x[i]);
+    }
+    for (; c < used_chunks; c += 32)
       acc = device::merge_stats(acc, st[c]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -105,16 +118,21 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
     for (int h = 0; h < u.nh; ++h) {
       const float* row = u.logits + h * p.logit_stride;
       float x[kVecs][4];
+      if (base + (kVecs - 1) * kStep + 4 <= end) {
+        // Every strip whole: the kVecs loads issue together. (With the bounds test inside
+        // the loop the compiler kept one load in flight and waited a round trip for each.)
 #pragma unroll
-      for (int v = 0; v < kVecs; ++v) {
-        const int s0 = base + v * kStep;
-        if (s0 + 4 <= end) {
-          const float4 f = *reinterpret_cast<const float4*>(row + s0);
+        for (int v = 0; v < kVecs; ++v) {
+          const float4 f = *reinterpret_cast<const float4*>(row + base + v * kStep);
           x[v][0] = f.x;
           x[v][1] = f.y;
           x[v][2] = f.z;
           x[v][3] = f.w;
-        } else {
+        }
+      } else {
+#pragma unroll
+        for (int v = 0; v < kVecs; ++v) {
+          const int s0 = base + v * kStep;
 #pragma unroll
           for (int i = 0; i < 4; ++i)
             x[v][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
