@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds every CPU-side test (tests/*.cpp and the Llama example's loader, CPU-model and CLI
-# tests, with the llama2_chat program they drive) under AddressSanitizer and
-# UndefinedBehaviorSanitizer, and runs them. Host code only: no GPU needed. Not part of CI (a
-# Debug build of its own, about 5 minutes on 2 cores); run it after changing host code.
+# Builds every CPU-side test (tests/*.cpp, the Llama example's loader, CPU-model and CLI tests
+# with the llama2_chat program they drive, and the host-side launch validation and planning
+# tests of tests/gpu) under AddressSanitizer and UndefinedBehaviorSanitizer, and runs them.
+# Host code only: no GPU needed. Not part of CI (a Debug build of its own, a few minutes on 2
+# cores); run it after changing host code.
 #
 #   scripts/sanitize-cpu.sh            build into build/asan and run
 set -euo pipefail
@@ -21,7 +22,9 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CUDA_ARCHITEC
 cpu_tests=()
 for f in tests/test_*.cpp; do cpu_tests+=("tests/$(basename "$f" .cpp)"); done
 llama_tests=(test_llama_loader test_llama_cpu test_llama_cli)
-targets=(llama2_chat "${llama_tests[@]}")
+# GPU test binaries whose host-side tests (validation, launch planning) run without a GPU.
+gpu_host_tests=(test_launch_validation test_launch_planning)
+targets=(llama2_chat "${llama_tests[@]}" "${gpu_host_tests[@]}")
 for t in "${cpu_tests[@]}"; do targets+=("$(basename "$t")"); done
 cmake --build build/asan -j"${SPARQ_JOBS:-2}" --target "${targets[@]}"
 
@@ -29,7 +32,8 @@ cmake --build build/asan -j"${SPARQ_JOBS:-2}" --target "${targets[@]}"
 export ASAN_OPTIONS="protect_shadow_gap=0:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}"
 failed=0
-for t in "${cpu_tests[@]}" "${llama_tests[@]/#/examples/llama2/tests/}"; do
+for t in "${cpu_tests[@]}" "${llama_tests[@]/#/examples/llama2/tests/}" \
+  "${gpu_host_tests[@]/#/tests/gpu/}"; do
   if ./build/asan/"$t" --gtest_brief=1 >"build/asan/$(basename "$t").log" 2>&1; then
     echo "ok    $t"
   else

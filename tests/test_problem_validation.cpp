@@ -63,6 +63,12 @@ TEST(ValidateProblem, InvalidHeads) {
   EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidHeads);
   p.num_kv_heads = -2;
   EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidHeads);
+  // Past the grid's y limit, where the kernels put heads.
+  p = valid_problem();
+  p.num_q_heads = p.num_kv_heads = sparq::kMaxHeads + 1;
+  EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidHeads);
+  p.num_q_heads = p.num_kv_heads = sparq::kMaxHeads;
+  EXPECT_EQ(sparq::validate_problem(p), Status::kSuccess);
 }
 
 TEST(ValidateProblem, GroupSizeNotDividing) {
@@ -90,6 +96,11 @@ TEST(ValidateProblem, InvalidCapacityAndMaxLength) {
   DecodeProblem p = valid_problem();
   p.capacity = 0;
   EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidCapacity);
+  // Past a billion rows, int position arithmetic (a length plus a tile) could overflow.
+  p.capacity = sparq::kMaxCapacity + 1;
+  EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidCapacity);
+  p.capacity = sparq::kMaxCapacity;
+  EXPECT_EQ(sparq::validate_problem(p), Status::kSuccess);
   p = valid_problem();
   p.max_length = p.capacity + 1;
   EXPECT_EQ(sparq::validate_problem(p), Status::kLengthBeyondCapacity);

@@ -31,13 +31,19 @@ inline bool supported_head_dim(int d) {
 
 /// Largest batch a launch accepts (grid y/z dimension limit).
 constexpr int kMaxBatch = 65535;
+/// Most query heads (grid y dimension limit; kernels put heads or units there).
+constexpr int kMaxHeads = 65535;
+/// Most rows per sequence: a billion positions, far past any real context, low enough that
+/// position arithmetic in int (a length plus a tile or a cluster's blocks) cannot overflow.
+constexpr int kMaxCapacity = 1 << 30;
 
 inline Status validate_problem(const DecodeProblem& p) {
   if (p.batch < 1 || p.batch > kMaxBatch) return Status::kInvalidBatch;
-  if (p.num_q_heads < 1 || p.num_kv_heads < 1) return Status::kInvalidHeads;
+  if (p.num_q_heads < 1 || p.num_kv_heads < 1 || p.num_q_heads > kMaxHeads)
+    return Status::kInvalidHeads;
   if (p.num_q_heads % p.num_kv_heads != 0) return Status::kGroupSizeMismatch;
   if (!supported_head_dim(p.head_dim)) return Status::kUnsupportedHeadDim;
-  if (p.capacity < 1) return Status::kInvalidCapacity;
+  if (p.capacity < 1 || p.capacity > kMaxCapacity) return Status::kInvalidCapacity;
   if (p.max_length < 0 || p.max_length > p.capacity) return Status::kLengthBeyondCapacity;
   return Status::kSuccess;
 }

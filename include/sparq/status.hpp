@@ -5,12 +5,12 @@ namespace sparq {
 
 enum class Status : int {
   kSuccess = 0,
-  kInvalidBatch,          // batch < 1 (or above the supported maximum)
-  kInvalidHeads,          // a head count < 1
+  kInvalidBatch,          // batch < 1 or > kMaxBatch
+  kInvalidHeads,          // a head count < 1 or num_q_heads > kMaxHeads
   kGroupSizeMismatch,     // num_q_heads is not a multiple of num_kv_heads
   kUnsupportedHeadDim,    // head_dim not in {64, 128, 256}
   kUnsupportedDType,      // element type not float, half or bfloat16
-  kInvalidCapacity,       // capacity < 1
+  kInvalidCapacity,       // capacity < 1 or > kMaxCapacity
   kLengthBeyondCapacity,  // a sequence length (or max_length) is outside [1, capacity]
   kInvalidR,              // r outside [1, head_dim]
   kInvalidK,              // k < 1
@@ -32,9 +32,9 @@ inline const char* status_string(Status s) {
     case Status::kSuccess:
       return "success";
     case Status::kInvalidBatch:
-      return "invalid batch size: must be >= 1";
+      return "invalid batch size: must be in [1, 65535]";
     case Status::kInvalidHeads:
-      return "invalid head count: num_q_heads and num_kv_heads must be >= 1";
+      return "invalid head count: num_q_heads and num_kv_heads must be >= 1, num_q_heads <= 65535";
     case Status::kGroupSizeMismatch:
       return "num_q_heads must be a multiple of num_kv_heads (GQA group size must divide)";
     case Status::kUnsupportedHeadDim:
@@ -42,7 +42,7 @@ inline const char* status_string(Status s) {
     case Status::kUnsupportedDType:
       return "unsupported element type: must be float, half or bfloat16";
     case Status::kInvalidCapacity:
-      return "invalid cache capacity: must be >= 1";
+      return "invalid cache capacity: must be in [1, 2^30]";
     case Status::kLengthBeyondCapacity:
       return "sequence length out of range: must be in [1, capacity]";
     case Status::kInvalidR:

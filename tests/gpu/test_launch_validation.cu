@@ -1,7 +1,11 @@
 // Bad inputs to the launchers return their error before anything is launched. The checks
 // run on the host, so these tests need no GPU; where one is present, the poisoned output is
 // also checked to be untouched.
+#include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <iterator>
+#include <random>
 #include <vector>
 
 #include "gpu/gpu_support.cuh"
@@ -129,6 +133,48 @@ TEST(LaunchValidation, WorkspaceQueriesValidateToo) {
   EXPECT_GT(bytes, 0u);
   EXPECT_EQ(sparq::dense_decode_workspace_size<T>(v.p, &bytes), Status::kSuccess);
   EXPECT_GT(bytes, 0u);
+}
+
+// Shapes at and past every limit (heads, batch, capacity near INT_MAX, k and window past the
+// length): each query returns an error or a size, and every size is at least the positions'
+// and logits' bytes. Run under scripts/sanitize-cpu.sh, any integer overflow in the planning
+// arithmetic is a failure.
+TEST(LaunchValidation, WorkspaceQueriesSurviveExtremeShapes) {
+  std::mt19937 rng(17);
+  const int edge[] = {0,           1,      2,     7,     8,       63,      64,
+                      65,          4095,   65535, 65536, 1 << 20, 1 << 30, (1 << 30) + 1,
+                      INT_MAX - 7, INT_MAX};
+  auto pick = [&](int lo) {
+    const int v = rng() % 2 ? edge[rng() % std::size(edge)] : static_cast<int>(rng() % 5000);
+    return std::max(v, lo);
+  };
+  const int dims[] = {0, 64, 96, 128, 256};
+  int sized = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    sparq::DecodeProblem p;
+    p.batch = pick(0);
+    p.num_kv_heads = pick(0) % 70000;
+    p.num_q_heads = p.num_kv_heads * (1 + static_cast<int>(rng() % 8));
+    p.head_dim = dims[rng() % std::size(dims)];
+    p.capacity = pick(0);
+    p.max_length = rng() % 3 ? 0 : pick(0);
+    sparq::SparqConfig c;
+    c.r = pick(0) % 300;
+    c.k = pick(0);
+    c.local_window = pick(0) % 100;
+    c.gqa = rng() % 2 ? sparq::GqaMode::kShared : sparq::GqaMode::kPerQueryHead;
+    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq,
+                      sparq::AttentionMode::kAuto}) {
+      size_t bytes = 0;
+      const Status s = sparq::decode_attention_workspace_size<T>(mode, p, c, &bytes);
+      if (!sparq::ok(s)) continue;
+      ++sized;
+      const int64_t rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
+      EXPECT_GE(bytes, static_cast<size_t>(rows) * sizeof(float))
+          << "B " << p.batch << " Hq " << p.num_q_heads << " S " << p.capacity;
+    }
+  }
+  EXPECT_GT(sized, 100);  // the valid shapes were reached too
 }
 
 TEST(LaunchValidation, RejectedLaunchLeavesOutputUntouched) {
