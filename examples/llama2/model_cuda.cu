@@ -75,11 +75,12 @@ struct DeviceArray {
 // ---------------------------------------------------------------------------------------------
 // Kernels (simple and correct; the projections, which dominate, are cuBLAS or matvec.cuh's)
 
+// Grid (tokens, ceil(hidden / block)): one element per thread (no loop of dependent loads).
 __global__ void embed_kernel(const int* tokens, const bf16* table, int hidden, float* x) {
-  const int t = blockIdx.x;
+  const int t = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
+  if (i >= hidden) return;
   const bf16* row = table + static_cast<int64_t>(tokens[t]) * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x)
-    x[static_cast<int64_t>(t) * hidden + i] = __bfloat162float(row[i]);
+  x[static_cast<int64_t>(t) * hidden + i] = __bfloat162float(row[i]);
 }
 
 // y = x * rsqrt(mean(x^2) + eps) * w, one block of matvec::kThreads per row, written as bf16 for
@@ -95,29 +96,36 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int dim, float e
 }
 
 // RoPE (rotate-half: i pairs with i + d/2) on q and k at positions *pos0 + t, and the bf16
-// conversion of q, k, v. One block per token.
-__global__ void rope_kernel(const float* q, const float* k, const float* v, int hq, int hkv, int d,
-                            float theta, const int* pos0, bf16* q16, bf16* k16, bf16* v16) {
+// conversion of q, k, v. Grid (tokens, rope_blocks): each thread does one rotation pair or one
+// element of v, so a decode step's RoPE is one round trip of loads (one block per token,
+// looping, waited about 32 in a row: its SASS kept one load in flight).
+constexpr int kRopeThreads = 256;
+inline int rope_blocks(int hq, int hkv, int d) {
+  return ((hq + hkv) * (d / 2) + hkv * d + kRopeThreads - 1) / kRopeThreads;
+}
+__global__ void __launch_bounds__(kRopeThreads)
+    rope_kernel(const float* q, const float* k, const float* v, int hq, int hkv, int d, float theta,
+                const int* pos0, bf16* q16, bf16* k16, bf16* v16) {
   sparq::device::begin_dependent_grid();  // with --pdl: q, k, v come from the kernel before
   const int t = blockIdx.x, half = d / 2;
-  const float pos = static_cast<float>(*pos0 + t);
   const int pairs = (hq + hkv) * half;
-  for (int idx = threadIdx.x; idx < pairs; idx += blockDim.x) {
+  const int idx = blockIdx.y * kRopeThreads + threadIdx.x;
+  if (idx < pairs) {
     const int h = idx / half, i = idx % half;
-    const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
-    float s, c;
-    sincosf(pos * inv_freq, &s, &c);
     const bool is_q = h < hq;
     const int64_t base = is_q ? (static_cast<int64_t>(t) * hq + h) * d
                               : (static_cast<int64_t>(t) * hkv + h - hq) * d;
     const float* src = is_q ? q : k;
     bf16* dst = is_q ? q16 : k16;
-    const float a = src[base + i], b = src[base + i + half];
+    const float a = src[base + i], b = src[base + i + half];  // requested with the position
+    const float pos = static_cast<float>(*pos0 + t);
+    const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
+    float s, c;
+    sincosf(pos * inv_freq, &s, &c);
     dst[base + i] = __float2bfloat16_rn(a * c - b * s);
     dst[base + i + half] = __float2bfloat16_rn(b * c + a * s);
-  }
-  for (int i = threadIdx.x; i < hkv * d; i += blockDim.x) {
-    const int64_t j = static_cast<int64_t>(t) * hkv * d + i;
+  } else if (idx < pairs + hkv * d) {
+    const int64_t j = static_cast<int64_t>(t) * hkv * d + (idx - pairs);
     v16[j] = __float2bfloat16_rn(v[j]);
   }
 }
@@ -565,7 +573,7 @@ class CudaModel : public Model {
     matvec_.set_dependent_launch(pdl);
     const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
-    embed_kernel<<<n, 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
+    embed_kernel<<<dim3(n, (H + 255) / 256), 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
       if (fused) {
@@ -579,9 +587,10 @@ class CudaModel : public Model {
         gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
         gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
       }
-      CK(sparq::kernels::launch_ex(rope_kernel, dim3(n), dim3(256), 0, stream_, 0, pdl, s.q.p,
-                                   s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
-                                   static_cast<float>(c.rope_theta),
+      CK(sparq::kernels::launch_ex(rope_kernel,
+                                   dim3(n, rope_blocks(c.num_heads, c.num_kv_heads, d)),
+                                   dim3(kRopeThreads), 0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p,
+                                   c.num_heads, c.num_kv_heads, d, static_cast<float>(c.rope_theta),
                                    static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p, s.v16.p));
       sparq::KVAppendParams<bf16> a;
       a.problem = problem_;
