@@ -147,7 +147,7 @@ if [ $tests = 0 ]; then
 elif command -v compute-sanitizer >/dev/null 2>&1; then
   # The chosen route (fused, a cluster per unit, for these shapes on an H100), the block route
   # and the three launches.
-  filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window:*BFloat16StreamSelect/gqa4_window:*Float32StreamSelectFallback/odd_tiles:*BFloat16DependentLaunches/gqa4_window'
+  filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window:*BFloat16ThreeLaunches/odd_tiles:*BFloat16StreamSelect/gqa4_window:*Float32StreamSelectFallback/odd_tiles:*BFloat16DependentLaunches/gqa4_window'
   for tool in memcheck racecheck; do
     ok=1
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 \
