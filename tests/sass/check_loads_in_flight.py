@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Static check of the kernels' load scheduling, from their SASS (no GPU needed).
+
+Compiles tests/sass/probe_kernels.cu for sm_90, disassembles it and checks that the hot loops
+keep several global loads in flight per thread, as the fourth session's changes made them do
+(see docs/tuning-notes.md): a compiler or source change that puts a bounds test back into an
+unrolled loop fails here instead of silently halving batch-1 speed.
+
+  check_loads_in_flight.py --nvcc NVCC --include DIR [--tools DIR]
+
+Needs cuobjdump and nvdisasm (on PATH, in --tools, or under the CUDA toolkit); exits 77
+(skipped) where they are missing. From PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm.
+"""
+import argparse
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SKIP = 77
+
+spec = importlib.util.spec_from_file_location("sass_loads", ROOT / "scripts" / "sass_loads.py")
+sass_loads = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sass_loads)
+
+# (kernel name fragment, load opcode, fewest in flight the best such load must reach); each
+# was 1 before the fix.
+EXPECTED = [
+    ("score_kernel<__nv_bfloat16, 128>", "LDG.E.EF.128", 8),  # rows of K transposed
+    ("attend_kernel<__nv_bfloat16, 128, false>", "LDG.E", 7),  # the row indices of a batch
+    ("select_kernel<true, 1024>", "LDG.E.128", 4),  # logits into keys
+    ("select_cluster_kernel<256>", "LDG.E.128", 4),
+]
+
+
+def find_tool(name, extra):
+    for d in extra:
+        p = pathlib.Path(d) / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return shutil.which(name)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nvcc", required=True)
+    ap.add_argument("--include", required=True)
+    ap.add_argument("--tools", action="append", default=[])
+    args = ap.parse_args()
+    cuda_bin = str(pathlib.Path(args.nvcc).resolve().parent)
+    dirs = args.tools + [cuda_bin]
+    cuobjdump, nvdisasm = find_tool("cuobjdump", dirs), find_tool("nvdisasm", dirs)
+    if not cuobjdump or not nvdisasm:
+        print("skipped: cuobjdump or nvdisasm not found (pip: nvidia-cuda-cuobjdump, "
+              "nvidia-cuda-nvdisasm)")
+        return SKIP
+    env = dict(os.environ, PATH=os.pathsep.join([str(pathlib.Path(nvdisasm).parent),
+                                                 os.environ.get("PATH", "")]))
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = pathlib.Path(tmp) / "probe.cubin"
+        subprocess.run([args.nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-cubin",
+                        "-I", args.include, str(HERE / "probe_kernels.cu"), "-o", str(cubin)],
+                       check=True)
+        text = subprocess.run([cuobjdump, "-sass", str(cubin)], check=True, env=env,
+                              capture_output=True, text=True).stdout
+    functions = {sass_loads.demangle(n): body for n, body in sass_loads.functions(text)}
+    failed = 0
+    for fragment, op, want in EXPECTED:
+        bodies = [b for n, b in functions.items() if fragment in n]
+        if not bodies:
+            print(f"FAIL {fragment}: not in the SASS")
+            failed += 1
+            continue
+        best = max((n for _, o, n in sass_loads.analyse(bodies[0]) if o == op), default=0)
+        verdict = "ok  " if best >= want else "FAIL"
+        failed += best < want
+        print(f"{verdict} {fragment}: {op} loads, up to {best} in flight (want >= {want})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
