@@ -6,6 +6,7 @@ occupancy (batch 1) such a kernel cannot keep enough bytes in flight to reach th
 
   cuobjdump -sass build/gpu/bench/bench_kernels > k.sass
   scripts/sass_loads.py k.sass score_kernel           # every function whose name matches
+  scripts/sass_loads.py --summary k.sass select        # per opcode: how many loads at each count
 
 cuobjdump and nvdisasm come with the CUDA toolkit, or from PyPI (nvidia-cuda-cuobjdump,
 nvidia-cuda-nvdisasm). The scan is straight-line (branches are ignored), so read the result
@@ -84,15 +85,27 @@ def analyse(body):
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    summary = "--summary" in args
+    args = [a for a in args if a != "--summary"]
+    if not args:
         sys.exit(__doc__)
-    text = open(sys.argv[1]).read()
-    pattern = sys.argv[2] if len(sys.argv) > 2 else ""
+    text = open(args[0]).read()
+    pattern = args[1] if len(args) > 1 else ""
     for name, body in functions(text):
         if pattern not in demangle(name):
             continue
         rows = analyse(body)
         print(demangle(name))
+        if summary:
+            counts = {}
+            for _, op, n in rows:
+                counts.setdefault(op, {}).setdefault(n, 0)
+                counts[op][n] += 1
+            for op in sorted(counts):
+                hist = ", ".join(f"{n}: {c}" for n, c in sorted(counts[op].items()))
+                print(f"  {op:<22} in flight (count): {hist}")
+            continue
         for addr, op, n in rows:
             print(f"  {addr}  {op:<22} {n:3d} in flight")
 
