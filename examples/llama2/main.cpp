@@ -15,9 +15,12 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "config.hpp"
 #include "model.hpp"
@@ -444,8 +447,24 @@ int run(const Options& o) {
   if (use_cuda)
     model = ck ? llama::make_cuda_model(*ck, seq, copt)
                : llama::make_cuda_model_random(cfg, seq, o.seed, copt);
-  else
-    model = std::make_unique<llama::CpuModel>(*ck, seq, /*progress=*/true);
+  else {
+    // The KV cache (K, K transposed and V in float, every layer) grows with --max-seq-len.
+    // Past physical memory the allocation may still succeed (overcommit) and the process
+    // then dies filling it, so check first.
+    const double cache = double(cfg.num_layers) * 3 * cfg.kv_dim() * double(seq) * 4;
+    const double ram = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+    char msg[200];
+    std::snprintf(msg, sizeof msg,
+                  "out of host memory: the KV cache alone needs %.1f GB at --max-seq-len %d "
+                  "(this machine has %.1f GB); use a smaller --max-seq-len",
+                  cache / 1e9, seq, ram / 1e9);
+    if (ram > 0 && cache > ram) throw std::runtime_error(msg);
+    try {
+      model = std::make_unique<llama::CpuModel>(*ck, seq, /*progress=*/true);
+    } catch (const std::bad_alloc&) {
+      throw std::runtime_error(msg);
+    }
+  }
   model->attention = o.attention;
   if (o.bench_decode > 0) return bench_decode(*model, o, copy_gbs);
   std::fprintf(stderr, "%s on %s, %d layers, context %d\n", o.model_dir.c_str(),

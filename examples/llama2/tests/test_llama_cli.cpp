@@ -167,6 +167,18 @@ TEST(Cli, BenchDecodeAfterARealPrefill) {
   EXPECT_NE(r.output.find("speedup"), std::string::npos) << r.output;
 }
 
+// A KV cache larger than the machine's memory is refused up front with its size, not left to
+// fail (or be killed) while the cache is filled. At 2^30 positions the tiny model's cache is
+// 3.3 TB.
+TEST(Cli, KVCacheLargerThanMemoryIsAnError) {
+  const Result r = run("--model '" + variant_dir("bf16_tied") +
+                       "' --device cpu --prompt hi --max-seq-len 1073741824");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("out of host memory: the KV cache alone needs 3298.5 GB"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST(Cli, ContextOverflowIsAnError) {
   const Result r = run("--model '" + variant_dir("bf16_tied") +
                        "' --device cpu --prompt 'a long enough prompt' --max-seq-len 8");
