@@ -367,6 +367,9 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
     ended_with_eos = false;
     t0 = Clock::now();
     for (int i = 0; i < o.max_new_tokens && model.length() < model.capacity(); ++i) {
+      // Rows of a padded vocabulary (vocab_size above the tokenizer's pieces) cannot be
+      // decoded, and one in the answer would stop the streamed text: never sample them.
+      if (logits.size() > static_cast<size_t>(tok.vocab_size())) logits.resize(tok.vocab_size());
       const int next = sampler.sample(logits);
       if (next == tok.eos()) {
         ended_with_eos = true;

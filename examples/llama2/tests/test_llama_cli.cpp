@@ -4,14 +4,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "model_cpu.hpp"
 #include "test_support.hpp"
+#include "tokenizer.hpp"
+#include "weights.hpp"
 
 namespace llama::test {
 namespace {
@@ -97,6 +105,86 @@ TEST(Cli, TokenizerLargerThanTheVocabularyIsRefused) {
   EXPECT_NE(r.output.find("tokenizer.model: 384 pieces, but config.json's vocab_size is 100"),
             std::string::npos)
       << r.output;
+}
+
+// A copy of the bf16_tied checkpoint in `dir` whose vocabulary is padded to `padded` rows
+// (config.json and the tied embedding), every padded row `scale` times row `like`.
+void write_padded_checkpoint(const std::string& dir, int padded, int like, float scale) {
+  const std::string src = variant_dir("bf16_tied");
+  nlohmann::json c = nlohmann::json::parse(read_text_file(src + "/config.json"));
+  const int vocab = c["vocab_size"], hidden = c["hidden_size"];
+  c["vocab_size"] = padded;
+  std::ofstream(dir + "/config.json") << c.dump();
+  ASSERT_EQ(symlink((src + "/tokenizer.model").c_str(), (dir + "/tokenizer.model").c_str()), 0);
+  const std::string bytes = read_text_file(src + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+  const std::string data = bytes.substr(8 + n);
+  // Tensors in data order, each copied; the embedding gets its extra rows.
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (auto it = header.begin(); it != header.end(); ++it)
+    if (it.key() != "__metadata__") order.push_back({it.value()["data_offsets"][0], it.key()});
+  std::sort(order.begin(), order.end());
+  std::string out_data;
+  for (const auto& [begin, name] : order) {
+    nlohmann::json& e = header[name];
+    std::string t = data.substr(begin, e["data_offsets"][1].get<uint64_t>() - begin);
+    if (name == "model.embed_tokens.weight") {
+      ASSERT_EQ(e["dtype"], "BF16");
+      const size_t row = size_t(hidden) * 2;
+      std::string extra = t.substr(size_t(like) * row, row);
+      for (size_t j = 0; j < extra.size(); j += 2) {  // scale a bf16: through float and back
+        uint32_t u = (uint32_t(uint8_t(extra[j + 1])) << 24) | (uint32_t(uint8_t(extra[j])) << 16);
+        float f;
+        std::memcpy(&f, &u, 4);
+        f *= scale;
+        std::memcpy(&u, &f, 4);
+        extra[j] = char((u >> 16) & 0xff), extra[j + 1] = char(u >> 24);
+      }
+      for (int r = vocab; r < padded; ++r)
+        t += extra;
+      e["shape"] = {padded, hidden};
+    }
+    e["data_offsets"] = {out_data.size(), out_data.size() + t.size()};
+    out_data += t;
+  }
+  const std::string h = header.dump();
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    file[i] = static_cast<char>((uint64_t(h.size()) >> (8 * i)) & 0xff);
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << file << h << out_data;
+}
+
+// With config.json's vocab_size above the tokenizer's pieces (a padded vocabulary), padded
+// rows are never sampled. Here every padded row is 4 x the greedy answer's first token's row,
+// so its logit is 4 x the winning one: sampled, it would end the streamed text. The answer
+// must equal the unpadded checkpoint's.
+TEST(Cli, PaddedVocabularyRowsAreNeverSampled) {
+  const std::string prompt = "Hello there";
+  int first = -1;
+  {
+    const Checkpoint ck(variant_dir("bf16_tied"));
+    const Tokenizer tok(variant_dir("bf16_tied") + "/tokenizer.model");
+    CpuModel m(ck, 256, false);
+    std::vector<float> logits;
+    m.prefill(chat_turn_tokens(tok, "", prompt), &logits);
+    first = argmax(logits);
+    ASSERT_GT(logits[first], 0.f);  // so that 4 x the row gives a larger logit
+  }
+  char tmpl[] = "/tmp/llama_padded_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  write_padded_checkpoint(dir, 400, first, 4.0f);
+  const std::string args =
+      " --device cpu --prompt '" + prompt + "' --temperature 0 --max-new-tokens 6";
+  const Result padded = run("--model '" + dir + "'" + args, false);
+  const Result plain = run("--model '" + variant_dir("bf16_tied") + "'" + args, false);
+  std::system(("rm -rf '" + dir + "'").c_str());
+  EXPECT_EQ(padded.exit_code, 0) << padded.output;
+  EXPECT_FALSE(plain.output.empty());
+  EXPECT_EQ(padded.output, plain.output);
 }
 
 TEST(Cli, BadMatvecIsAUsageError) {
