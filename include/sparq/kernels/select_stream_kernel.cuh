@@ -213,11 +213,18 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
             for (int i = 0; i < kItems; ++i) {
               if (i >= n) break;
               const int b = device::stream_bin(key[i]);
+              // The capacities were checked against pass 1's counts; pass 2 recomputes the
+              // same keys with the same arithmetic, so the bounds tests below never fail.
+              // They stay so that a future change to one pass cannot write past the lists.
               if (b > bin) {
-                s_above[out_at++] = s0 + i;
+                if (out_at < p.above_capacity) s_above[out_at] = s0 + i;
+                ++out_at;
               } else if (b == bin) {
-                cand_key[cand_at] = key[i];
-                cand_pos[cand_at++] = s0 + i;
+                if (cand_at < capacity) {
+                  cand_key[cand_at] = key[i];
+                  cand_pos[cand_at] = s0 + i;
+                }
+                ++cand_at;
               }
             }
             written += total & 0xFFFF;
@@ -238,8 +245,9 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
         const int c = base + threadIdx.x;
         const uint32_t key[1] = {c < candidates ? cand_key[c] : 0u};
         const int pos[1] = {c < candidates ? cand_pos[c] : 0};
-        TopK::compact_tile<1>(sh.topk, key, pos, c < candidates ? 1 : 0, st.prefix,
-                              static_cast<int>(st.remaining), cand_pos, chosen, equal_seen);
+        TopK::template compact_tile<1>(sh.topk, key, pos, c < candidates ? 1 : 0, st.prefix,
+                                       static_cast<int>(st.remaining), cand_pos, chosen,
+                                       equal_seen);
       }
       // Merge the two sorted lists, s_above[0..above) and cand_pos[0..chosen) (positions
       // are distinct): an element's place in the output is its index plus the count of the
@@ -268,8 +276,9 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
 #pragma unroll
             for (int i = 0; i < kItems; ++i)
               pos[i] = s0 + i;
-            TopK::compact_tile<kItems>(sh.topk, key, pos, n, st.prefix,
-                                       static_cast<int>(st.remaining), u.out, written, equal_seen);
+            TopK::template compact_tile<kItems>(sh.topk, key, pos, n, st.prefix,
+                                                static_cast<int>(st.remaining), u.out, written,
+                                                equal_seen);
           });
     }
   }
