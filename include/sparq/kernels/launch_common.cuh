@@ -169,11 +169,26 @@ struct KernelLaunch {
   KernelLaunch& operator=(const KernelLaunch&) = delete;
 };
 
+/// Whether `kernel`'s code came from sm_90 or later PTX, so that its griddepcontrol.wait exists.
+/// A build for an older architecture, JIT-compiled on an H100, has none: launched as a
+/// dependent it would start before the kernel it depends on has finished.
+template <typename Kernel>
+bool kernel_waits_for_prior_grids(Kernel kernel) {
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.ptxVersion >= 90;
+}
+
 /// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90; 0: not as
-/// clusters), as a programmatic dependent of the previous launch where `dependent` (sm_90).
+/// clusters), as a programmatic dependent of the previous launch where `dependent` (sm_90) and
+/// the kernel was compiled with its wait (else as a plain launch).
 template <typename... Params, typename... Args>
 cudaError_t launch_ex(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                       cudaStream_t stream, unsigned cluster_x, bool dependent, Args&&... args) {
+  if (dependent && !kernel_waits_for_prior_grids(kernel)) dependent = false;
   const KernelLaunch launch(grid, block, smem, stream, cluster_x, dependent);
   return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
 }

@@ -33,10 +33,12 @@ struct SparqDecodeParams {
   KVCacheView<T> cache;          ///< K, Kt, V and Vsum (Vsum only with reallocation)
   const int* lengths = nullptr;  ///< device [B]; clamped to [0, problem.length_bound()]
   T* out = nullptr;              ///< [B, Hq, d]
-  /// sm_90 (ignored elsewhere): the three-launch route's kernels start as programmatic
-  /// dependent launches, each while the kernel before it in the stream finishes (they wait for
-  /// it before touching memory), with no memset between them. Not yet timed on a GPU; also
-  /// switched on for every call by SPARQ_PDL=1.
+  /// sm_90 (ignored elsewhere, and for kernels built for an older architecture): the
+  /// three-launch route's kernels start as programmatic dependent launches, each while the
+  /// kernel before it in the stream finishes (they wait for it before touching memory), with
+  /// no memset between them. griddepcontrol.wait waits for the previous grid only, so every
+  /// kernel the caller launches as a dependent between two decode steps must wait too. Not
+  /// yet timed on a GPU; also switched on for every call by SPARQ_PDL=1.
   bool dependent_launch = false;
 };
 
