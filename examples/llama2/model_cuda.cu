@@ -266,7 +266,7 @@ class CudaModel : public Model {
     blas_ws_.resize(32 << 20);  // a fixed cuBLAS workspace keeps graph capture allocation-free
     cublas_check(cublasSetWorkspace(blas_, blas_ws_.p, blas_ws_.n), "cublasSetWorkspace");
     if (opt.fused_matvec) init_matvec();
-    pdl_ = opt.dependent_launch && sparq::kernels::device_has_clusters();
+    pdl_ = opt.dependent_launch && sparq::kernels::dependent_launch_supported();
     problem_.batch = 1;
     problem_.num_q_heads = cfg.num_heads;
     problem_.num_kv_heads = cfg.num_kv_heads;

@@ -143,13 +143,15 @@ TEST(GraphAndDeterminism, SparqDependentLaunchesMatchPlainLaunches) {
   cudaStreamDestroy(stream);
 }
 
-// The kernels of a dependent chain must have been compiled with their wait (sm_90 code);
-// launch_ex downgrades a kernel without it to a plain launch (a build for an older
-// architecture, JIT-compiled here, would otherwise start early).
+// The kernels of a dependent chain must have been compiled with their wait (sm_90 code): a
+// build for an older architecture, JIT-compiled here, would start early. The switch
+// (dependent_launch_supported) asks a probe kernel built with the same flags; the chain's
+// kernels must agree with it.
 TEST(GraphAndDeterminism, DependentChainKernelsWereCompiledWithTheirWait) {
   SPARQ_REQUIRE_GPU();
   if (!sparq::kernels::device_has_clusters()) GTEST_SKIP() << "dependent launches need sm_90";
   namespace k = sparq::kernels;
+  EXPECT_TRUE(k::dependent_launch_supported());
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::score_kernel<__nv_bfloat16, 128>));
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::select_kernel<true, k::kSelectThreads>));
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::select_stream_kernel<k::kStreamThreads>));

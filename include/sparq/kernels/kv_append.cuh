@@ -21,9 +21,9 @@ struct KVAppendParams {
   const T* new_k = nullptr;     ///< [B, num_new, Hkv, d]
   const T* new_v = nullptr;     ///< [B, num_new, Hkv, d]
   bool advance_lengths = true;  ///< add num_new to lengths afterwards (clamped to capacity)
-  /// sm_90 (ignored elsewhere): launch as a programmatic dependent of the kernel before it in
-  /// the stream (it starts while that one finishes and waits for it before touching memory).
-  /// Not yet timed on a GPU.
+  /// sm_90 with sm_90 code (ignored elsewhere): launch as a programmatic dependent of the kernel
+  /// before it in the stream (it starts while that one finishes and waits for it before touching
+  /// memory). Not yet timed on a GPU.
   bool dependent_launch = false;
 };
 
@@ -103,7 +103,7 @@ Status kv_append(const KVAppendParams<T>& a, cudaStream_t stream) {
       a.cache.kt == nullptr || a.cache.v == nullptr)
     return Status::kNullPointer;
   if (Status s = validate_strides(p, a.cache); !ok(s)) return s;
-  const bool dep = a.dependent_launch && kernels::device_has_clusters();
+  const bool dep = a.dependent_launch && kernels::dependent_launch_supported();
   if (kernels::launch_ex(kernels::kv_append_kernel<T>, dim3(p.num_kv_heads, p.batch),
                          dim3(kernels::kAppendThreads), 0, stream, 0, dep, a) != cudaSuccess)
     return Status::kCudaError;

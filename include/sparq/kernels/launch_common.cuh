@@ -182,13 +182,25 @@ bool kernel_waits_for_prior_grids(Kernel kernel) {
   return attr.ptxVersion >= 90;
 }
 
+/// Compiled with the same flags as every kernel of these headers: stands for them in
+/// dependent_launch_supported.
+template <int = 0>
+__global__ void dependent_launch_probe_kernel() {}
+
+/// Whether dependent launches may be used: an sm_90 device, and kernels compiled from sm_90
+/// PTX (their wait exists). Every switch for dependent launches (SparQ plan, KV append, the
+/// Llama example) goes through here; the build part is asked once per process.
+inline bool dependent_launch_supported() {
+  static const bool compiled = kernel_waits_for_prior_grids(dependent_launch_probe_kernel<>);
+  return compiled && device_has_clusters();
+}
+
 /// Launches `kernel` over `grid` in clusters of `cluster_x` blocks along x (sm_90; 0: not as
-/// clusters), as a programmatic dependent of the previous launch where `dependent` (sm_90) and
-/// the kernel was compiled with its wait (else as a plain launch).
+/// clusters), as a programmatic dependent of the previous launch where `dependent` (only where
+/// dependent_launch_supported()).
 template <typename... Params, typename... Args>
 cudaError_t launch_ex(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                       cudaStream_t stream, unsigned cluster_x, bool dependent, Args&&... args) {
-  if (dependent && !kernel_waits_for_prior_grids(kernel)) dependent = false;
   const KernelLaunch launch(grid, block, smem, stream, cluster_x, dependent);
   return cudaLaunchKernelEx(&launch.cfg, kernel, static_cast<Args&&>(args)...);
 }

@@ -99,6 +99,50 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
   }
 }
 
+/// The unit's s-hat summed over its heads (device::shat) at kGroups runs of 4 consecutive
+/// positions, run g starting at first + g * stride; positions at or past `end` add s-hat of a
+/// -inf logit (0). Where every run lies below `end` the runs' float4 loads issue together
+/// (with a bounds test per run the compiler kept one load in flight). Every selection kernel
+/// ranks with these sums, so that they all compute the same keys.
+template <int kGroups>
+__device__ __forceinline__ void shat_sums(const SelectParams& p, const UnitView& u,
+                                          const float* s_max, const float* s_inv_sum, int first,
+                                          int stride, int end, float (&sum)[kGroups][4]) {
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g)
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      sum[g][i] = 0.f;
+  for (int h = 0; h < u.nh; ++h) {
+    const float* row = u.logits + h * p.logit_stride;
+    float x[kGroups][4];
+    if (first + (kGroups - 1) * stride + 4 <= end) {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        const float4 f = *reinterpret_cast<const float4*>(row + first + g * stride);
+        x[g][0] = f.x;
+        x[g][1] = f.y;
+        x[g][2] = f.z;
+        x[g][3] = f.w;
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        const int s0 = first + g * stride;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          x[g][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
+      }
+    }
+    const float mh = s_max[h], inv = s_inv_sum[h];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        sum[g][i] += device::shat(x[g][i], mh, inv);
+  }
+}
+
 /// Keys of positions [begin, end) into keys[s - begin] (begin a multiple of 4), each added to
 /// the first radix pass's histogram. A thread takes 4 consecutive positions from each of
 /// kVecs strips per step, so a warp's float4 loads are contiguous and several are in flight.
@@ -110,41 +154,7 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
   constexpr int kVecs = 4, kStep = kThreads * 4;
   for (int base = begin + threadIdx.x * 4; base < end; base += kStep * kVecs) {
     float sum[kVecs][4];
-#pragma unroll
-    for (int v = 0; v < kVecs; ++v)
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        sum[v][i] = 0.f;
-    for (int h = 0; h < u.nh; ++h) {
-      const float* row = u.logits + h * p.logit_stride;
-      float x[kVecs][4];
-      if (base + (kVecs - 1) * kStep + 4 <= end) {
-        // Every strip whole: the kVecs loads issue together. (With the bounds test inside
-        // the loop the compiler kept one load in flight and waited a round trip for each.)
-#pragma unroll
-        for (int v = 0; v < kVecs; ++v) {
-          const float4 f = *reinterpret_cast<const float4*>(row + base + v * kStep);
-          x[v][0] = f.x;
-          x[v][1] = f.y;
-          x[v][2] = f.z;
-          x[v][3] = f.w;
-        }
-      } else {
-#pragma unroll
-        for (int v = 0; v < kVecs; ++v) {
-          const int s0 = base + v * kStep;
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            x[v][i] = s0 + i < end ? row[s0 + i] : -INFINITY;
-        }
-      }
-      const float mh = s_max[h], inv = s_inv_sum[h];
-#pragma unroll
-      for (int v = 0; v < kVecs; ++v)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          sum[v][i] += device::shat(x[v][i], mh, inv);
-    }
+    shat_sums<kVecs>(p, u, s_max, s_inv_sum, base, kStep, end, sum);
 #pragma unroll
     for (int v = 0; v < kVecs; ++v)
 #pragma unroll

@@ -34,41 +34,17 @@ namespace stream_detail {
 
 using select_detail::UnitView;
 
-/// Ranking keys of positions s0..s0+kItems (device::shat and ranking_key, as compute_keys);
-/// positions at or past the unit's length get key 0 and must not be used.
+/// Ranking keys of positions s0..s0+kItems (select_detail::shat_sums and ranking_key, as
+/// compute_keys); positions at or past the unit's length get key 0 and must not be used.
 template <int kItems>
 __device__ void tile_keys(const SelectParams& p, const UnitView& u, const float* s_max,
                           const float* s_inv_sum, int s0, uint32_t (&key)[kItems]) {
   static_assert(kItems % 4 == 0, "logits are read 4 at a time");
-  float sum[kItems];
+  float sum[kItems / 4][4];
+  select_detail::shat_sums<kItems / 4>(p, u, s_max, s_inv_sum, s0, 4, u.len, sum);
 #pragma unroll
   for (int i = 0; i < kItems; ++i)
-    sum[i] = 0.f;
-  for (int h = 0; h < u.nh; ++h) {
-    const float* row = u.logits + h * p.logit_stride;
-    float x[kItems];
-    if (s0 + kItems <= u.len) {
-#pragma unroll
-      for (int i = 0; i < kItems; i += 4) {
-        const float4 f = *reinterpret_cast<const float4*>(row + s0 + i);
-        x[i] = f.x;
-        x[i + 1] = f.y;
-        x[i + 2] = f.z;
-        x[i + 3] = f.w;
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kItems; ++i)
-        x[i] = s0 + i < u.len ? row[s0 + i] : -INFINITY;
-    }
-    const float mh = s_max[h], inv = s_inv_sum[h];
-#pragma unroll
-    for (int i = 0; i < kItems; ++i)
-      sum[i] += device::shat(x[i], mh, inv);
-  }
-#pragma unroll
-  for (int i = 0; i < kItems; ++i)
-    key[i] = s0 + i < u.len ? device::ranking_key(sum[i], s0 + i, u.len, u.leff) : 0u;
+    key[i] = s0 + i < u.len ? device::ranking_key(sum[i / 4][i % 4], s0 + i, u.len, u.leff) : 0u;
 }
 
 /// Calls f(s0, key, n) for every tile of kThreads x kItems positions, n = positions of this

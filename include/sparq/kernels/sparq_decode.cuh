@@ -245,7 +245,7 @@ struct SparqPlan {
     const StreamCapacity cap = stream_capacity(kmax);
     stream_candidates = cap.candidates;
     stream_above = cap.above;
-    dependent_launch = dependent_launch_requested() && device_has_clusters();
+    dependent_launch = dependent_launch_requested() && dependent_launch_supported();
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
     indices = w.take<int>(batch_units * kmax);
@@ -506,7 +506,8 @@ Status sparq_decode(const SparqDecodeParams<T>& params, void* workspace, size_t 
   if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
   kernels::SparqPlan<T> plan(params.problem, params.config, workspace);
   if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
-  if (params.dependent_launch && kernels::device_has_clusters()) plan.dependent_launch = true;
+  if (params.dependent_launch && kernels::dependent_launch_supported())
+    plan.dependent_launch = true;
   return kernels::dispatch_head_dim(params.problem.head_dim, [&](auto dim) {
     return kernels::launch_sparq<T, decltype(dim)::value>(params, plan, stream);
   });
