@@ -122,6 +122,20 @@ if [ $bench = 1 ]; then
           cat "$res" >> "$log"
         done
       done
+      # Prefill of a random prompt (examples/llama2/prefill_attention.cuh): the gemm version at
+      # 4k and 32k, the simple one at 4k. Each run prefills four times; the warm time is printed.
+      for spec in "4096 gemm" "4096 simple" "32768 gemm"; do
+        read -r s_len kind <<< "$spec"
+        res="$parts/bench_prefill_${s_len}_$kind.txt"
+        echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill --prefill-attention $kind ====" >> "$log"
+        if timeout 90 "$chat" --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill \
+            --bench-steps 2 --prefill-attention $kind > "$res" 2>&1; then
+          row "llama2-7b prefill $s_len $kind" "$(grep -o 'prefill of .*' "$res")"
+        else
+          row "llama2-7b prefill $s_len $kind" "FAIL (rc $?)"
+        fi
+        cat "$res" >> "$log"
+      done
     fi
     if [ $profile = 1 ] && command -v ncu >/dev/null 2>&1; then
       echo "==== ncu: SparQ B=1 S=32k (fused, a cluster per head), dense B=64 S=32k ====" >> "$log"
@@ -162,6 +176,8 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
     if [ $tool = memcheck ]; then
       timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
         "$build/tests/gpu/test_building_blocks" >> "$san_log" 2>&1 || ok=0
+      timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
+        "$build/examples/llama2/tests/test_llama_prefill" >> "$san_log" 2>&1 || ok=0
     fi
     if [ $ok = 1 ]; then row "compute-sanitizer $tool" clean; else row "compute-sanitizer $tool" FAIL; fail=1; fi
   done

@@ -13,8 +13,9 @@
 //            -> o (+= residual) -> RMSNorm+gate/up+SiLU·up -> down (+= residual)
 //   -> final RMSNorm+lm_head
 //
-// Prefill runs the same layers over all prompt tokens at once (always with cuBLAS), with a simple
-// causal attention kernel (below) over the cache after the prompt's K/V are appended. Nothing in
+// Prefill runs the same layers over all prompt tokens at once (always with cuBLAS), with causal
+// attention over the cache after the prompt's K/V are appended (prefill_attention.cuh: cuBLAS
+// GEMMs around a masked softmax, or with --prefill-attention simple a plain kernel). Nothing in
 // the decode step reads a length on the host, so it is captured once per (length bucket,
 // attention choice) as a CUDA graph and replayed.
 #include <cublas_v2.h>
@@ -34,6 +35,7 @@
 
 #include "matvec.cuh"
 #include "model_cuda.hpp"
+#include "prefill_attention.cuh"
 
 namespace llama {
 namespace {
@@ -140,54 +142,6 @@ __global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, bf16*
 
 __global__ void add_length_kernel(const int* src, int add, int* dst) {
   *dst = *src + add;
-}
-
-// Causal attention for prefill over the cache: query t (position len0 + t) attends rows
-// [0, len0 + t]. One block of 4 warps per (token, query head); each warp runs an online softmax
-// over every 4th row, then the warps' partial states merge. Correctness first, not speed.
-constexpr int kPrefillWarps = 4;
-__global__ void prefill_attention_kernel(const bf16* q, sparq::KVCacheView<bf16> cache, int len0,
-                                         int hq, int group, int d, float scale, bf16* out) {
-  const int t = blockIdx.x, h = blockIdx.y, hk = h / group;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, per_lane = d / 32;
-  const int rows = len0 + t + 1;
-  const bf16* qh = q + (static_cast<int64_t>(t) * hq + h) * d;
-  float qv[8], acc[8];
-  for (int e = 0; e < per_lane; ++e)
-    qv[e] = __bfloat162float(qh[lane + 32 * e]), acc[e] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
-  for (int s = warp; s < rows; s += kPrefillWarps) {
-    const bf16* kr = cache.k_row(0, hk, s);
-    float dot = 0.0f;
-    for (int e = 0; e < per_lane; ++e)
-      dot += qv[e] * __bfloat162float(kr[lane + 32 * e]);
-    for (int o = 16; o > 0; o >>= 1)
-      dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    const float sc = dot * scale, m_new = fmaxf(m, sc);
-    const float corr = __expf(m - m_new), p = __expf(sc - m_new);
-    const bf16* vr = cache.v_row(0, hk, s);
-    for (int e = 0; e < per_lane; ++e)
-      acc[e] = acc[e] * corr + p * __bfloat162float(vr[lane + 32 * e]);
-    l = l * corr + p;
-    m = m_new;
-  }
-  __shared__ float sm[kPrefillWarps], sl[kPrefillWarps], sacc[kPrefillWarps][256];
-  if (lane == 0) sm[warp] = m, sl[warp] = l;
-  for (int e = 0; e < per_lane; ++e)
-    sacc[warp][lane + 32 * e] = acc[e];
-  __syncthreads();
-  float mx = -INFINITY;
-  for (int w = 0; w < kPrefillWarps; ++w)
-    mx = fmaxf(mx, sm[w]);
-  float den = 0.0f;
-  for (int w = 0; w < kPrefillWarps; ++w)
-    if (sl[w] > 0.0f) den += sl[w] * __expf(sm[w] - mx);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) {
-    float num = 0.0f;
-    for (int w = 0; w < kPrefillWarps; ++w)
-      if (sl[w] > 0.0f) num += sacc[w][i] * __expf(sm[w] - mx);
-    out[(static_cast<int64_t>(t) * hq + h) * d + i] = __float2bfloat16_rn(num / den);
-  }
 }
 
 // Deterministic pseudo-random fill (splitmix64 hash of the index): uniform in [-a, a) as bf16,
@@ -616,9 +570,7 @@ class CudaModel : public Model {
                                             p, attn_ws_.p, attn_ws_.n, stream_),
                     "decode_attention");
       } else {
-        prefill_attention_kernel<<<dim3(n, c.num_heads), 32 * kPrefillWarps, 0, stream_>>>(
-            s.q16.p, a.cache, length_, c.num_heads, c.num_heads / c.num_kv_heads, d,
-            1.0f / std::sqrt(static_cast<float>(d)), s.att.p);
+        prefill_attention(n, s.q16.p, a.cache, s.att.p);
       }
       if (fused) {
         CK(matvec_.matvec_add(s.att.p, c.q_dim(), L.wo.p, H, s.x.p, stream_));
@@ -645,6 +597,21 @@ class CudaModel : public Model {
     }
     add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, n, d_len_.p);
     CK(cudaGetLastError());
+  }
+
+  // The prompt's n tokens (rows length_.. of the cache, just appended) attend causally.
+  void prefill_attention(int n, const bf16* q, const sparq::KVCacheView<bf16>& cache, bf16* out) {
+    prefill::Shape shape;
+    shape.num_heads = cfg_.num_heads;
+    shape.num_kv_heads = cfg_.num_kv_heads;
+    shape.head_dim = cfg_.head_dim;
+    shape.past = length_;
+    shape.tokens = n;
+    if (!opt_.prefill_gemm) return prefill::simple_attention(shape, q, cache, out, stream_);
+    const int chunk = prefill::chunk_queries(shape, kPrefillAttentionBudget);
+    const size_t bytes = prefill::workspace_bytes(shape, chunk);
+    if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
+    prefill::gemm_attention(shape, q, cache, out, prefill_ws_.p, chunk, blas_);
   }
 
   static float element(const TensorInfo& t, int64_t i) {
@@ -685,7 +652,10 @@ class CudaModel : public Model {
   cublasHandle_t blas_ = nullptr;
   matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
   bool pdl_ = false;       // opt_.dependent_launch on a device that has it
-  DeviceArray<uint8_t> blas_ws_, attn_ws_;
+  // Scores and probabilities of one chunk of prefill queries: at most this much (1 GiB: a
+  // 32k-token prompt of a 7B model then runs in chunks of about 170 queries).
+  static constexpr size_t kPrefillAttentionBudget = size_t(1) << 30;
+  DeviceArray<uint8_t> blas_ws_, attn_ws_, prefill_ws_;
   sparq::DecodeProblem problem_, step_problem_;
   std::vector<Layer> layers_;
   DeviceArray<bf16> embed_, lm_head_;

@@ -27,6 +27,9 @@ struct CudaOptions {
   /// launches) as programmatic dependent launches, each starting while the one before finishes
   /// (sm_90; ignored elsewhere). Not yet timed on a GPU, so off by default.
   bool dependent_launch = false;
+  /// Prefill attention as cuBLAS GEMMs around a masked softmax (prefill_attention.cuh), or, if
+  /// false, the simple kernel (one block per token and head, a row at a time).
+  bool prefill_gemm = true;
 };
 
 /// Loads a checkpoint's weights (bf16, fp16 or fp32; converted to bf16) onto the GPU.

@@ -58,6 +58,7 @@ TEST(Cli, Help) {
   EXPECT_NE(r.output.find("--bench-decode"), std::string::npos);
   EXPECT_NE(r.output.find("--matvec cublas|fused"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--pdl"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--prefill-attention gemm|simple"), std::string::npos) << r.output;
 }
 
 TEST(Cli, MissingModelDirectoryFailsCleanly) {
@@ -191,6 +192,13 @@ TEST(Cli, BadMatvecIsAUsageError) {
   const Result r = run("--model x --matvec bogus");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("error: --matvec must be cublas or fused"), std::string::npos)
+      << r.output;
+}
+
+TEST(Cli, BadPrefillAttentionIsAUsageError) {
+  const Result r = run("--model x --prefill-attention flash");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --prefill-attention must be gemm or simple"), std::string::npos)
       << r.output;
 }
 

@@ -31,11 +31,12 @@ constexpr double kTol = 0.12;
 constexpr double kFusedVsCublasTol = 4e-2;
 
 std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false,
-                            bool dependent = false) {
+                            bool dependent = false, bool prefill_gemm = true) {
   CudaOptions o;
   o.graphs = graphs;
   o.fused_matvec = fused;
   o.dependent_launch = dependent;
+  o.prefill_gemm = prefill_gemm;
   o.progress = false;
   return make_cuda_model(Checkpoint(variant_dir(variant)), 512, o);
 }
@@ -181,6 +182,36 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       with->attention.compression = without->attention.compression = 4;
       expect_same_decoding(*with, *without, ref.prompt_ids, 64);
     }
+}
+
+// The two prefill attention versions (prefill_attention.cuh) on the whole model: both match
+// transformers, and each other within the fused-vs-cuBLAS tolerance (the gemm version also
+// rounds probabilities to bf16: a rounding-point change like the fused matvecs'). The prompt
+// also goes in two pieces, so the second attends to rows cached before it.
+TEST(GpuPrefill, GemmAndSimpleAttentionMatchTransformers) {
+  LLAMA_REQUIRE_GPU();
+  const Reference ref = load_reference("bf16_tied");
+  auto gemm = load("bf16_tied", true, false, false, true);
+  auto simple = load("bf16_tied", true, false, false, false);
+  const int V = gemm->config().vocab_size, n = static_cast<int>(ref.prompt_ids.size());
+  std::vector<float> last, a, b;
+  gemm->prefill(ref.prompt_ids, &last, &a);
+  simple->prefill(ref.prompt_ids, &last, &b);
+  for (int t = 0; t < n; ++t) {
+    EXPECT_LT(max_abs_diff(&a[size_t(t) * V], ref.prefill_logits[t]), kTol) << "gemm, " << t;
+    EXPECT_LT(max_abs_diff(&b[size_t(t) * V], ref.prefill_logits[t]), kTol) << "simple, " << t;
+    EXPECT_LT(max_abs_diff(&a[size_t(t) * V],
+                           std::vector<float>(&b[size_t(t) * V], &b[size_t(t + 1) * V])),
+              kFusedVsCublasTol)
+        << "gemm vs simple, " << t;
+  }
+  gemm->reset();
+  const int half = n / 2;
+  gemm->prefill(std::vector<int>(ref.prompt_ids.begin(), ref.prompt_ids.begin() + half), &last);
+  gemm->prefill(std::vector<int>(ref.prompt_ids.begin() + half, ref.prompt_ids.end()), &last, &a);
+  for (int t = half; t < n; ++t)
+    EXPECT_LT(max_abs_diff(&a[size_t(t - half) * V], ref.prefill_logits[t]), kTol)
+        << "second piece, " << t;
 }
 
 TEST(GpuBench, RandomFillAndDecodeRun) {
