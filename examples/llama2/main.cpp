@@ -35,7 +35,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string model_dir, device = "auto", prompt, system, random_weights;
+  std::string model_dir, device = "auto", prompt, prompt_file, system, random_weights;
   bool has_prompt = false, raw = false, graphs = true, bench_prefill = false;
   bool fused_matvec = true, pdl = false, prefill_gemm = true;
   int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
@@ -71,6 +71,8 @@ void print_help() {
       "Chat:\n"
       "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
       "                         Ctrl-D to quit)\n"
+      "  --prompt-file FILE     answer FILE's text once and exit; with --prompt, the file comes\n"
+      "                         first, then a blank line and TEXT (a document, then a question)\n"
       "  --system TEXT          system prompt (<<SYS>> block of the first turn)\n"
       "  --raw                  plain text completion, no chat format\n"
       "  --max-new-tokens N     per answer [256]\n"
@@ -176,6 +178,9 @@ Options parse(int argc, char** argv) {
         usage_error("--device must be auto, cpu or cuda");
     } else if (a == "--prompt") {
       o.prompt = value();
+      o.has_prompt = true;
+    } else if (a == "--prompt-file") {
+      o.prompt_file = value();
       o.has_prompt = true;
     } else if (a == "--system") {
       o.system = value();
@@ -365,8 +370,10 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
         ids.push_back(id);
     }
     if (model.length() + static_cast<int>(ids.size()) + 1 > model.capacity()) {
-      std::fprintf(stderr, "error: the conversation does not fit --max-seq-len %d\n",
-                   model.capacity());
+      std::fprintf(stderr,
+                   "error: the conversation (%d tokens with this turn) does not fit --max-seq-len "
+                   "%d\n",
+                   model.length() + static_cast<int>(ids.size()) + 1, model.capacity());
       return 1;
     }
     first = false;
@@ -420,7 +427,7 @@ std::unique_ptr<llama::Tokenizer> load_tokenizer(const std::string& path, const 
   return tok;
 }
 
-int run(const Options& o) {
+int run(Options o) {  // a copy: --prompt-file is read into o.prompt
   bool use_cuda = o.device == "cuda";
   if (o.device != "cpu") {
     const std::string why = llama::cuda_unavailable_reason();
@@ -446,8 +453,19 @@ int run(const Options& o) {
     ck = std::make_unique<llama::Checkpoint>(o.model_dir);
     cfg = ck->config();
   }
-  // The tokenizer before the weights: a missing or mismatched tokenizer.model is reported in
-  // a second, not after minutes of loading.
+  // The prompt file and the tokenizer before the weights: a missing file or a mismatched
+  // tokenizer.model is reported in a second, not after minutes of loading.
+  if (!o.prompt_file.empty()) {
+    std::string text;
+    try {
+      text = llama::read_text_file(o.prompt_file);
+    } catch (const llama::LoadError& e) {  // not a model file: no "error loading the model"
+      throw std::runtime_error(std::string("--prompt-file ") + e.what());
+    }
+    if (llama::strip(text).empty())
+      throw std::runtime_error("--prompt-file " + o.prompt_file + ": the file is empty");
+    o.prompt = o.prompt.empty() ? text : text + "\n\n" + o.prompt;
+  }
   std::unique_ptr<llama::Tokenizer> tok;
   if (o.bench_decode == 0) tok = load_tokenizer(o.model_dir + "/tokenizer.model", cfg);
   int seq = o.max_seq_len;

@@ -275,11 +275,39 @@ TEST(Cli, KVCacheLargerThanMemoryIsAnError) {
       << r.output;
 }
 
+// --prompt-file with --prompt asks about a document: the file's text, a blank line, then the
+// question, exactly as if typed as one prompt.
+TEST(Cli, PromptFileComesBeforeThePrompt) {
+  char tmpl[] = "/tmp/llama_cli_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, doc = "The cat sat.\nThe dog ran.";
+  std::ofstream(dir + "/doc.txt") << doc;
+  std::ofstream(dir + "/empty.txt") << " \n";
+  const std::string model =
+      "--model '" + variant_dir("bf16_tied") + "' --device cpu --temperature 0 --max-new-tokens 6 ";
+  const Result joined = run(model + "--prompt '" + doc + "\n\nWho ran?'", false);
+  const Result file = run(model + "--prompt-file '" + dir + "/doc.txt' --prompt 'Who ran?'", false);
+  const Result alone = run(model + "--prompt-file '" + dir + "/doc.txt'");
+  const Result empty = run(model + "--prompt-file '" + dir + "/empty.txt'");
+  const Result missing = run(model + "--prompt-file '" + dir + "/none.txt'");
+  std::system(("rm -rf '" + dir + "'").c_str());
+  EXPECT_EQ(file.exit_code, 0) << file.output;
+  EXPECT_FALSE(joined.output.empty());
+  EXPECT_EQ(file.output, joined.output);
+  EXPECT_EQ(alone.exit_code, 0) << alone.output;
+  EXPECT_NE(alone.output.find("decode 6 tokens"), std::string::npos) << alone.output;
+  EXPECT_EQ(empty.exit_code, 1) << empty.output;
+  EXPECT_NE(empty.output.find("empty.txt: the file is empty"), std::string::npos) << empty.output;
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("none.txt: cannot open file"), std::string::npos) << missing.output;
+}
+
 TEST(Cli, ContextOverflowIsAnError) {
   const Result r = run("--model '" + variant_dir("bf16_tied") +
                        "' --device cpu --prompt 'a long enough prompt' --max-seq-len 8");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("does not fit --max-seq-len 8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tokens with this turn) does not fit --max-seq-len 8"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace
