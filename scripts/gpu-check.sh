@@ -151,7 +151,7 @@ if [ $bench = 1 ]; then
       --out "$out" >> "$summary" 2>&1 || row plots FAIL
     # The auto rule's thresholds re-derived from this sweep (include/sparq/attention_mode.hpp).
     python3 scripts/derive_auto_rule.py --sweep "$out/bench_sweep.json" >> "$summary" 2>&1 ||
-      row derive_auto_rule "no rule (see summary)"
+      row derive_auto_rule "FAIL (see summary)"
   else
     row benchmarks "not built (configure with -DSPARQ_BUILD_BENCH=ON)"
   fi
