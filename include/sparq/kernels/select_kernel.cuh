@@ -102,8 +102,9 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
 /// The unit's s-hat summed over its heads (device::shat) at kGroups runs of 4 consecutive
 /// positions, run g starting at first + g * stride; positions at or past `end` add s-hat of a
 /// -inf logit (0). Where every run lies below `end` the runs' float4 loads issue together
-/// (with a bounds test per run the compiler kept one load in flight). Every selection kernel
-/// ranks with these sums, so that they all compute the same keys.
+/// (with a bounds test per run the compiler kept one load in flight). Both selection kernels
+/// of the three-launch route (this one and select_stream_kernel) rank with these sums, so that
+/// they compute the same keys; the fused routes sum s-hat over heads in the same order.
 template <int kGroups>
 __device__ __forceinline__ void shat_sums(const SelectParams& p, const UnitView& u,
                                           const float* s_max, const float* s_inv_sum, int first,
