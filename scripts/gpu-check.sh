@@ -128,7 +128,8 @@ if [ $bench = 1 ]; then
         read -r s_len kind <<< "$spec"
         res="$parts/bench_prefill_${s_len}_$kind.txt"
         echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill --prefill-attention $kind ====" >> "$log"
-        if timeout 90 "$chat" --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill \
+        if timeout $([ $s_len = 4096 ] && echo 90 || echo 150) "$chat" --random-weights llama2-7b \
+            --bench-decode $s_len --bench-fill prefill \
             --bench-steps 2 --prefill-attention $kind > "$res" 2>&1; then
           row "llama2-7b prefill $s_len $kind" "$(grep -o 'prefill of .*' "$res")"
         else

@@ -219,6 +219,11 @@ class CudaModel : public Model {
     cublas_check(cublasSetStream(blas_, stream_), "cublasSetStream");
     blas_ws_.resize(32 << 20);  // a fixed cuBLAS workspace keeps graph capture allocation-free
     cublas_check(cublasSetWorkspace(blas_, blas_ws_.p, blas_ws_.n), "cublasSetWorkspace");
+    // Split-K partial sums in float, never in a bf16 output's type (prefill's P V product).
+    cublas_check(cublasSetMathMode(blas_, static_cast<cublasMath_t>(
+                                              CUBLAS_DEFAULT_MATH |
+                                              CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+                 "cublasSetMathMode");
     if (opt.fused_matvec) init_matvec();
     pdl_ = opt.dependent_launch && sparq::kernels::dependent_launch_supported();
     problem_.batch = 1;
@@ -378,7 +383,8 @@ class CudaModel : public Model {
       if (t < 0 || t >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
     const int logit_rows = all ? n : 1;
     if (prefill_.rows < n || prefill_.logits.n < size_t(logit_rows) * cfg_.vocab_size)
-      prefill_.resize(cfg_, std::max(n, prefill_.rows), std::max(logit_rows, n));
+      prefill_.resize(cfg_, std::max(n, prefill_.rows),  // logits: only the rows asked for
+                      std::max<int>(logit_rows, prefill_.logits.n / cfg_.vocab_size));
     CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data(), n * sizeof(int), cudaMemcpyHostToDevice,
                        stream_));
     forward(prefill_, n, /*decode=*/false, logit_rows);

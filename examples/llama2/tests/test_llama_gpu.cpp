@@ -200,8 +200,8 @@ TEST(GpuPrefill, GemmAndSimpleAttentionMatchTransformers) {
   for (int t = 0; t < n; ++t) {
     EXPECT_LT(max_abs_diff(&a[size_t(t) * V], ref.prefill_logits[t]), kTol) << "gemm, " << t;
     EXPECT_LT(max_abs_diff(&b[size_t(t) * V], ref.prefill_logits[t]), kTol) << "simple, " << t;
-    EXPECT_LT(max_abs_diff(&a[size_t(t) * V],
-                           std::vector<float>(&b[size_t(t) * V], &b[size_t(t + 1) * V])),
+    EXPECT_LT(max_abs_diff(&a[size_t(t) * V], std::vector<float>(b.begin() + size_t(t) * V,
+                                                                 b.begin() + size_t(t + 1) * V)),
               kFusedVsCublasTol)
         << "gemm vs simple, " << t;
   }

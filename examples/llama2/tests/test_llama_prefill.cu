@@ -91,6 +91,10 @@ void check(const Case& c, bool gemm) {
   if (gemm) {
     cublasHandle_t blas;
     ASSERT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+    ASSERT_EQ(cublasSetMathMode(blas, static_cast<cublasMath_t>(
+                                          CUBLAS_DEFAULT_MATH |
+                                          CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+              CUBLAS_STATUS_SUCCESS);  // as the model sets it
     const Device<char> ws(prefill::workspace_bytes(s, c.chunk));
     prefill::gemm_attention(s, dq.get(), view, dout.get(), ws.get(), c.chunk, blas);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);

@@ -54,10 +54,14 @@ inline Reference load_reference(const std::string& variant) {
   return r;
 }
 
+/// The largest |a[i] - b[i]|; infinity if any difference is NaN (std::max would skip it, and
+/// NaN logits would compare as equal).
 inline double max_abs_diff(const float* a, const std::vector<float>& b) {
   double m = 0;
-  for (size_t i = 0; i < b.size(); ++i)
-    m = std::max(m, std::fabs(double(a[i]) - b[i]));
+  for (size_t i = 0; i < b.size(); ++i) {
+    const double e = std::fabs(double(a[i]) - b[i]);
+    if (!(e <= m)) m = std::isnan(e) ? INFINITY : e;
+  }
   return m;
 }
 
