@@ -614,7 +614,7 @@ class CudaModel : public Model {
     shape.past = length_;
     shape.tokens = n;
     if (!opt_.prefill_gemm) return prefill::simple_attention(shape, q, cache, out, stream_);
-    const int chunk = prefill::chunk_queries(shape, kPrefillAttentionBudget);
+    const int chunk = prefill::chunk_queries(shape, opt_.prefill_attention_bytes);
     const size_t bytes = prefill::workspace_bytes(shape, chunk);
     if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
     prefill::gemm_attention(shape, q, cache, out, prefill_ws_.p, chunk, blas_);
@@ -658,9 +658,6 @@ class CudaModel : public Model {
   cublasHandle_t blas_ = nullptr;
   matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
   bool pdl_ = false;       // opt_.dependent_launch on a device that has it
-  // Scores and probabilities of one chunk of prefill queries: at most this much (1 GiB: a
-  // 32k-token prompt of a 7B model then runs in chunks of about 170 queries).
-  static constexpr size_t kPrefillAttentionBudget = size_t(1) << 30;
   DeviceArray<uint8_t> blas_ws_, attn_ws_, prefill_ws_;
   sparq::DecodeProblem problem_, step_problem_;
   std::vector<Layer> layers_;

@@ -31,8 +31,10 @@ constexpr double kTol = 0.12;
 constexpr double kFusedVsCublasTol = 4e-2;
 
 std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false,
-                            bool dependent = false, bool prefill_gemm = true) {
+                            bool dependent = false, bool prefill_gemm = true,
+                            size_t prefill_bytes = size_t(1) << 30) {
   CudaOptions o;
+  o.prefill_attention_bytes = prefill_bytes;
   o.graphs = graphs;
   o.fused_matvec = fused;
   o.dependent_launch = dependent;
@@ -187,11 +189,14 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
 // The two prefill attention versions (prefill_attention.cuh) on the whole model: both match
 // transformers, and each other within the fused-vs-cuBLAS tolerance (the gemm version also
 // rounds probabilities to bf16: a rounding-point change like the fused matvecs'). The prompt
-// also goes in two pieces, so the second attends to rows cached before it.
+// also goes in two pieces, so the second attends to rows cached before it; the gemm version
+// runs in small chunks of queries.
 TEST(GpuPrefill, GemmAndSimpleAttentionMatchTransformers) {
   LLAMA_REQUIRE_GPU();
   const Reference ref = load_reference("bf16_tied");
-  auto gemm = load("bf16_tied", true, false, false, true);
+  // Chunks of 5 queries (4 heads x 5 queries x up to 48 keys x 6 bytes = 5760 bytes): the
+  // 42-token prompt runs as 9 chunks, the last of 2 queries.
+  auto gemm = load("bf16_tied", true, false, false, true, 5760);
   auto simple = load("bf16_tied", true, false, false, false);
   const int V = gemm->config().vocab_size, n = static_cast<int>(ref.prompt_ids.size());
   std::vector<float> last, a, b;
