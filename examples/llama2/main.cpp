@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <new>
@@ -456,6 +457,15 @@ int run(Options o) {  // a copy: --prompt-file is read into o.prompt
   // The prompt file and the tokenizer before the weights: a missing file or a mismatched
   // tokenizer.model is reported in a second, not after minutes of loading.
   if (!o.prompt_file.empty()) {
+    // A regular file of bounded size: /dev/zero or a multi-gigabyte file would otherwise be
+    // read until memory runs out. 64 MiB is far beyond any context (4k tokens ~ 16 KB).
+    constexpr std::uintmax_t kMaxPromptBytes = std::uintmax_t(64) << 20;
+    std::error_code ec;
+    const bool regular = std::filesystem::is_regular_file(o.prompt_file, ec);
+    if (regular && std::filesystem::file_size(o.prompt_file, ec) > kMaxPromptBytes)
+      throw std::runtime_error("--prompt-file " + o.prompt_file + ": larger than 64 MiB");
+    if (!regular && std::filesystem::exists(o.prompt_file, ec))
+      throw std::runtime_error("--prompt-file " + o.prompt_file + ": not a regular file");
     std::string text;
     try {
       text = llama::read_text_file(o.prompt_file);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -290,6 +291,9 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   const Result alone = run(model + "--prompt-file '" + dir + "/doc.txt'");
   const Result empty = run(model + "--prompt-file '" + dir + "/empty.txt'");
   const Result missing = run(model + "--prompt-file '" + dir + "/none.txt'");
+  const Result device = run(model + "--prompt-file /dev/zero");
+  std::filesystem::resize_file(dir + "/empty.txt", (std::uintmax_t(64) << 20) + 1);  // sparse
+  const Result huge = run(model + "--prompt-file '" + dir + "/empty.txt'");
   std::system(("rm -rf '" + dir + "'").c_str());
   EXPECT_EQ(file.exit_code, 0) << file.output;
   EXPECT_FALSE(joined.output.empty());
@@ -300,6 +304,11 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   EXPECT_NE(empty.output.find("empty.txt: the file is empty"), std::string::npos) << empty.output;
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
   EXPECT_NE(missing.output.find("none.txt: cannot open file"), std::string::npos) << missing.output;
+  EXPECT_EQ(device.exit_code, 1) << device.output;
+  EXPECT_NE(device.output.find("/dev/zero: not a regular file"), std::string::npos)
+      << device.output;
+  EXPECT_EQ(huge.exit_code, 1) << huge.output;
+  EXPECT_NE(huge.output.find("empty.txt: larger than 64 MiB"), std::string::npos) << huge.output;
 }
 
 TEST(Cli, ContextOverflowIsAnError) {
