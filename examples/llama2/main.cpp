@@ -71,7 +71,7 @@ void print_help() {
       "\n"
       "Chat:\n"
       "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
-      "                         Ctrl-D to quit)\n"
+      "                         a line ending in \\ continues on the next, Ctrl-D to quit)\n"
       "  --prompt-file FILE     answer FILE's text once and exit; with --prompt, the file comes\n"
       "                         first, then a blank line and TEXT (a document, then a question)\n"
       "  --system TEXT          system prompt (<<SYS>> block of the first turn)\n"
@@ -358,6 +358,13 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
       std::printf("> ");
       std::fflush(stdout);
       if (!std::getline(std::cin, user)) break;
+      // A line ending in a backslash continues on the next (pasting a document, as llama.cpp
+      // does): the backslash becomes a newline.
+      std::string more;
+      while (!user.empty() && user.back() == '\\' && std::getline(std::cin, more)) {
+        user.back() = '\n';
+        user += more;
+      }
       if (llama::strip(user).empty()) continue;
     }
     std::vector<int> ids;

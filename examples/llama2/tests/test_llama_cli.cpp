@@ -240,6 +240,21 @@ TEST(Cli, InteractiveMultiTurnKeepsTheConversation) {
   EXPECT_EQ(second_ctx, first_ctx + second_prefill + 5) << r.output;
 }
 
+// In interactive mode a line ending in a backslash continues on the next: one turn, the same
+// tokens as the joined text given with --prompt.
+TEST(Cli, InteractiveBackslashContinuesTheLine) {
+  const std::string model =
+      "--model '" + variant_dir("bf16_tied") + "' --device cpu --temperature 0 --max-new-tokens 4";
+  const Result r = run(model, true, "The cat sat.\\\\\nThe dog ran.\\\\\nWho ran?\n");
+  const Result joined = run(model + " --prompt 'The cat sat.\nThe dog ran.\nWho ran?'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "[prefill "), 1u) << r.output;
+  const size_t a = r.output.find("[prefill "), b = joined.output.find("[prefill ");
+  ASSERT_NE(b, std::string::npos) << joined.output;
+  EXPECT_EQ(std::atoi(r.output.c_str() + a + 9), std::atoi(joined.output.c_str() + b + 9))
+      << r.output << joined.output;
+}
+
 TEST(Cli, SparqDecodeReportsTransferRatio) {
   const Result r = run("--model '" + variant_dir("fp32_sharded") +
                        "' --device cpu --prompt 'Once upon a time' --raw --temperature 0.8 "
