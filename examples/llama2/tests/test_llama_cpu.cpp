@@ -2,10 +2,13 @@
 // scripts/make_tiny_llama.py), SparQ with r = d and k = S against dense, and the chat format.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -215,6 +218,53 @@ TEST(Sampler, GreedyAndSeededSampling) {
   Sampler nucleus(1.0f, 0.01f, 3);  // top-p this small keeps only the best token
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(nucleus.sample(logits), 1);
+}
+
+// The nucleus with the cutoff (only tokens that can be in it are sorted) equals the nucleus of
+// a full sort, over random vocabularies, temperatures and top-p values, ties included.
+TEST(Sampler, NucleusEqualsTheFullSort) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n = trial < 20 ? 1 + trial : 32000;
+    std::normal_distribution<double> g(0, trial % 3 == 0 ? 0.5 : 3.0);
+    std::vector<double> p(n);
+    double sum = 0;
+    for (double& x : p)
+      sum += x = std::exp(std::round(g(rng) * 4) / 4);  // coarse values: many ties
+    const float top_p = std::vector<float>{0.5f, 0.9f, 0.95f, 1.0f, 0.0f}[trial % 5];
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    double kept = 0;
+    int m = 0;
+    while (m < n && (m == 0 || kept < top_p * sum))
+      kept += p[order[m++]];
+    order.resize(m);
+    ASSERT_EQ(Sampler::nucleus(p, sum, top_p), order) << "trial " << trial << ", n " << n;
+  }
+}
+
+// Sampled frequencies follow the nucleus, renormalised; tokens outside it never come up.
+TEST(Sampler, FrequenciesFollowTheNucleus) {
+  const std::vector<float> logits{2.0f, 1.0f, 0.0f, -1.0f, -3.0f};
+  std::vector<double> p;
+  double sum = 0;
+  for (float l : logits)
+    sum += p.emplace_back(std::exp(l));
+  const std::vector<int> kept = Sampler::nucleus(p, sum, 0.9f);  // 0.64 + 0.24 + 0.09 >= 0.9
+  ASSERT_EQ(kept, (std::vector<int>{0, 1, 2}));
+  Sampler s(1.0f, 0.9f, 5);
+  std::vector<int> count(logits.size());
+  const int draws = 100000;
+  for (int i = 0; i < draws; ++i)
+    ++count[s.sample(logits)];
+  const double mass = p[0] + p[1] + p[2];
+  for (int i = 0; i < 3; ++i) {
+    const double want = p[i] / mass;  // binomial standard deviation < 0.0016: allow 4 of them
+    EXPECT_NEAR(count[i] / double(draws), want, 0.0064) << "token " << i;
+  }
+  EXPECT_EQ(count[3] + count[4], 0);
 }
 
 // NaN logits (broken weights) would make the sampler's sort undefined behaviour: an error.
