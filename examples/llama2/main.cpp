@@ -481,7 +481,8 @@ int run(Options o) {  // a copy: --prompt-file is read into o.prompt
     }
     if (llama::strip(text).empty())
       throw std::runtime_error("--prompt-file " + o.prompt_file + ": the file is empty");
-    o.prompt = o.prompt.empty() ? text : text + "\n\n" + o.prompt;
+    // Without the file's own trailing newline, the question follows exactly one blank line.
+    o.prompt = o.prompt.empty() ? text : llama::strip(text) + "\n\n" + o.prompt;
   }
   std::unique_ptr<llama::Tokenizer> tok;
   if (o.bench_decode == 0) tok = load_tokenizer(o.model_dir + "/tokenizer.model", cfg);

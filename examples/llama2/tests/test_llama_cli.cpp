@@ -297,7 +297,7 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   char tmpl[] = "/tmp/llama_cli_XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl, doc = "The cat sat.\nThe dog ran.";
-  std::ofstream(dir + "/doc.txt") << doc;
+  std::ofstream(dir + "/doc.txt") << doc << "\n";  // a file's last newline is not kept
   std::ofstream(dir + "/empty.txt") << " \n";
   const std::string model =
       "--model '" + variant_dir("bf16_tied") + "' --device cpu --temperature 0 --max-new-tokens 6 ";
