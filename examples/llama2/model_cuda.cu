@@ -375,25 +375,37 @@ class CudaModel : public Model {
 
   void synchronize() override { CK(cudaStreamSynchronize(stream_)); }
 
+  // The prompt in pieces of at most opt_.prefill_tokens tokens: each piece appends its K/V and
+  // attends to everything before it, so the scratch buffers (about 210 KB per token for 7B)
+  // stay bounded however long the prompt.
   void prefill(const std::vector<int>& tokens, std::vector<float>* last,
                std::vector<float>* all = nullptr) override {
     const int n = static_cast<int>(tokens.size());
+    if (n == 0) throw std::invalid_argument("prefill: no tokens");
     check_room(n);
     for (int t : tokens)
       if (t < 0 || t >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
-    const int logit_rows = all ? n : 1;
-    if (prefill_.rows < n || prefill_.logits.n < size_t(logit_rows) * cfg_.vocab_size)
-      prefill_.resize(cfg_, std::max(n, prefill_.rows),  // logits: only the rows asked for
-                      std::max<int>(logit_rows, prefill_.logits.n / cfg_.vocab_size));
-    CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data(), n * sizeof(int), cudaMemcpyHostToDevice,
-                       stream_));
-    forward(prefill_, n, /*decode=*/false, logit_rows);
-    std::vector<float> h(size_t(logit_rows) * cfg_.vocab_size);
-    CK(cudaMemcpyAsync(h.data(), prefill_.logits.p, h.size() * 4, cudaMemcpyDeviceToHost, stream_));
-    CK(cudaStreamSynchronize(stream_));
-    length_ += n;
-    if (last) last->assign(h.end() - cfg_.vocab_size, h.end());
-    if (all) *all = std::move(h);
+    const int piece = std::max(1, opt_.prefill_tokens), V = cfg_.vocab_size;
+    std::vector<float> h;
+    if (all) all->clear();
+    for (int t0 = 0; t0 < n; t0 += piece) {
+      const int m = std::min(piece, n - t0);
+      const int logit_rows = all ? m : (t0 + m == n ? 1 : 0);
+      if (prefill_.rows < m || prefill_.logits.n < size_t(logit_rows) * V)
+        prefill_.resize(cfg_, std::max(m, prefill_.rows),  // logits: only the rows asked for
+                        std::max<int>(logit_rows, prefill_.logits.n / V));
+      CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data() + t0, m * sizeof(int),
+                         cudaMemcpyHostToDevice, stream_));
+      forward(prefill_, m, /*decode=*/false, logit_rows);
+      h.resize(size_t(logit_rows) * V);
+      if (logit_rows > 0)
+        CK(cudaMemcpyAsync(h.data(), prefill_.logits.p, h.size() * 4, cudaMemcpyDeviceToHost,
+                           stream_));
+      CK(cudaStreamSynchronize(stream_));  // (the tokens were staged from pageable memory)
+      length_ += m;
+      if (all) all->insert(all->end(), h.begin(), h.end());
+    }
+    if (last) last->assign(h.end() - V, h.end());
   }
 
   void decode(int token, std::vector<float>* logits) override {
@@ -593,7 +605,8 @@ class CudaModel : public Model {
       }
     }
     const int first = n - logit_rows;
-    if (fused) {
+    if (logit_rows == 0) {  // a prompt piece before the last: no logits wanted
+    } else if (fused) {
       CK(matvec_.norm_matvec(s.x.p, final_norm_.p, eps, H, {{lm_head, s.logits.p, c.vocab_size}},
                              stream_));
     } else {

@@ -33,6 +33,9 @@ struct CudaOptions {
   /// Bytes of scores and probabilities one chunk of prefill queries may use (gemm version):
   /// at 1 GiB a 32k-token 7B prompt runs in chunks of about 170 queries.
   size_t prefill_attention_bytes = size_t(1) << 30;
+  /// A prompt is prefilled in pieces of at most this many tokens (each attends to the ones
+  /// before), so prefill's scratch memory stays bounded (about 0.9 GB at 4096 for 7B).
+  int prefill_tokens = 4096;
 };
 
 /// Loads a checkpoint's weights (bf16, fp16 or fp32; converted to bf16) onto the GPU.

@@ -30,17 +30,18 @@ constexpr double kTol = 0.12;
 // logits far more.
 constexpr double kFusedVsCublasTol = 4e-2;
 
+std::unique_ptr<Model> load(const std::string& variant, CudaOptions o) {
+  o.progress = false;
+  return make_cuda_model(Checkpoint(variant_dir(variant)), 512, o);
+}
+
 std::unique_ptr<Model> load(const std::string& variant, bool graphs = true, bool fused = false,
-                            bool dependent = false, bool prefill_gemm = true,
-                            size_t prefill_bytes = size_t(1) << 30) {
+                            bool dependent = false) {
   CudaOptions o;
-  o.prefill_attention_bytes = prefill_bytes;
   o.graphs = graphs;
   o.fused_matvec = fused;
   o.dependent_launch = dependent;
-  o.prefill_gemm = prefill_gemm;
-  o.progress = false;
-  return make_cuda_model(Checkpoint(variant_dir(variant)), 512, o);
+  return load(variant, o);
 }
 
 class GpuLogits : public ::testing::TestWithParam<std::string> {};
@@ -194,10 +195,13 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
 TEST(GpuPrefill, GemmAndSimpleAttentionMatchTransformers) {
   LLAMA_REQUIRE_GPU();
   const Reference ref = load_reference("bf16_tied");
-  // Chunks of 5 queries (4 heads x 5 queries x up to 48 keys x 6 bytes = 5760 bytes): the
-  // 42-token prompt runs as 9 chunks, the last of 2 queries.
-  auto gemm = load("bf16_tied", true, false, false, true, 5760);
-  auto simple = load("bf16_tied", true, false, false, false);
+  CudaOptions small, plain;
+  // Attention in chunks of 5 queries (4 heads x 5 queries x up to 48 keys x 6 bytes = 5760
+  // bytes): the 42-token prompt runs as 9 chunks, the last of 2 queries.
+  small.prefill_attention_bytes = 5760;
+  plain.prefill_gemm = false;
+  auto gemm = load("bf16_tied", small);
+  auto simple = load("bf16_tied", plain);
   const int V = gemm->config().vocab_size, n = static_cast<int>(ref.prompt_ids.size());
   std::vector<float> last, a, b;
   gemm->prefill(ref.prompt_ids, &last, &a);
@@ -217,6 +221,29 @@ TEST(GpuPrefill, GemmAndSimpleAttentionMatchTransformers) {
   for (int t = half; t < n; ++t)
     EXPECT_LT(max_abs_diff(&a[size_t(t - half) * V], ref.prefill_logits[t]), kTol)
         << "second piece, " << t;
+}
+
+// A prompt prefilled in pieces of 9 tokens (each attending to the pieces before it), logits of
+// every position asked for: the same logits as transformers, and a decode step after it too.
+TEST(GpuPrefill, PromptInPiecesMatchesTransformers) {
+  LLAMA_REQUIRE_GPU();
+  const Reference ref = load_reference("bf16_tied");
+  CudaOptions o;
+  o.prefill_tokens = 9;  // 42 tokens: 5 pieces, the last of 6
+  auto model = load("bf16_tied", o);
+  const int V = model->config().vocab_size;
+  std::vector<float> last, all;
+  model->prefill(ref.prompt_ids, &last, &all);
+  ASSERT_EQ(all.size(), ref.prompt_ids.size() * V);
+  EXPECT_EQ(model->length(), static_cast<int>(ref.prompt_ids.size()));
+  for (size_t t = 0; t < ref.prompt_ids.size(); ++t)
+    EXPECT_LT(max_abs_diff(&all[t * V], ref.prefill_logits[t]), kTol) << "position " << t;
+  EXPECT_LT(max_abs_diff(last.data(), ref.prefill_logits.back()), kTol);
+  model->reset();
+  model->prefill(ref.prompt_ids, &last);  // only the last row's logits
+  EXPECT_LT(max_abs_diff(last.data(), ref.prefill_logits.back()), kTol);
+  model->decode(ref.decode_tokens[0], &last);
+  EXPECT_LT(max_abs_diff(last.data(), ref.decode_logits[0]), kTol);
 }
 
 TEST(GpuBench, RandomFillAndDecodeRun) {
