@@ -493,6 +493,12 @@ int run(Options o) {  // a copy: --prompt-file is read into o.prompt
     if (seq < need) usage_error("--max-seq-len must be at least S + --bench-steps + 1");
   } else if (seq == 0) {
     seq = std::min(cfg.max_position_embeddings, 4096);
+  } else if (seq > cfg.max_position_embeddings) {
+    // Allowed (the cache and RoPE work at any length), but the model never saw those positions.
+    std::fprintf(stderr,
+                 "warning: --max-seq-len %d is past the model's max_position_embeddings %d: "
+                 "text beyond that length is likely to degrade\n",
+                 seq, cfg.max_position_embeddings);
   }
   // --bench-decode's bound needs the copy bandwidth: measured before the model takes the memory.
   const double copy_gbs = use_cuda && o.bench_decode > 0 ? llama::device_copy_bandwidth_gbs() : 0;

@@ -326,6 +326,20 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   EXPECT_NE(huge.output.find("empty.txt: larger than 64 MiB"), std::string::npos) << huge.output;
 }
 
+// The tiny checkpoints were made with max_position_embeddings 256.
+TEST(Cli, MaxSeqLenPastTheTrainedLengthWarns) {
+  const std::string model = "--model '" + variant_dir("bf16_tied") +
+                            "' --device cpu --prompt hi --temperature 0 --max-new-tokens 2 ";
+  const Result past = run(model + "--max-seq-len 300"), within = run(model + "--max-seq-len 256");
+  EXPECT_EQ(past.exit_code, 0) << past.output;
+  EXPECT_NE(past.output.find("warning: --max-seq-len 300 is past the model's "
+                             "max_position_embeddings 256"),
+            std::string::npos)
+      << past.output;
+  EXPECT_EQ(within.exit_code, 0) << within.output;
+  EXPECT_EQ(within.output.find("warning"), std::string::npos) << within.output;
+}
+
 TEST(Cli, ContextOverflowIsAnError) {
   const Result r = run("--model '" + variant_dir("bf16_tied") +
                        "' --device cpu --prompt 'a long enough prompt' --max-seq-len 8");
