@@ -367,21 +367,45 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
       }
       if (llama::strip(user).empty()) continue;
     }
-    std::vector<int> ids;
-    if (!first && !ended_with_eos) ids.push_back(tok.eos());  // close the previous answer
-    if (o.raw) {
-      if (first) ids.push_back(tok.bos());
-      for (int id : tok.encode(user))
-        ids.push_back(id);
-    } else {
-      for (int id : llama::chat_turn_tokens(tok, first ? o.system : "", user))
-        ids.push_back(id);
+    auto turn_tokens = [&] {
+      std::vector<int> ids;
+      if (!first && !ended_with_eos) ids.push_back(tok.eos());  // close the previous answer
+      if (o.raw) {
+        if (first) ids.push_back(tok.bos());
+        for (int id : tok.encode(user))
+          ids.push_back(id);
+      } else {
+        for (int id : llama::chat_turn_tokens(tok, first ? o.system : "", user))
+          ids.push_back(id);
+      }
+      return ids;
+    };
+    std::vector<int> ids = turn_tokens();
+    auto fits = [&] {
+      return model.length() + static_cast<int>(ids.size()) + 1 <= model.capacity();
+    };
+    if (!fits() && interactive && !first) {
+      // Interactively, a full context starts the conversation over (system prompt included)
+      // rather than ending the program, if this turn fits on its own.
+      const bool was_ended = ended_with_eos;
+      first = ended_with_eos = true;
+      std::vector<int> fresh = turn_tokens();
+      if (static_cast<int>(fresh.size()) + 1 <= model.capacity()) {
+        std::fprintf(stderr, "[context full (%d/%d): the conversation starts over]\n",
+                     model.length(), model.capacity());
+        model.reset();
+        ids = std::move(fresh);
+      } else {
+        first = false;
+        ended_with_eos = was_ended;
+      }
     }
-    if (model.length() + static_cast<int>(ids.size()) + 1 > model.capacity()) {
+    if (!fits()) {
       std::fprintf(stderr,
                    "error: the conversation (%d tokens with this turn) does not fit --max-seq-len "
                    "%d\n",
                    model.length() + static_cast<int>(ids.size()) + 1, model.capacity());
+      if (interactive) continue;  // this turn alone is too long: the next may fit
       return 1;
     }
     first = false;

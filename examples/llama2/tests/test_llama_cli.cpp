@@ -255,6 +255,30 @@ TEST(Cli, InteractiveBackslashContinuesTheLine) {
       << r.output << joined.output;
 }
 
+// Interactively, a turn that no longer fits starts the conversation over (system prompt
+// again) if it fits on its own; a turn too long even alone is refused and the chat goes on.
+TEST(Cli, InteractiveFullContextStartsOver) {
+  const std::string model = "--model '" + variant_dir("bf16_tied") +
+                            "' --device cpu --temperature 0 --max-new-tokens 5 --system Hi "
+                            "--max-seq-len 80";
+  // 42 + 5, then 26 + 5 (78 of 80): the third turn does not fit after them.
+  const Result r = run(model, true, "Hello\\nHow are you?\\nTell me more.\\n");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "[prefill "), 3u) << r.output;
+  EXPECT_NE(r.output.find("[context full (78/80): the conversation starts over]"),
+            std::string::npos)
+      << r.output;
+  std::string words;
+  for (int i = 0; i < 200; ++i)
+    words += "word ";
+  const Result skip = run(model, true, "Hello\\n" + words + "\\nHow are you?\\n");
+  EXPECT_EQ(skip.exit_code, 0) << skip.output;
+  EXPECT_EQ(count(skip.output, "[prefill "), 2u) << skip.output;
+  EXPECT_EQ(count(skip.output, "tokens with this turn) does not fit --max-seq-len 80"), 1u)
+      << skip.output;
+  EXPECT_NE(skip.output.find("context 78/80"), std::string::npos) << skip.output;  // kept
+}
+
 TEST(Cli, SparqDecodeReportsTransferRatio) {
   const Result r = run("--model '" + variant_dir("fp32_sharded") +
                        "' --device cpu --prompt 'Once upon a time' --raw --temperature 0.8 "
