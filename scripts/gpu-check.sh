@@ -78,8 +78,11 @@ grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
 if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
     log="$out/bench.log"
+    t0=$SECONDS
     timeout 300 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
-      --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels done || row bench_kernels FAIL
+      --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels "done ($((SECONDS - t0)) s)" ||
+      row bench_kernels FAIL
+    t0=$SECONDS
     # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
     parts=$(mktemp -d)
     sweep_fail=0
@@ -98,7 +101,7 @@ if [ $bench = 1 ]; then
       done
     done
     python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
-    if [ $sweep_fail = 0 ]; then row bench_sweep done; else row bench_sweep "FAIL (see bench.log)"; fi
+    if [ $sweep_fail = 0 ]; then row bench_sweep "done ($((SECONDS - t0)) s)"; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
       # Each length as the defaults run it, and with the options not yet timed (dependent
@@ -189,6 +192,7 @@ else
   row compute-sanitizer "not installed"
 fi
 
+row "elapsed" "$SECONDS s"
 echo
 echo "==== summary ===="
 cat "$summary"
