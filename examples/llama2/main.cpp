@@ -7,6 +7,7 @@
 // Everything model-specific is in model_cpu.hpp (CPU) and model_cuda.cu (GPU); this file has
 // the flags, the chat loop and the decode benchmark. Run with --help for the options.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <new>
@@ -73,7 +75,8 @@ void print_help() {
       "  --prompt TEXT          answer TEXT once and exit (else: interactive, one line per turn,\n"
       "                         a line ending in \\ continues on the next, Ctrl-D to quit)\n"
       "  --prompt-file FILE     answer FILE's text once and exit; with --prompt, the file comes\n"
-      "                         first, then a blank line and TEXT (a document, then a question)\n"
+      "                         first, then a blank line and TEXT (a document, then a question);\n"
+      "                         /dev/stdin reads a pipe\n"
       "  --system TEXT          system prompt (<<SYS>> block of the first turn)\n"
       "  --raw                  plain text completion, no chat format\n"
       "  --max-new-tokens N     per answer [256]\n"
@@ -347,6 +350,26 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
   return 0;
 }
 
+// --prompt-file's text: a file, or a pipe such as /dev/stdin, read up to 64 MiB (far beyond any
+// context: 4k tokens are about 16 KB), so /dev/zero or a huge file is an error rather than a
+// read until memory runs out.
+std::string read_prompt_file(const std::string& path) {
+  constexpr size_t kMaxBytes = size_t(64) << 20;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw std::runtime_error("--prompt-file " + path + ": is a directory");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("--prompt-file " + path + ": cannot open file");
+  std::string text;
+  std::vector<char> buf(1 << 16);
+  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
+    text.append(buf.data(), static_cast<size_t>(f.gcount()));
+    if (text.size() > kMaxBytes)
+      throw std::runtime_error("--prompt-file " + path + ": larger than 64 MiB");
+  }
+  return text;
+}
+
 int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
   llama::Sampler sampler(o.temperature, o.top_p, o.seed);
   const bool interactive = !o.has_prompt;
@@ -359,9 +382,19 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
       std::fflush(stdout);
       if (!std::getline(std::cin, user)) break;
       // A line ending in a backslash continues on the next (pasting a document, as llama.cpp
-      // does): the backslash becomes a newline.
+      // does): the backslash becomes a newline. Windows line ends (CR) are dropped first; a
+      // backslash on the last line of the input is dropped too.
+      auto drop_cr = [](std::string& s) {
+        if (!s.empty() && s.back() == '\r') s.pop_back();
+      };
+      drop_cr(user);
       std::string more;
-      while (!user.empty() && user.back() == '\\' && std::getline(std::cin, more)) {
+      while (!user.empty() && user.back() == '\\') {
+        if (!std::getline(std::cin, more)) {
+          user.pop_back();
+          break;
+        }
+        drop_cr(more);
         user.back() = '\n';
         user += more;
       }
@@ -398,6 +431,11 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
       } else {
         first = false;
         ended_with_eos = was_ended;
+        std::fprintf(stderr,
+                     "error: this turn alone needs %d tokens, more than --max-seq-len %d: "
+                     "skipped\n",
+                     static_cast<int>(fresh.size()) + 1, model.capacity());
+        continue;
       }
     }
     if (!fits()) {
@@ -405,7 +443,7 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
                    "error: the conversation (%d tokens with this turn) does not fit --max-seq-len "
                    "%d\n",
                    model.length() + static_cast<int>(ids.size()) + 1, model.capacity());
-      if (interactive) continue;  // this turn alone is too long: the next may fit
+      if (interactive) continue;  // the first turn, too long: the next may fit
       return 1;
     }
     first = false;
@@ -488,25 +526,14 @@ int run(Options o) {  // a copy: --prompt-file is read into o.prompt
   // The prompt file and the tokenizer before the weights: a missing file or a mismatched
   // tokenizer.model is reported in a second, not after minutes of loading.
   if (!o.prompt_file.empty()) {
-    // A regular file of bounded size: /dev/zero or a multi-gigabyte file would otherwise be
-    // read until memory runs out. 64 MiB is far beyond any context (4k tokens ~ 16 KB).
-    constexpr std::uintmax_t kMaxPromptBytes = std::uintmax_t(64) << 20;
-    std::error_code ec;
-    const bool regular = std::filesystem::is_regular_file(o.prompt_file, ec);
-    if (regular && std::filesystem::file_size(o.prompt_file, ec) > kMaxPromptBytes)
-      throw std::runtime_error("--prompt-file " + o.prompt_file + ": larger than 64 MiB");
-    if (!regular && std::filesystem::exists(o.prompt_file, ec))
-      throw std::runtime_error("--prompt-file " + o.prompt_file + ": not a regular file");
-    std::string text;
-    try {
-      text = llama::read_text_file(o.prompt_file);
-    } catch (const llama::LoadError& e) {  // not a model file: no "error loading the model"
-      throw std::runtime_error(std::string("--prompt-file ") + e.what());
-    }
+    std::string text = read_prompt_file(o.prompt_file);
     if (llama::strip(text).empty())
       throw std::runtime_error("--prompt-file " + o.prompt_file + ": the file is empty");
     // Without the file's own trailing newline, the question follows exactly one blank line.
-    o.prompt = o.prompt.empty() ? text : llama::strip(text) + "\n\n" + o.prompt;
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+      text.pop_back();
+    if (!o.prompt.empty()) text += "\n\n" + o.prompt;
+    o.prompt = text;
   }
   std::unique_ptr<llama::Tokenizer> tok;
   if (o.bench_decode == 0) tok = load_tokenizer(o.model_dir + "/tokenizer.model", cfg);

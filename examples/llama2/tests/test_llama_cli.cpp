@@ -274,7 +274,8 @@ TEST(Cli, InteractiveFullContextStartsOver) {
   const Result skip = run(model, true, "Hello\\n" + words + "\\nHow are you?\\n");
   EXPECT_EQ(skip.exit_code, 0) << skip.output;
   EXPECT_EQ(count(skip.output, "[prefill "), 2u) << skip.output;
-  EXPECT_EQ(count(skip.output, "tokens with this turn) does not fit --max-seq-len 80"), 1u)
+  EXPECT_EQ(count(skip.output, "error: this turn alone needs "), 1u) << skip.output;
+  EXPECT_NE(skip.output.find("more than --max-seq-len 80: skipped"), std::string::npos)
       << skip.output;
   EXPECT_NE(skip.output.find("context 78/80"), std::string::npos) << skip.output;  // kept
 }
@@ -331,6 +332,9 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   const Result empty = run(model + "--prompt-file '" + dir + "/empty.txt'");
   const Result missing = run(model + "--prompt-file '" + dir + "/none.txt'");
   const Result device = run(model + "--prompt-file /dev/zero");
+  const Result piped = run(model + "--prompt-file /dev/stdin --prompt 'Who ran?'", false,
+                           "The cat sat.\\nThe dog ran.\\n");
+  const Result directory = run(model + "--prompt-file '" + dir + "'");
   std::filesystem::resize_file(dir + "/empty.txt", (std::uintmax_t(64) << 20) + 1);  // sparse
   const Result huge = run(model + "--prompt-file '" + dir + "/empty.txt'");
   std::system(("rm -rf '" + dir + "'").c_str());
@@ -344,8 +348,11 @@ TEST(Cli, PromptFileComesBeforeThePrompt) {
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
   EXPECT_NE(missing.output.find("none.txt: cannot open file"), std::string::npos) << missing.output;
   EXPECT_EQ(device.exit_code, 1) << device.output;
-  EXPECT_NE(device.output.find("/dev/zero: not a regular file"), std::string::npos)
+  EXPECT_NE(device.output.find("/dev/zero: larger than 64 MiB"), std::string::npos)
       << device.output;
+  EXPECT_EQ(piped.output, joined.output);  // a pipe works like the file
+  EXPECT_EQ(directory.exit_code, 1) << directory.output;
+  EXPECT_NE(directory.output.find(": is a directory"), std::string::npos) << directory.output;
   EXPECT_EQ(huge.exit_code, 1) << huge.output;
   EXPECT_NE(huge.output.find("empty.txt: larger than 64 MiB"), std::string::npos) << huge.output;
 }

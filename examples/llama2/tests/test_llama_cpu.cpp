@@ -245,6 +245,31 @@ TEST(Sampler, NucleusEqualsTheFullSort) {
   }
 }
 
+// Boundary cases built so that rounding of the sum and of the cutoff matters (a reviewer found
+// p = {1, 1/6 x 6} at top-p 0.5 left out a token): the crop falls back to the full sort.
+TEST(Sampler, NucleusAtTheRoundingBoundary) {
+  for (int k = 2; k <= 40; ++k) {
+    for (const float top_p : {0.5f, 0.25f, 0.75f, 1.0f / 3}) {
+      std::vector<double> p{1.0};
+      for (int i = 0; i < k; ++i)
+        p.push_back((1.0 / top_p - 1.0) / k);  // the best token alone is just top_p of the sum
+      double sum = 0;
+      for (double x : p)
+        sum += x;
+      std::vector<int> order(p.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(),
+                [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+      double kept = 0;
+      size_t m = 0;
+      while (m < order.size() && (m == 0 || kept < top_p * sum))
+        kept += p[order[m++]];
+      order.resize(m);
+      EXPECT_EQ(Sampler::nucleus(p, sum, top_p), order) << "k " << k << ", top_p " << top_p;
+    }
+  }
+}
+
 // Sampled frequencies follow the nucleus, renormalised; tokens outside it never come up.
 TEST(Sampler, FrequenciesFollowTheNucleus) {
   const std::vector<float> logits{2.0f, 1.0f, 0.0f, -1.0f, -3.0f};
