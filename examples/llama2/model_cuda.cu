@@ -391,9 +391,10 @@ class CudaModel : public Model {
     for (int t0 = 0; t0 < n; t0 += piece) {
       const int m = std::min(piece, n - t0);
       const int logit_rows = all ? m : (t0 + m == n ? 1 : 0);
-      if (prefill_.rows < m || prefill_.logits.n < size_t(logit_rows) * V)
-        prefill_.resize(cfg_, std::max(m, prefill_.rows),  // logits: only the rows asked for
-                        std::max<int>(logit_rows, prefill_.logits.n / V));
+      if (prefill_.rows < m)
+        prefill_.resize(cfg_, m, std::max<int>(logit_rows, prefill_.logits.n / V));
+      else if (prefill_.logits.n < size_t(logit_rows) * V)  // logits: only the rows asked for
+        prefill_.logits.resize(size_t(logit_rows) * V);
       CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data() + t0, m * sizeof(int),
                          cudaMemcpyHostToDevice, stream_));
       forward(prefill_, m, /*decode=*/false, logit_rows);
