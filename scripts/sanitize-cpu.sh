@@ -21,7 +21,7 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CUDA_ARCHITEC
 
 cpu_tests=()
 for f in tests/test_*.cpp; do cpu_tests+=("tests/$(basename "$f" .cpp)"); done
-llama_tests=(test_llama_loader test_llama_cpu test_llama_cli)
+llama_tests=(test_llama_loader test_llama_cpu test_llama_cli test_llama_prefill)
 # GPU test binaries whose host-side tests (validation, launch planning) run without a GPU.
 gpu_host_tests=(test_launch_validation test_launch_planning)
 targets=(llama2_chat "${llama_tests[@]}" "${gpu_host_tests[@]}")
