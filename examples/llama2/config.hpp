@@ -3,10 +3,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -37,12 +38,21 @@ struct Config {
   int kv_dim() const { return num_kv_heads * head_dim; }
 };
 
-inline std::string read_text_file(const std::string& path) {
+/// A whole text file (or pipe), at most `max_bytes` of it: a config or prompt past that is an
+/// error, not a read until memory runs out (/dev/zero, a wrong path to a weights file).
+inline std::string read_text_file(const std::string& path, size_t max_bytes = size_t(64) << 20) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw LoadError(path + ": is a directory");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw LoadError(path + ": cannot open file");
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
+  std::string text;
+  std::vector<char> buf(1 << 16);
+  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
+    text.append(buf.data(), static_cast<size_t>(f.gcount()));
+    if (text.size() > max_bytes)
+      throw LoadError(path + ": larger than " + std::to_string(max_bytes >> 20) + " MiB");
+  }
+  return text;
 }
 
 /// Checks the shapes every component of the example relies on (sparq supports head_dim 64, 128

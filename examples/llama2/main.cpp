@@ -14,8 +14,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <new>
@@ -323,9 +321,9 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
         if (m == 0 && pass == 1)  // warm: the first prefill also sets up cuBLAS
           std::printf("  prefill of %d random tokens: %.3f s (%.0f tokens/s%s)\n", S,
                       seconds_since(t0), S / seconds_since(t0),
-                      model.device_name().rfind("cuda", 0) != 0 ? ""
-                      : o.prefill_gemm                          ? "; gemm attention"
-                                                                : "; simple attention");
+                      copy_gbs <= 0    ? ""  // the CPU model
+                      : o.prefill_gemm ? "; gemm attention"
+                                       : "; simple attention");
       } else {
         model.fill_random(S, o.seed);
       }
@@ -350,24 +348,14 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
   return 0;
 }
 
-// --prompt-file's text: a file, or a pipe such as /dev/stdin, read up to 64 MiB (far beyond any
-// context: 4k tokens are about 16 KB), so /dev/zero or a huge file is an error rather than a
-// read until memory runs out.
+// --prompt-file's text: a file, or a pipe such as /dev/stdin (read_text_file's 64 MiB bound
+// is far beyond any context: 4k tokens are about 16 KB).
 std::string read_prompt_file(const std::string& path) {
-  constexpr size_t kMaxBytes = size_t(64) << 20;
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw std::runtime_error("--prompt-file " + path + ": is a directory");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("--prompt-file " + path + ": cannot open file");
-  std::string text;
-  std::vector<char> buf(1 << 16);
-  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
-    text.append(buf.data(), static_cast<size_t>(f.gcount()));
-    if (text.size() > kMaxBytes)
-      throw std::runtime_error("--prompt-file " + path + ": larger than 64 MiB");
+  try {
+    return llama::read_text_file(path);
+  } catch (const llama::LoadError& e) {  // not a model file: no "error loading the model"
+    throw std::runtime_error(std::string("--prompt-file ") + e.what());
   }
-  return text;
 }
 
 int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
@@ -400,50 +388,47 @@ int chat(llama::Model& model, const llama::Tokenizer& tok, const Options& o) {
       }
       if (llama::strip(user).empty()) continue;
     }
-    auto turn_tokens = [&] {
+    // This turn's tokens; `opening`: the first turn of a conversation (BOS, system prompt),
+    // else one after an answer, closed with EOS if it did not end with one.
+    auto turn_tokens = [&](bool opening) {
       std::vector<int> ids;
-      if (!first && !ended_with_eos) ids.push_back(tok.eos());  // close the previous answer
+      if (!opening && !ended_with_eos) ids.push_back(tok.eos());
       if (o.raw) {
-        if (first) ids.push_back(tok.bos());
+        if (opening) ids.push_back(tok.bos());
         for (int id : tok.encode(user))
           ids.push_back(id);
       } else {
-        for (int id : llama::chat_turn_tokens(tok, first ? o.system : "", user))
+        for (int id : llama::chat_turn_tokens(tok, opening ? o.system : "", user))
           ids.push_back(id);
       }
       return ids;
     };
-    std::vector<int> ids = turn_tokens();
-    auto fits = [&] {
-      return model.length() + static_cast<int>(ids.size()) + 1 <= model.capacity();
+    auto room = [&](const std::vector<int>& ids, int used) {
+      return used + static_cast<int>(ids.size()) + 1 <= model.capacity();
     };
-    if (!fits() && interactive && !first) {
+    std::vector<int> ids = turn_tokens(first);
+    if (!room(ids, model.length()) && interactive) {
       // Interactively, a full context starts the conversation over (system prompt included)
-      // rather than ending the program, if this turn fits on its own.
-      const bool was_ended = ended_with_eos;
-      first = ended_with_eos = true;
-      std::vector<int> fresh = turn_tokens();
-      if (static_cast<int>(fresh.size()) + 1 <= model.capacity()) {
-        std::fprintf(stderr, "[context full (%d/%d): the conversation starts over]\n",
-                     model.length(), model.capacity());
-        model.reset();
-        ids = std::move(fresh);
-      } else {
-        first = false;
-        ended_with_eos = was_ended;
+      // rather than ending the program; a turn too long on its own is skipped.
+      std::vector<int> fresh = turn_tokens(true);
+      if (!room(fresh, 0)) {
         std::fprintf(stderr,
                      "error: this turn alone needs %d tokens, more than --max-seq-len %d: "
                      "skipped\n",
                      static_cast<int>(fresh.size()) + 1, model.capacity());
         continue;
       }
+      std::fprintf(stderr, "[context full (%d/%d): the conversation starts over]\n", model.length(),
+                   model.capacity());
+      model.reset();
+      first = true;
+      ids = std::move(fresh);
     }
-    if (!fits()) {
+    if (!room(ids, model.length())) {
       std::fprintf(stderr,
                    "error: the conversation (%d tokens with this turn) does not fit --max-seq-len "
                    "%d\n",
                    model.length() + static_cast<int>(ids.size()) + 1, model.capacity());
-      if (interactive) continue;  // the first turn, too long: the next may fit
       return 1;
     }
     first = false;

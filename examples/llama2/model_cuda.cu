@@ -395,6 +395,10 @@ class CudaModel : public Model {
         prefill_.resize(cfg_, m, std::max<int>(logit_rows, prefill_.logits.n / V));
       else if (prefill_.logits.n < size_t(logit_rows) * V)  // logits: only the rows asked for
         prefill_.logits.resize(size_t(logit_rows) * V);
+      if (opt_.prefill_gemm) {
+        const size_t bytes = prefill::workspace_bytes(prefill_shape(m), prefill_chunk(m));
+        if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
+      }
       CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data() + t0, m * sizeof(int),
                          cudaMemcpyHostToDevice, stream_));
       forward(prefill_, m, /*decode=*/false, logit_rows);
@@ -620,18 +624,24 @@ class CudaModel : public Model {
   }
 
   // The prompt's n tokens (rows length_.. of the cache, just appended) attend causally.
-  void prefill_attention(int n, const bf16* q, const sparq::KVCacheView<bf16>& cache, bf16* out) {
+  // The prompt piece of n tokens (rows length_.. of the cache, appended first) attends causally.
+  prefill::Shape prefill_shape(int n) const {
     prefill::Shape shape;
     shape.num_heads = cfg_.num_heads;
     shape.num_kv_heads = cfg_.num_kv_heads;
     shape.head_dim = cfg_.head_dim;
     shape.past = length_;
     shape.tokens = n;
+    return shape;
+  }
+  int prefill_chunk(int n) const {
+    return prefill::chunk_queries(prefill_shape(n), opt_.prefill_attention_bytes);
+  }
+  void prefill_attention(int n, const bf16* q, const sparq::KVCacheView<bf16>& cache, bf16* out) {
+    const prefill::Shape shape = prefill_shape(n);
     if (!opt_.prefill_gemm) return prefill::simple_attention(shape, q, cache, out, stream_);
-    const int chunk = prefill::chunk_queries(shape, opt_.prefill_attention_bytes);
-    const size_t bytes = prefill::workspace_bytes(shape, chunk);
-    if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
-    prefill::gemm_attention(shape, q, cache, out, prefill_ws_.p, chunk, blas_);
+    // prefill_ws_ was sized in prefill(), before the piece's first launch.
+    prefill::gemm_attention(shape, q, cache, out, prefill_ws_.p, prefill_chunk(n), blas_);
   }
 
   static float element(const TensorInfo& t, int64_t i) {

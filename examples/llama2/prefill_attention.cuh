@@ -22,6 +22,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <sparq/device/reduce.cuh>
+#include <sparq/device/softmax_state.cuh>
 #include <sparq/problem.hpp>
 
 namespace llama::prefill {
@@ -127,48 +129,28 @@ inline size_t workspace_bytes(const Shape& s, int chunk) {
   return (n * 4 + 255) / 256 * 256 + n * 2;
 }
 
-__device__ inline float block_reduce(float v, bool is_max, float* shared) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const float w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? fmaxf(v, w) : v + w;
-  }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();  // `shared` may still be read from the previous reduction
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = shared[0];
-  for (int w = 1; w < kSoftmaxThreads / 32; ++w)
-    v = is_max ? fmaxf(v, shared[w]) : v + shared[w];
-  return v;
-}
-
 // Row (head, t) of a chunk: the scores of query position first_query + t over `keys` keys;
 // keys after the query's own position are masked. Writes normalised probabilities as bf16,
 // zeros where masked (the P V product runs over all `keys`). Grid (chunk queries, heads).
 template <typename T>
 __global__ void __launch_bounds__(kSoftmaxThreads)
     causal_softmax_kernel(const float* scores, T* probs, int64_t ld, int keys, int first_query) {
-  __shared__ float red[kSoftmaxThreads / 32];
+  __shared__ float scratch[32];
   const int64_t row = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
   const float* sr = scores + row * ld;
   T* pr = probs + row * ld;
   const int valid = min(keys, first_query + static_cast<int>(blockIdx.x) + 1);
-  // One read for the maximum and the sum: a running (max, sum) per thread, merged after.
-  float m = -INFINITY, l = 0.f;
-  for (int i = threadIdx.x; i < valid; i += kSoftmaxThreads) {
-    const float x = sr[i];
-    if (x > m) {
-      l = l * __expf(m - x) + 1.f;
-      m = x;
-    } else {
-      l += __expf(x - m);
-    }
-  }
-  const float mx = block_reduce(m, true, red);
-  const float sum = block_reduce(m == -INFINITY ? 0.f : l * __expf(m - mx), false, red);
-  const float inv = 1.f / sum;
+  // One read for the maximum and the sum: each thread's softmax stats, merged exactly.
+  sparq::device::SoftmaxStats st = sparq::device::empty_stats();
+  for (int i = threadIdx.x; i < valid; i += kSoftmaxThreads)
+    st = sparq::device::merge_stats(st, {sr[i], 1.f});
+  float mx[1] = {st.m};
+  sparq::device::block_max<1, kSoftmaxThreads>(mx, scratch);
+  float sum[1] = {st.m == -INFINITY ? 0.f : st.l * __expf(st.m - mx[0])};
+  sparq::device::block_sum<1, kSoftmaxThreads>(sum, scratch);
+  const float inv = 1.f / sum[0];
   for (int i = threadIdx.x; i < keys; i += kSoftmaxThreads)
-    pr[i] = __float2bfloat16_rn(i < valid ? __expf(sr[i] - mx) * inv : 0.f);
+    pr[i] = __float2bfloat16_rn(i < valid ? __expf(sr[i] - mx[0]) * inv : 0.f);
 }
 
 /// One chunk of queries: tokens [first_token, first_token + queries) of the prompt, whose

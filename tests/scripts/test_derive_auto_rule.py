@@ -4,6 +4,7 @@ is slower than dense, on where it wins; no rule when none can keep the floor; ma
 entries are skipped."""
 import importlib.util
 import pathlib
+import re
 import unittest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -54,6 +55,15 @@ class DeriveAutoRule(unittest.TestCase):
         # and slower than dense: every rule picks it, so none keeps the floor.
         entries = [entry(32, 64, 131072, 100, 200, theory=8.0)]
         self.assertIsNone(derive.derive(derive.points(sweep(entries)), 0.97))
+
+    def test_current_rule_is_the_headers(self):
+        # CURRENT must stay what sparq::AutoRule defaults to, or "keeps the current rule" lies.
+        header = (ROOT / "include" / "sparq" / "attention_mode.hpp").read_text()
+        rows = re.search(r"double min_rows = ([0-9.]+);", header)
+        theory = re.search(r"double min_theoretical_speedup = ([0-9.]+);", header)
+        self.assertIsNotNone(rows)
+        self.assertIsNotNone(theory)
+        self.assertEqual(derive.CURRENT, (float(rows.group(1)), float(theory.group(1))))
 
     def test_malformed_entries_are_skipped(self):
         entries = [{"name": "BM_DenseDecode/B:1/S:4096"},

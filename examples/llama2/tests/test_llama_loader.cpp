@@ -2,6 +2,8 @@
 // the tensor. The malformed files are made here, in a temporary directory, from the tiny
 // checkpoint.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -105,6 +107,16 @@ TEST_F(Loader, MissingDirectory) {
 TEST_F(Loader, MissingConfig) {
   std::remove((dir_ + "/config.json").c_str());
   EXPECT_HAS(load_error(), "config.json: cannot open file");
+}
+
+// A config.json that is a directory, or a device with no end, is an error, not a hang.
+TEST_F(Loader, ConfigThatIsNotATextFile) {
+  std::remove((dir_ + "/config.json").c_str());
+  ASSERT_EQ(symlink("/dev/zero", (dir_ + "/config.json").c_str()), 0);
+  EXPECT_HAS(load_error(), "config.json: larger than 64 MiB");
+  std::remove((dir_ + "/config.json").c_str());
+  ASSERT_EQ(mkdir((dir_ + "/config.json").c_str(), 0700), 0);
+  EXPECT_HAS(load_error(), "config.json: is a directory");
 }
 
 TEST_F(Loader, MalformedConfig) {
