@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sentencepiece_processor.h>
 
 #include "model_cpu.hpp"
 #include "sampler.hpp"
@@ -206,6 +209,89 @@ TEST(ChatFormat, TextStreamRebuildsTheDecodedText) {
   for (int id : tok.encode(text))
     streamed += s.push(id);
   EXPECT_EQ(streamed, text);
+}
+
+// What TextStream printed before it decoded a window: the whole answer decoded at every token,
+// printing the new suffix unless the text ends in an incomplete character (U+FFFD).
+class WholeDecodeStream {
+ public:
+  explicit WholeDecodeStream(const Tokenizer& tok) : tok_(tok) {}
+  std::string push(int id) {
+    ids_.push_back(id);
+    const std::string text = tok_.decode(ids_);
+    if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return "";
+    if (text.size() < printed_.size() || text.compare(0, printed_.size(), printed_) != 0) return "";
+    std::string out = text.substr(printed_.size());
+    printed_ = text;
+    return out;
+  }
+
+ private:
+  const Tokenizer& tok_;
+  std::vector<int> ids_;
+  std::string printed_;
+};
+
+TEST(ChatFormat, TextStreamPrintsWhatWholeDecodingPrints) {
+  const Tokenizer tok(data_dir() + "/tokenizer.model");
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(data_dir() + "/tokenizer.model").ok());
+  auto byte_id = [&](unsigned char c) {
+    char piece[8];
+    std::snprintf(piece, sizeof piece, "<0x%02X>", c);
+    return sp.PieceToId(piece);
+  };
+  std::vector<int> words;  // pieces that are neither bytes nor control symbols
+  for (int i = 0; i < sp.GetPieceSize(); ++i)
+    if (!sp.IsByte(i) && !sp.IsControl(i) && !sp.IsUnknown(i)) words.push_back(i);
+  ASSERT_GT(words.size(), 20u);
+  ASSERT_NE(byte_id(0xE2), sp.unk_id()) << "the tiny tokenizer has byte fallback";
+  const std::vector<std::string> chars{"\xC3\xBC", "\xE2\x9C\x93", "\xF0\x9F\x99\x82"};
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int> ids;
+    while (ids.size() < 60) {
+      const int pick = static_cast<int>(rng() % 10);
+      if (pick < 6) {
+        ids.push_back(words[rng() % words.size()]);
+      } else if (pick < 9) {  // a character of 2-4 bytes as byte tokens
+        for (unsigned char c : chars[rng() % chars.size()])
+          ids.push_back(byte_id(c));
+      } else {  // a lone byte: often invalid UTF-8
+        ids.push_back(byte_id(static_cast<unsigned char>(rng() % 256)));
+      }
+    }
+    TextStream windowed(tok);
+    WholeDecodeStream whole(tok);
+    std::string a, b;
+    for (int id : ids) {
+      a += windowed.push(id);
+      b += whole.push(id);
+      ASSERT_LE(windowed.window_tokens(), 2 * TextStream::kMaxHeld + 8) << "trial " << trial;
+    }
+    EXPECT_EQ(a, b) << "trial " << trial;
+  }
+  // Bytes that never complete a character (each 0xF0 starts a new 4-byte one) are printed as
+  // U+FFFD once kMaxHeld tokens are held, so the window stays bounded.
+  {
+    TextStream held(tok);
+    std::string out;
+    for (size_t i = 0; i < 3 * TextStream::kMaxHeld; ++i) {
+      out += held.push(byte_id(0xF0));
+      ASSERT_LE(held.window_tokens(), 2 * TextStream::kMaxHeld);
+    }
+    EXPECT_NE(out.find("\xEF\xBF\xBD"), std::string::npos);
+  }
+  // A long answer keeps the window short (the point of the window).
+  TextStream s(tok);
+  std::string text;
+  std::vector<int> ids;
+  for (int i = 0; i < 3000; ++i) {
+    ids.push_back(words[rng() % words.size()]);
+    text += s.push(ids.back());
+    ASSERT_LE(s.window_tokens(), 2u);
+  }
+  EXPECT_EQ(text, tok.decode(ids));
 }
 
 TEST(Sampler, GreedyAndSeededSampling) {
