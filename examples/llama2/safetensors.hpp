@@ -55,6 +55,28 @@ inline int64_t safetensors_element_size(const std::string& dt) {
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path) : path_(path) {
+    // A constructor that throws gets no destructor call: release the file and mapping here.
+    try {
+      open_and_parse();
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~SafetensorsFile() { release(); }
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(const std::string& name) const {
+    auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  void open_and_parse() {
+    const std::string& path = path_;
     fd_ = ::open(path.c_str(), O_RDONLY);
     if (fd_ < 0) throw LoadError(path + ": cannot open file: " + std::strerror(errno));
     struct stat st {};
@@ -124,21 +146,12 @@ class SafetensorsFile {
       tensors_.emplace(t.name, std::move(t));
     }
   }
-  ~SafetensorsFile() {
+  void release() {
     if (map_) ::munmap(map_, size_);
     if (fd_ >= 0) ::close(fd_);
+    map_ = nullptr;
+    fd_ = -1;
   }
-  SafetensorsFile(const SafetensorsFile&) = delete;
-  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
-
-  const std::string& path() const { return path_; }
-  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
-  const TensorInfo* find(const std::string& name) const {
-    auto it = tensors_.find(name);
-    return it == tensors_.end() ? nullptr : &it->second;
-  }
-
- private:
   [[noreturn]] void fail(const std::string& m) const { throw LoadError(path_ + ": " + m); }
 
   std::string path_;

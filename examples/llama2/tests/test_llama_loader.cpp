@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -185,6 +186,38 @@ TEST_F(Loader, MalformedHeaderJson) {
   b[9] = '!';
   write(model(), b);
   EXPECT_HAS(load_error(), model() + ": malformed header JSON");
+}
+
+/// Open file descriptors of this process, and its mappings of `path`.
+int open_fds() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++n;
+  return n;
+}
+int mappings_of(const std::string& path) {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);)
+    n += line.find(path) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// A constructor that throws gets no destructor call: the file and its mapping were kept open
+// by every rejected file (found by fuzz-loaders.sh: "Too many open files").
+TEST_F(Loader, RejectedFilesAreClosedAndUnmapped) {
+  edit_model([](Safetensors& st) {
+    st.header["model.norm.weight"]["data_offsets"] = {1u << 30, (1u << 30) + 256};
+  });
+  const int fds = open_fds();
+  for (int i = 0; i < 50; ++i)
+    EXPECT_THROW(SafetensorsFile f(model()), LoadError);
+  EXPECT_EQ(open_fds(), fds);
+  EXPECT_EQ(mappings_of(model()), 0);
+  // A file too short for its header length fails before mapping: closed as well.
+  write(model(), "abc");
+  EXPECT_THROW(SafetensorsFile f(model()), LoadError);
+  EXPECT_EQ(open_fds(), fds);
 }
 
 TEST_F(Loader, TruncatedData) {
