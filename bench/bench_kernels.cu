@@ -53,6 +53,7 @@ enum Stage {
   kThreeStream,     // the three launches with the streaming selection
   kThreeDependent,  // the three launches as programmatic dependent launches (sm_90)
   kThreeStreamDependent,
+  kDataflow,  // one persistent launch (sparq_dataflow_kernel)
   kScores,
   kSelect,
   kSelectWide,
@@ -77,6 +78,10 @@ void BM_SparqDecode(benchmark::State& state) {
   sparq::kernels::SparqPlan<T> dependent_plan(s.p, s.cfg, s.workspace,
                                               sparq::kernels::SparqRoute::kThreeLaunches);
   sparq::kernels::SparqPlan<T> stream_dependent_plan = stream_plan;
+  // The dataflow route's own layout of the same workspace (after the three launches below
+  // have run: the fused and stage rows need their plan's intermediates, not this one's).
+  const sparq::kernels::SparqPlan<T> flow_plan(s.p, s.cfg, s.workspace,
+                                               sparq::kernels::SparqRoute::kDataflow);
   dependent_plan.dependent_launch = stream_dependent_plan.dependent_launch = true;
   if ((kStage == kThreeDependent || kStage == kThreeStreamDependent) &&
       !sparq::kernels::device_has_clusters())
@@ -116,6 +121,8 @@ void BM_SparqDecode(benchmark::State& state) {
             st = sparq::kernels::launch_sparq_three<T, kDim>(a, dependent_plan, nullptr);
           if (kStage == kThreeStreamDependent)
             st = sparq::kernels::launch_sparq_three<T, kDim>(a, stream_dependent_plan, nullptr);
+          if (kStage == kDataflow)
+            st = sparq::kernels::launch_sparq_dataflow<T, kDim>(a, flow_plan, nullptr);
           if (kStage == kSelectStream)
             st = sparq::kernels::launch_sparq_select<T>(a, stream_plan, nullptr);
           if (kStage == kScores)
@@ -132,13 +139,38 @@ void BM_SparqDecode(benchmark::State& state) {
     sb::report(state, ms, bytes);
     state.counters["r"] = s.cfg.r;
     state.counters["k"] = s.cfg.k;
-    // 0: fused, a cluster per unit; 1: fused, a block per unit; 2: three launches.
+    // 0: fused, a cluster per unit; 1: fused, a block per unit; 2: three launches; 3: dataflow.
     const sparq::kernels::SparqRoute route =
         kStage == kFused        ? sparq::kernels::SparqRoute::kFusedCluster
         : kStage == kFusedBlock ? sparq::kernels::SparqRoute::kFusedBlock
+        : kStage == kDataflow   ? sparq::kernels::SparqRoute::kDataflow
         : kStage == kWhole      ? chosen
                                 : sparq::kernels::SparqRoute::kThreeLaunches;
     state.counters["route"] = static_cast<int>(route);
+  }
+}
+
+/// The dataflow route with its schedule's lags scaled (make_flow_schedule's `blocks` times
+/// pct / 100): how much the order of items matters, for tuning the lags.
+void BM_SparqRouteDataflowLags(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1), pct = state.range(2);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow);
+  const int blocks = plan.flow_blocks > 0 ? plan.flow_blocks : 1;
+  plan.flow = sparq::make_flow_schedule(plan.flow.units, plan.flow.score_items,
+                                        plan.flow.attend_items, std::max(1, blocks * pct / 100));
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          sb::check_status(
+              sparq::kernels::launch_sparq_dataflow<T, kDim>(s.sparq_params(i), plan, nullptr),
+              "sparq dataflow");
+        },
+        reps_for(s.sparq_bytes()));
+    sb::report(state, ms, s.sparq_bytes());
+    state.counters["select_lag"] = plan.flow.select_lag;
+    state.counters["attend_lag"] = plan.flow.attend_lag;
   }
 }
 
@@ -197,6 +229,14 @@ void route_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }
 
+/// The dataflow route: where launch gaps matter (few units), and one large batch.
+void flow_shapes(benchmark::internal::Benchmark* b) {
+  for (auto bs : std::vector<std::pair<int, int>>{
+           {1, 4096}, {1, 16384}, {1, 32768}, {1, 131072}, {4, 16384}, {16, 4096}, {64, 16384}})
+    b->Args({bs.first, bs.second});
+  b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+}
+
 }  // namespace
 
 BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
@@ -226,5 +266,14 @@ BENCHMARK(BM_SparqDecode<kThreeDependent>)->Name("BM_SparqRouteThreeDependent")-
 BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
     ->Name("BM_SparqRouteThreeStreamDependent")
     ->Apply(shapes);
+// The dataflow route, never run yet either; scripts/gpu-check.sh runs it in a process of its
+// own (a trapped wait would end the process).
+BENCHMARK(BM_SparqDecode<kDataflow>)->Name("BM_SparqRouteDataflow")->Apply(flow_shapes);
+BENCHMARK(BM_SparqRouteDataflowLags)
+    ->ArgsProduct({{1}, {16384, 32768}, {25, 50, 200, 400}})
+    ->ArgNames({"B", "S", "lag_pct"})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

@@ -166,8 +166,9 @@ struct DecodeSetup {
     // Room for every route, so that a benchmark may force any of them.
     if (need_sparq_workspace)
       ws_sparq = std::max(
-          ws_sparq,
-          kernels::SparqPlan<T>(p, cfg, nullptr, kernels::SparqRoute::kThreeLaunches).bytes);
+          {ws_sparq,
+           kernels::SparqPlan<T>(p, cfg, nullptr, kernels::SparqRoute::kThreeLaunches).bytes,
+           kernels::SparqPlan<T>(p, cfg, nullptr, kernels::SparqRoute::kDataflow).bytes});
     workspace_bytes = std::max(ws_dense, ws_sparq);
     const size_t one = cache_bytes(p);
     copies = static_cast<int>(std::min<size_t>(16, std::max<size_t>(1, 4 * l2_bytes() / one)));

@@ -79,9 +79,19 @@ if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
     log="$out/bench.log"
     t0=$SECONDS
-    timeout 300 "$build/bench/bench_kernels" --benchmark_out="$out/bench_kernels.json" \
-      --benchmark_out_format=json > "$log" 2>&1 && row bench_kernels "done ($((SECONDS - t0)) s)" ||
-      row bench_kernels FAIL
+    # The dataflow route (never run before) in a process of its own: a trapped wait there
+    # would end the process; the two JSON files are merged for the tables and plots. Its rows
+    # include BM_SparqRouteDataflowLags (the schedule's lags scaled, for tuning them).
+    kparts=$(mktemp -d)
+    timeout 300 "$build/bench/bench_kernels" --benchmark_filter=-BM_SparqRouteDataflow \
+      --benchmark_out="$kparts/1_main.json" --benchmark_out_format=json > "$log" 2>&1 &&
+      row bench_kernels "done ($((SECONDS - t0)) s)" || row bench_kernels FAIL
+    t0=$SECONDS
+    echo "==== bench_kernels: BM_SparqRouteDataflow ====" >> "$log"
+    timeout 90 "$build/bench/bench_kernels" --benchmark_filter=BM_SparqRouteDataflow \
+      --benchmark_out="$kparts/2_dataflow.json" --benchmark_out_format=json >> "$log" 2>&1 &&
+      row "bench_kernels dataflow" "done ($((SECONDS - t0)) s)" || row "bench_kernels dataflow" FAIL
+    python3 scripts/plot_bench.py --merge "$kparts" --merged "$out/bench_kernels.json" >> "$log" 2>&1
     t0=$SECONDS
     # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
     parts=$(mktemp -d)
@@ -105,19 +115,23 @@ if [ $bench = 1 ]; then
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
       # Each length as the defaults run it, and with the options not yet timed (dependent
-      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream); a run takes about
-      # 20-40 s, so the four stay within 5 minutes even at their limits. (cuBLAS projections,
+      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream; at 32k also the
+      # dataflow route, SPARQ_ROUTE=dataflow); a run takes about 20-40 s, so the five stay
+      # within 6 minutes even at their limits. (cuBLAS projections,
       # --matvec cublas, measured 8.25 ms/token at 4k on an H100: see docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
-        for variant in default new; do
+        variants="default new"
+        [ $s_len = 32768 ] && variants="default new dataflow"
+        for variant in $variants; do
           name="llama2-7b decode $s_len $variant"
           res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
-          sel=auto flags=()
+          sel=auto route=auto flags=()
           [ $variant = new ] && sel=stream flags=(--pdl)
-          echo "==== SPARQ_SELECT=$sel llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
-          if SPARQ_SELECT=$sel timeout $limit "$chat" --random-weights llama2-7b --bench-decode $s_len \
-              --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
+          [ $variant = dataflow ] && route=dataflow
+          echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
+          if SPARQ_SELECT=$sel SPARQ_ROUTE=$route timeout $limit "$chat" --random-weights llama2-7b \
+              --bench-decode $s_len --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
             row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
             row "$name" "FAIL (rc $?)"
@@ -147,6 +161,9 @@ if [ $bench = 1 ]; then
         --section WarpStateStats --section SourceCounters \
         -k regex:'score|select|attend|fused' --launch-count 3 "$build/bench/bench_kernels" \
         --benchmark_filter='BM_SparqDecode/B:1/S:32768' >> "$log" 2>&1 || row ncu-sparq FAIL
+      timeout 90 ncu --section SpeedOfLight --section Occupancy --section WarpStateStats \
+        -k regex:'dataflow' --launch-count 1 "$build/bench/bench_kernels" \
+        --benchmark_filter='BM_SparqRouteDataflow/B:1/S:32768' >> "$log" 2>&1 || row ncu-dataflow FAIL
       timeout 90 ncu --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \
         -k regex:'attend' --launch-count 1 "$build/bench/bench_kernels" \
         --benchmark_filter='BM_DenseDecode/B:64/S:32768' >> "$log" 2>&1 || row ncu-dense FAIL
@@ -177,6 +194,12 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
       "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64' >> "$san_log" 2>&1 || ok=0
     timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
       "$build/tests/gpu/test_gpu_kv_append" >> "$san_log" 2>&1 || ok=0
+    # The dataflow route: racecheck only on a grid of one block (blocks that wait on each
+    # other might not both progress under the tool); memcheck also on full grids.
+    flow_filter='*BFloat16OneBlock/gqa4_window:*BFloat16OneBlock/odd_tiles'
+    [ $tool = memcheck ] && flow_filter="$flow_filter:*BFloat16MatchesReference/gqa4_window:*Float32MatchesReference/odd_tiles:*SmallGrids*/B3*"
+    timeout 120 compute-sanitizer --tool $tool --error-exitcode 3 \
+      "$build/tests/gpu/test_gpu_sparq_dataflow" --gtest_filter="$flow_filter" >> "$san_log" 2>&1 || ok=0
     timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 \
       "$build/tests/gpu/test_gpu_stream_select" \
       --gtest_filter='*short_and_odd:*zero_query_ties' >> "$san_log" 2>&1 || ok=0

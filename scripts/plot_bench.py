@@ -47,7 +47,7 @@ def merge(folder, target):
         merged += data.get("benchmarks", [])
     with open(target, "w") as f:
         json.dump({"context": context or {}, "benchmarks": merged}, f, indent=1)
-    print(f"merged {len(merged)} sweep entries into {target}")
+    print(f"merged {len(merged)} entries into {target}")
     return 0
 
 
@@ -143,12 +143,13 @@ def print_targets(kernels, sweep):
 
 OPTIONS = [("three", "BM_SparqRouteThree/"), ("stream", "BM_SparqRouteThreeStream/"),
            ("dependent", "BM_SparqRouteThreeDependent/"),
-           ("both", "BM_SparqRouteThreeStreamDependent/")]
+           ("both", "BM_SparqRouteThreeStreamDependent/"), ("dataflow", "BM_SparqRouteDataflow/")]
 
 
 def print_options(kernels):
     """The three launches with and without the options not yet in the rule (streaming
-    selection, dependent launches), per shape: time and speedup over dense decode."""
+    selection, dependent launches), and the dataflow route, per shape: time and speedup over
+    dense decode."""
     times = defaultdict(dict)
     for b in kernels:
         for label, prefix in OPTIONS + [("dense", "BM_DenseDecode/")]:
@@ -178,6 +179,8 @@ def markdown_tables(kernels, sweep):
            "|---|---:|---:|---:|---:|---:|"]
     for b in kernels:
         name = b["name"].split("/")[0].replace("BM_", "")
+        if "/lag_pct:" in b["name"]:
+            name += " (lags " + b["name"].split("/lag_pct:")[1].split("/")[0] + "%)"
         batch, seq = kernel_args(b["name"])
         where = ("—", "—") if name == "CopyCeiling" else (str(batch), str(seq))
         out.append(f"| {name} | {where[0]} | {where[1]} | {b['time_us']:.1f} | {b['GBps']:.0f} "

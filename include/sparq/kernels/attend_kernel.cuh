@@ -99,29 +99,41 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
 }
 
 /// Rows of K and V staged per tile in the GQA variant: 16 KiB of shared memory per tile.
-template <typename T, int D>
+template <typename T, int D, int kThreads = kAttendThreads>
 struct StageTile {
   static constexpr int kChunksPerRow = D * static_cast<int>(sizeof(T)) / 16;
   static constexpr int kRows = 16384 / (2 * kChunksPerRow * 16);
   static constexpr int kChunks = 2 * kRows * kChunksPerRow;  // K then V
-  static constexpr int kPerThread = kChunks / kAttendThreads;
+  static constexpr int kPerThread = kChunks / kThreads;
+  static_assert(kPerThread * kThreads == kChunks, "a tile splits evenly over the threads");
 };
 
+/// Shared memory of attend_split: the staged tile (GQA), each warp's state, the last-block flag.
+template <int kThreads, typename T, int D, bool kStaged>
+struct AttendShared {
+  uint4 stage[kStaged ? StageTile<T, D, kThreads>::kChunks : 1];
+  float acc[kThreads / 32][D];
+  float2 ml[kThreads / 32];
+  bool last;
+};
+
+/// Split `split` of one (sequence, unit) by a block of kThreads; the last block of the unit
+/// to finish merges the splits and writes the output (returning early elsewhere).
 /// kStaged (query heads sharing a KV head): the block loads each tile of rows once into
 /// shared memory (prefetching the next tile into registers meanwhile) and every warp reads
 /// its head's rows from there. Otherwise (one head per unit) each lane group loads its own
 /// rows straight into registers, 8 rows in flight.
-template <typename T, int D, bool kStaged>
-__global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
+template <int kThreads, typename T, int D, bool kStaged>
+__device__ void attend_split(const AttendParams<T>& p, int b, int unit, int split,
+                             AttendShared<kThreads, T, D, kStaged>& sh) {
   using G = device::RowGeometry<T, D>;
-  using Tile = StageTile<T, D>;
-  __shared__ uint4 s_stage[kStaged ? Tile::kChunks : 1];
-  __shared__ float s_acc[kAttendWarps][D];
-  __shared__ float2 s_ml[kAttendWarps];
-  __shared__ bool s_last;
+  using Tile = StageTile<T, D, kThreads>;
+  constexpr int kWarps = kThreads / 32;
+  uint4* s_stage = sh.stage;
+  float(*s_acc)[D] = sh.acc;
+  float2* s_ml = sh.ml;
+  bool& s_last = sh.last;
 
-  device::begin_dependent_grid();
-  const int b = blockIdx.z, unit = blockIdx.y, split = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group_in_warp = lane / G::kLanesPerRow;
   const int lr = lane % G::kLanesPerRow;
@@ -139,8 +151,8 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
              : nullptr;
   const float qscale = 1.4426950408889634f / sqrtf(static_cast<float>(D));
 
-  for (int hp = 0; hp < p.heads_per_unit; hp += kAttendWarps) {
-    const WarpRole role(min(p.heads_per_unit - hp, kAttendWarps), warp);
+  for (int hp = 0; hp < p.heads_per_unit; hp += kWarps) {
+    const WarpRole role(min(p.heads_per_unit - hp, kWarps), warp, kWarps);
     device::AttentionState<T, D, 1> st;
     st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + role.head) * D, 1, qscale);
     if constexpr (kStaged) {
@@ -148,7 +160,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
       auto prefetch = [&](int tile_begin) {
 #pragma unroll
         for (int i = 0; i < Tile::kPerThread; ++i) {
-          const int c = threadIdx.x + i * kAttendThreads;
+          const int c = threadIdx.x + i * kThreads;
           const int in_tile = c % (Tile::kRows * Tile::kChunksPerRow);
           const int r = tile_begin + in_tile / Tile::kChunksPerRow;
           const int chunk = in_tile % Tile::kChunksPerRow;
@@ -167,7 +179,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
         __syncthreads();  // every warp is done with the previous tile
 #pragma unroll
         for (int i = 0; i < Tile::kPerThread; ++i)
-          s_stage[threadIdx.x + i * kAttendThreads] = pre[i];
+          s_stage[threadIdx.x + i * kThreads] = pre[i];
         __syncthreads();
         if (tile + Tile::kRows < end) prefetch(tile + Tile::kRows);
         if (role.active) {
@@ -202,10 +214,10 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     // Lane group 0 of each warp holds the warp's state; combine the warps of each head.
     st.store(0, s_acc[warp], &s_ml[warp], role.active);
     __syncthreads();
-    for (int idx = threadIdx.x; idx < role.heads * D; idx += kAttendThreads) {
+    for (int idx = threadIdx.x; idx < role.heads * D; idx += kThreads) {
       const int h = idx / D, j = idx % D;
       const float3 m_l_a =
-          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kAttendWarps, j);
+          device::merge_stored_states(s_ml, &s_acc[0][0], D, h, role.heads, kWarps, j);
       const int64_t slot =
           (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + h) * p.splits + split;
       p.partial_acc[slot * D + j] = m_l_a.z;
@@ -225,7 +237,7 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
   if (!s_last) return;
   __threadfence();
   const float* vsum = p.alpha ? p.cache.vsum_row(b, kvh) : nullptr;
-  for (int idx = threadIdx.x; idx < p.heads_per_unit * D; idx += kAttendThreads) {
+  for (int idx = threadIdx.x; idx < p.heads_per_unit * D; idx += kThreads) {
     const int h = idx / D, j = idx % D;
     const int64_t slot0 = (static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * p.splits;
     float y = device::merge_split_partials(p.partial_ml + slot0, p.partial_acc + slot0 * D + j,
@@ -236,6 +248,13 @@ __global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> 
     }
     p.out[(static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * D + j] = from_float<T>(y);
   }
+}
+
+template <typename T, int D, bool kStaged>
+__global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
+  __shared__ AttendShared<kAttendThreads, T, D, kStaged> sh;
+  device::begin_dependent_grid();
+  attend_split<kAttendThreads, T, D, kStaged>(p, blockIdx.z, blockIdx.y, blockIdx.x, sh);
 }
 
 /// Resident blocks of the attend kernel variant for units of `heads_per_unit` query heads.
@@ -257,15 +276,20 @@ struct AttendSplits {
   int64_t num_counters = 0;
 
   AttendSplits() = default;
-  /// Plans up to `rows` rows per unit (at least min_rows per split) and carves the workspace.
+  /// Plans up to `rows` rows per unit (at least min_rows per split; exactly `fixed_splits`
+  /// splits where that is positive) and carves the workspace.
   AttendSplits(const DecodeProblem& p, int heads_per_unit, int64_t batch_units, int64_t rows,
-               int min_rows, WorkspaceCarver& w) {
-    int slots = 0;
-    dispatch_head_dim(p.head_dim, [&](auto dim) {
-      slots = attend_slots<T, decltype(dim)::value>(heads_per_unit);
-      return Status::kSuccess;
-    });
-    splits = plan_splits(rows, batch_units, min_rows, slots);
+               int min_rows, WorkspaceCarver& w, int fixed_splits = 0) {
+    if (fixed_splits > 0) {
+      splits = fixed_splits;
+    } else {
+      int slots = 0;
+      dispatch_head_dim(p.head_dim, [&](auto dim) {
+        slots = attend_slots<T, decltype(dim)::value>(heads_per_unit);
+        return Status::kSuccess;
+      });
+      splits = plan_splits(rows, batch_units, min_rows, slots);
+    }
     rows_per_split = ceil_div(rows, splits);
     const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
     partial_ml = w.take<float2>(q_rows * splits);

@@ -86,18 +86,20 @@ __device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, float
   __syncthreads();
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) {
+/// Launch 1's work on chunks [first_chunk, end_chunk) of one (sequence, unit), by a block of
+/// kThreads (a multiple of kScoreThreads): each kScoreThreads threads take one chunk at a
+/// time, so every chunk is computed, and its stats laid out, as by score_kernel. `s_q`:
+/// score_smem_bytes of shared memory. Returns early, for the whole block, past the length.
+template <int kThreads, typename T, int D>
+__device__ void score_chunks(const ScoreParams<T>& p, int b, int unit, int first_chunk,
+                             int end_chunk, float* s_q) {
+  static_assert(kThreads % kScoreThreads == 0, "whole chunks per block");
   constexpr int V = device::kVec16<T>;
-  extern __shared__ float s_q[];  // [heads_per_unit][D]
+  constexpr int kChunksAtOnce = kThreads / kScoreThreads;
   __shared__ float s_absq[D];
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[32];
 
-  device::begin_dependent_grid();
-  const int b = blockIdx.z, unit = blockIdx.y, first_chunk = blockIdx.x * p.iters;
-  if (p.attend_counters != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
-    p.attend_counters[b * p.units_per_batch + unit] = 0;
   int len = p.lengths[b];
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   // The select kernel reads only chunks below the length.
@@ -105,14 +107,19 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
 
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
-  unit_query_prologue<kScoreThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
-  const int warp = threadIdx.x >> 5;
+  unit_query_prologue<kThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
+  const int tid = threadIdx.x % kScoreThreads;  // thread within its chunk
+  const int warp = tid >> 5;                    // warp within its chunk
 
   const T* kt = p.cache.kt_row(b, kvh, 0);
-  for (int chunk = first_chunk; chunk < first_chunk + p.iters && chunk < p.chunks; ++chunk) {
+  if (end_chunk > p.chunks) end_chunk = p.chunks;
+  for (int c0 = first_chunk; c0 < end_chunk; c0 += kChunksAtOnce) {
+    // Whole warps share a chunk, so the loop exits below are warp-uniform.
+    const int chunk = c0 + static_cast<int>(threadIdx.x) / kScoreThreads;
+    if (chunk >= end_chunk) break;
     const int chunk_begin = chunk * score_chunk_positions<T>();
     if (chunk_begin >= len) break;
-    const int s0 = chunk_begin + threadIdx.x * V;
+    const int s0 = chunk_begin + tid * V;
     for (int hb = 0; hb < nh; hb += kScoreHeadsPerPass) {
       float acc[kScoreHeadsPerPass][V];
       device::approx_logits<T, kScoreHeadsPerPass>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, hb,
@@ -159,6 +166,16 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) 
       }
     }
   }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kScoreThreads) score_kernel(ScoreParams<T> p) {
+  extern __shared__ float s_q[];  // [heads_per_unit][D]
+  device::begin_dependent_grid();
+  const int b = blockIdx.z, unit = blockIdx.y, first_chunk = blockIdx.x * p.iters;
+  if (p.attend_counters != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    p.attend_counters[b * p.units_per_batch + unit] = 0;
+  score_chunks<kScoreThreads, T, D>(p, b, unit, first_chunk, first_chunk + p.iters, s_q);
 }
 
 /// Resident score blocks for units of `heads_per_unit` (1..32) heads (their shared memory

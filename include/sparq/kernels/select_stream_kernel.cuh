@@ -126,22 +126,19 @@ __device__ void refine(StreamShared<kThreads>& sh, device::RadixState& st,
 
 }  // namespace stream_detail
 
-/// One block of kThreads per unit; dynamic shared memory: stream_smem_bytes(p.candidate_capacity,
-/// p.above_capacity). (A template so that every translation unit that includes it shares one
-/// definition.)
-template <int kThreads = kStreamThreads>
-__global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p) {
+/// The selection of one (sequence, unit) by a block of kThreads. `s_cand`: shared memory of
+/// stream_smem_bytes(p.candidate_capacity, p.above_capacity) bytes, 16-byte aligned.
+template <int kThreads>
+__device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint32_t* s_cand,
+                                   stream_detail::StreamShared<kThreads>& sh) {
   constexpr int kItems = kStreamItems;
   using TopK = device::BlockTopK<kThreads>;
-  extern __shared__ __align__(16) uint32_t s_cand[];  // candidate keys, their positions, above
-  __shared__ stream_detail::StreamShared<kThreads> sh;
   const int capacity = p.candidate_capacity;
   uint32_t* cand_key = s_cand;
   int* cand_pos = reinterpret_cast<int*>(s_cand + capacity);
   int* s_above = cand_pos + capacity;
 
-  device::begin_dependent_grid();
-  const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
+  const select_detail::UnitView u(p, b, unit);
   select_detail::head_normalisers<kThreads>(p, u, sh.max, sh.inv_sum);
   for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
     sh.bins[i] = 0;
@@ -262,6 +259,17 @@ __global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p)
   select_detail::alpha_partials<kThreads>(p, u, sh.max, sh.inv_sum, 0, u.keff, sh.red, sh.alpha);
   for (int h = threadIdx.x; h < u.nh; h += kThreads)
     p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = sh.alpha[h];
+}
+
+/// One block of kThreads per unit; dynamic shared memory: stream_smem_bytes(p.candidate_capacity,
+/// p.above_capacity). (A template so that every translation unit that includes it shares one
+/// definition.)
+template <int kThreads = kStreamThreads>
+__global__ void __launch_bounds__(kThreads) select_stream_kernel(SelectParams p) {
+  extern __shared__ __align__(16) uint32_t s_cand[];  // candidate keys, their positions, above
+  __shared__ stream_detail::StreamShared<kThreads> sh;
+  device::begin_dependent_grid();
+  select_stream_unit<kThreads>(p, blockIdx.y, blockIdx.x, s_cand, sh);
 }
 
 }  // namespace sparq::kernels

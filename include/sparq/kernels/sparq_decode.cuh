@@ -1,13 +1,15 @@
 // Host launch API of SparQ decode attention: one call per layer per decode step for a batch.
-// Three routes: for few (sequence, unit) pairs on sm_90, one fused launch with a cluster per
-// unit; for more units of one head each whose positions fit in shared memory, one fused launch
-// with a block per unit; otherwise three kernel launches (scores, selection, exact attention)
-// and one memset of counters. No allocation, no host synchronisation and no device reads on the
-// host: capturable in a graph.
+// Routes: for few (sequence, unit) pairs on sm_90, one fused launch with a cluster per unit;
+// for more units of one head each whose positions fit in shared memory, one fused launch with
+// a block per unit; otherwise three kernel launches (scores, selection, exact attention) and
+// one memset of counters. A fourth, the dataflow route (one persistent launch after a memset),
+// runs only where forced until a GPU run has timed it. No allocation, no host synchronisation
+// and no device reads on the host: capturable in a graph.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -15,6 +17,7 @@
 
 #include "sparq/config.hpp"
 #include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/dataflow_kernel.cuh"
 #include "sparq/kernels/fused_kernel.cuh"
 #include "sparq/kernels/launch_common.cuh"
 #include "sparq/kernels/score_kernel.cuh"
@@ -65,14 +68,25 @@ inline size_t stream_smem_limit() {
 struct StreamCapacity {
   int candidates = 0, above = 0;
 };
-inline StreamCapacity stream_capacity(int64_t kmax) {
+inline StreamCapacity stream_capacity(int64_t kmax, size_t limit = stream_smem_limit()) {
   StreamCapacity c;
   c.above = static_cast<int>(kmax < kStreamAbove ? kmax : kStreamAbove);
-  const size_t limit = stream_smem_limit(), above_bytes = stream_smem_bytes(0, c.above);
+  const size_t above_bytes = stream_smem_bytes(0, c.above);
   const int64_t fit = limit > above_bytes ? static_cast<int64_t>((limit - above_bytes) / 8) : 0;
   c.candidates = static_cast<int>(fit < kStreamCandidates ? fit : kStreamCandidates);
   if (c.candidates < 1) c = StreamCapacity{};
   return c;
+}
+
+/// Whether the dataflow route runs on this device for up to `kmax` selected positions: its
+/// kernel is resident, and its shared memory holds the streaming selection's lists.
+template <typename T, int D>
+bool flow_fits(int64_t kmax, int heads_per_unit) {
+  const FlowDeviceLimits l = flow_device_limits<T, D>();
+  const StreamCapacity c = stream_capacity(kmax, static_cast<size_t>(l.smem));
+  return l.blocks > 0 && c.candidates > 0 &&
+         flow_smem_bytes<T, D>(heads_per_unit, c.candidates, c.above) <=
+             static_cast<size_t>(l.smem);
 }
 
 /// The SPARQ_SELECT environment variable: "stream" makes every three-launch plan select with
@@ -127,13 +141,14 @@ inline SelectRoute select_route(int bound, int64_t batch_units) {
   return SelectRoute::kGlobalKeys;
 }
 
-/// How a SparQ decode step runs (SparqPlan::route).
-enum class SparqRoute { kFusedCluster, kFusedBlock, kThreeLaunches };
+/// How a SparQ decode step runs (SparqPlan::route). kDataflow (sparq_dataflow_kernel) only
+/// where forced (SPARQ_ROUTE=dataflow or the plan's argument) until a GPU run has timed it.
+enum class SparqRoute { kFusedCluster, kFusedBlock, kThreeLaunches, kDataflow };
 
-/// The SPARQ_ROUTE environment variable, read once: "three", "cluster" or "block" make every
-/// plan take that route wherever it can run (else the rule decides); unset, empty or "auto":
-/// the rule. For comparing routes end to end, and as an escape hatch.
-enum class RouteOverride { kAuto, kThree, kCluster, kBlock, kInvalid };
+/// The SPARQ_ROUTE environment variable, read once: "three", "cluster", "block" or "dataflow"
+/// make every plan take that route wherever it can run (else the rule decides); unset, empty
+/// or "auto": the rule. For comparing routes end to end, and as an escape hatch.
+enum class RouteOverride { kAuto, kThree, kCluster, kBlock, kDataflow, kInvalid };
 
 /// SPARQ_ROUTE's value as a RouteOverride (null or empty: kAuto).
 inline RouteOverride parse_route_override(const char* v) {
@@ -142,6 +157,7 @@ inline RouteOverride parse_route_override(const char* v) {
   if (s == "three") return RouteOverride::kThree;
   if (s == "cluster") return RouteOverride::kCluster;
   if (s == "block") return RouteOverride::kBlock;
+  if (s == "dataflow") return RouteOverride::kDataflow;
   return RouteOverride::kInvalid;
 }
 
@@ -150,7 +166,8 @@ inline RouteOverride route_override() {
     const char* v = std::getenv("SPARQ_ROUTE");
     const RouteOverride r = parse_route_override(v);
     if (r != RouteOverride::kInvalid) return r;
-    std::fprintf(stderr, "sparq: SPARQ_ROUTE=%s ignored (auto, three, cluster or block)\n", v);
+    std::fprintf(stderr,
+                 "sparq: SPARQ_ROUTE=%s ignored (auto, three, cluster, block or dataflow)\n", v);
     return RouteOverride::kAuto;
   }();
   return value;
@@ -197,6 +214,13 @@ struct SparqPlan {
   float* alpha = nullptr;
   WorkspaceCarver carver;
   AttendSplits<T> attend;
+  // The dataflow route: its item order, resident blocks (0 without a device) and counters:
+  // the ticket, then per unit its score items done, its selection done and attend.counters.
+  FlowSchedule flow;
+  int flow_blocks = 0;
+  int flow_grid_limit = 0;  // tests: at most this many blocks (0: as many as are resident)
+  unsigned* flow_counters = nullptr;
+  size_t counter_bytes = 0;
   size_t bytes = 0;
 
   /// The route comes from the rule (and SPARQ_ROUTE) unless `forced` names one, the selection
@@ -230,6 +254,9 @@ struct SparqPlan {
         route = SparqRoute::kFusedCluster;
       } else if (forced == RouteOverride::kBlock && block) {
         route = SparqRoute::kFusedBlock;
+      } else if (forced == RouteOverride::kDataflow &&
+                 flow_fits<T, D>(kmax, units.heads_per_unit)) {
+        route = SparqRoute::kDataflow;
       } else if (block && block_route_preferred(batch_units)) {
         route = SparqRoute::kFusedBlock;
       }
@@ -242,7 +269,17 @@ struct SparqPlan {
     select = forced_select       ? *forced_select
              : select_override() ? *select_override()
                                  : select_route(static_cast<int>(bound), batch_units);
-    const StreamCapacity cap = stream_capacity(kmax);
+    size_t flow_smem_limit = 0;
+    if (route == SparqRoute::kDataflow)
+      dispatch_head_dim(p.head_dim, [&](auto dim) {
+        const FlowDeviceLimits l = flow_device_limits<T, decltype(dim)::value>();
+        flow_smem_limit = static_cast<size_t>(l.smem);
+        flow_blocks = l.blocks;
+        return Status::kSuccess;
+      });
+    const StreamCapacity cap = route == SparqRoute::kDataflow
+                                   ? stream_capacity(kmax, flow_smem_limit)
+                                   : stream_capacity(kmax);
     stream_candidates = cap.candidates;
     stream_above = cap.above;
     dependent_launch = dependent_launch_requested() && dependent_launch_supported();
@@ -256,6 +293,25 @@ struct SparqPlan {
       // Selection keys live in shared memory where the bound fits, else in the workspace.
       keys = w.take<uint32_t>(select == SelectRoute::kGlobalKeys ? batch_units * logit_stride : 0);
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
+    } else if (route == SparqRoute::kDataflow) {
+      logits = w.take<float>(q_rows * logit_stride);
+      stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
+      // At least kFlowMinAttendRows rows per attend item, and about 8 items per block at
+      // most over the batch (the split partials grow with batch x splits).
+      const int blocks = flow_blocks > 0 ? flow_blocks : planning_sm_count();
+      const int64_t most = std::max<int64_t>(1, 8 * static_cast<int64_t>(blocks) / batch_units);
+      const int64_t splits =
+          std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, kFlowMinAttendRows), most, 256});
+      attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w,
+                               static_cast<int>(splits));
+      // One array, one memset: the ticket, then per unit the score count, the selection flag
+      // and the attend kernel's counter (in place of the one AttendSplits carved).
+      const int64_t count = 1 + 3 * batch_units;
+      flow_counters = w.take<unsigned>(count);
+      attend.counters = flow_counters ? flow_counters + 1 + 2 * batch_units : nullptr;
+      counter_bytes = sizeof(unsigned) * static_cast<size_t>(count);
+      flow = make_flow_schedule(static_cast<int>(batch_units), ceil_div(chunks, kFlowChunksPerItem),
+                                attend.splits, blocks);
     }
     bytes = w.bytes();
   }
@@ -408,6 +464,87 @@ Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   return launch_sparq_attend<T, D>(a, plan, stream, /*after_scores=*/true);
 }
 
+/// The dataflow route (one memset, one launch); the plan must have been made for it, else
+/// kWorkspaceTooSmall and nothing is launched; kUnsupportedDevice where its selection's shared
+/// memory does not fit (no device).
+template <typename T, int D>
+Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                             cudaStream_t stream) {
+  if (plan.route != SparqRoute::kDataflow) return Status::kWorkspaceTooSmall;
+  const DecodeProblem& p = a.problem;
+  const FlowDeviceLimits limits = flow_device_limits<T, D>();
+  const size_t smem =
+      flow_smem_bytes<T, D>(plan.units.heads_per_unit, plan.stream_candidates, plan.stream_above);
+  if (limits.blocks < 1 || plan.stream_candidates < 1 || plan.stream_above < 0 ||
+      smem > static_cast<size_t>(limits.smem))
+    return Status::kUnsupportedDevice;
+  FlowParams<T> fp;
+  fp.score = ScoreParams<T>{a.q,
+                            a.cache,
+                            a.lengths,
+                            p.num_q_heads,
+                            plan.units.per_batch,
+                            plan.units.heads_per_unit,
+                            plan.units.group_size,
+                            p.length_bound(),
+                            p.capacity,
+                            a.config.r,
+                            plan.chunks,
+                            kFlowChunksPerItem,
+                            plan.stat_chunks,
+                            plan.logits,
+                            plan.logit_stride,
+                            plan.stats,
+                            nullptr};
+  fp.select = SelectParams{a.lengths,
+                           p.num_q_heads,
+                           plan.units.per_batch,
+                           plan.units.heads_per_unit,
+                           p.length_bound(),
+                           a.config.k,
+                           a.config.local_window,
+                           score_stat_positions<T>(),
+                           plan.stat_chunks,
+                           plan.logits,
+                           plan.logit_stride,
+                           plan.stats,
+                           nullptr,
+                           plan.indices,
+                           plan.kmax,
+                           plan.alpha,
+                           plan.stream_candidates,
+                           plan.stream_above};
+  fp.attend = AttendParams<T>{a.q,
+                              a.cache,
+                              a.lengths,
+                              a.out,
+                              p.num_q_heads,
+                              plan.units.per_batch,
+                              plan.units.heads_per_unit,
+                              plan.units.group_size,
+                              p.length_bound(),
+                              plan.attend.rows_per_split,
+                              plan.attend.splits,
+                              plan.indices,
+                              plan.kmax,
+                              a.config.k,
+                              a.config.reallocation ? plan.alpha : nullptr,
+                              plan.attend.partial_ml,
+                              plan.attend.partial_acc,
+                              plan.attend.counters};
+  fp.schedule = plan.flow;
+  const int64_t batch_units = static_cast<int64_t>(p.batch) * plan.units.per_batch;
+  fp.ticket = plan.flow_counters;
+  fp.score_done = plan.flow_counters + 1;
+  fp.select_done = plan.flow_counters + 1 + batch_units;
+  if (cudaMemsetAsync(plan.flow_counters, 0, plan.counter_bytes, stream) != cudaSuccess)
+    return Status::kCudaError;
+  int64_t grid = std::min<int64_t>(plan.flow.total(), limits.blocks);
+  if (plan.flow_grid_limit > 0) grid = std::min<int64_t>(grid, plan.flow_grid_limit);
+  sparq_dataflow_kernel<T, D><<<static_cast<unsigned>(grid), kFlowThreads, smem, stream>>>(fp);
+  return last_launch_status();
+}
+
 template <typename T>
 FusedParams<T> fused_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan) {
   const DecodeProblem& p = a.problem;
@@ -477,6 +614,8 @@ Status launch_sparq(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan, cud
       return launch_sparq_fused<T, D>(a, plan, stream);
     case SparqRoute::kFusedBlock:
       return launch_sparq_fused_block<T, D>(a, plan, stream);
+    case SparqRoute::kDataflow:
+      return launch_sparq_dataflow<T, D>(a, plan, stream);
     case SparqRoute::kThreeLaunches:
       break;
   }

@@ -1,0 +1,157 @@
+// SparQ in one launch, as a dataflow: persistent blocks of kFlowThreads take work items (a
+// share of a unit's approximate scores, a unit's selection, a share of a unit's exact
+// attention) in the order of a FlowSchedule, from one global ticket counter. A selection
+// waits for its unit's score items, an attend item for its unit's selection, through
+// per-unit counters in the workspace. Where the three launches leave the device between
+// stages (a launch gap, a grid's tail, at batch 1 each several microseconds), here one unit's
+// selection runs while other units' scores stream, and its attention while later selections
+// run. Each stage is the three-launch code itself (score_chunks, select_stream_unit,
+// attend_split) with more threads per block, so the logits, stats and selected positions are
+// bit-identical to the three launches with the streaming selection.
+#pragma once
+
+#include "sparq/flow_schedule.hpp"
+#include "sparq/kernels/attend_kernel.cuh"
+#include "sparq/kernels/score_kernel.cuh"
+#include "sparq/kernels/select_stream_kernel.cuh"
+
+namespace sparq::kernels {
+
+constexpr int kFlowThreads = 512;
+// Score chunks per score item: one chunk per kScoreThreads threads, about 128 KB of K
+// transposed (r = 16) per item.
+constexpr int kFlowChunksPerItem = kFlowThreads / kScoreThreads;
+// Rows per attend item, at least: one round of loads of the block's lane groups.
+constexpr int kFlowMinAttendRows = 256;
+// A wait this long (ns of the global timer) is a bug, not a wait: trap instead of hanging.
+// Generous, for slow runs under compute-sanitizer and test shards sharing the GPU.
+constexpr unsigned long long kFlowSpinLimitNs = 20000000000ULL;
+
+template <typename T>
+struct FlowParams {
+  ScoreParams<T> score;
+  SelectParams select;
+  AttendParams<T> attend;
+  FlowSchedule schedule;
+  unsigned* ticket;       // zero on entry
+  unsigned* score_done;   // [units of the batch]: score items finished; zero on entry
+  unsigned* select_done;  // [units of the batch]: 1 once the selection is written; zero on entry
+};
+
+namespace flow_detail {
+
+// An acquire at GPU scope: the SM's L1 is invalidated too (CCTL.IVALL in the SASS), which
+// matters because neighbouring units' rows share cache lines. A relaxed or volatile poll
+// would not do.
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+/// Thread 0 waits until *counter reaches `target`; then every thread of the block may read
+/// what the counted items wrote (the same fence-and-barrier handshake as the attend kernel's
+/// last-block merge).
+__device__ inline void wait_for(const unsigned* counter, unsigned target) {
+  if (threadIdx.x == 0) {
+    const unsigned long long start = global_ns();
+    while (load_acquire(counter) < target) {
+      __nanosleep(64);
+      if (global_ns() - start > kFlowSpinLimitNs) __trap();
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+/// Publishes every thread's writes, then counts this item done.
+__device__ inline void signal_done(unsigned* counter) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) atomicAdd(counter, 1u);
+}
+
+}  // namespace flow_detail
+
+/// One block per SM (launch with the device's resident count, or fewer); dynamic shared
+/// memory: flow_smem_bytes. Counters zero on entry.
+template <typename T, int D>
+__global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowParams<T> p) {
+  // A score item's queries, a selection's candidates, or an attend item's AttendShared.
+  extern __shared__ __align__(16) uint32_t s_flow[];
+  __shared__ stream_detail::StreamShared<kFlowThreads> s_select;
+  __shared__ unsigned s_ticket;
+  const int64_t total = p.schedule.total();
+  const int units_per_batch = p.select.units_per_batch;
+  if (threadIdx.x == 0) s_ticket = atomicAdd(p.ticket, 1u);
+  __syncthreads();
+  for (;;) {
+    const unsigned ticket = s_ticket;
+    if (static_cast<int64_t>(ticket) >= total) break;
+    __syncthreads();  // every thread has the ticket; the last item's shared memory is free
+    // The next ticket is taken now and used after this item: its atomic's latency hides
+    // behind the item. (Still no deadlock: this item waits only for smaller tickets.)
+    unsigned next = 0;
+    if (threadIdx.x == 0) next = atomicAdd(p.ticket, 1u);
+    const FlowItem it = p.schedule.item(ticket);
+    const int b = it.unit / units_per_batch, unit = it.unit % units_per_batch;
+    if (it.kind == FlowKind::kScore) {
+      const int first = it.index * kFlowChunksPerItem;
+      score_chunks<kFlowThreads, T, D>(p.score, b, unit, first, first + kFlowChunksPerItem,
+                                       reinterpret_cast<float*>(s_flow));
+      flow_detail::signal_done(p.score_done + it.unit);
+    } else if (it.kind == FlowKind::kSelect) {
+      flow_detail::wait_for(p.score_done + it.unit, static_cast<unsigned>(p.schedule.score_items));
+      select_stream_unit<kFlowThreads>(p.select, b, unit, s_flow, s_select);
+      flow_detail::signal_done(p.select_done + it.unit);
+    } else {
+      flow_detail::wait_for(p.select_done + it.unit, 1u);
+      if (p.attend.heads_per_unit > 1)
+        attend_split<kFlowThreads, T, D, true>(
+            p.attend, b, unit, it.index,
+            *reinterpret_cast<AttendShared<kFlowThreads, T, D, true>*>(s_flow));
+      else
+        attend_split<kFlowThreads, T, D, false>(
+            p.attend, b, unit, it.index,
+            *reinterpret_cast<AttendShared<kFlowThreads, T, D, false>*>(s_flow));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) s_ticket = next;
+    __syncthreads();
+  }
+}
+
+/// Dynamic shared memory of the dataflow kernel: the largest of a score item's queries, the
+/// selection's candidate lists and the attend items' shared state.
+template <typename T, int D>
+size_t flow_smem_bytes(int heads_per_unit, int candidates, int above) {
+  const size_t score = score_smem_bytes(heads_per_unit, D);
+  const size_t select = stream_smem_bytes(candidates, above);
+  const size_t attend = sizeof(AttendShared<kFlowThreads, T, D, true>);
+  const size_t larger = score > select ? score : select;
+  return larger > attend ? larger : attend;
+}
+
+/// The dataflow kernel's dynamic shared memory limit (raised once) and its resident blocks
+/// with that much; {0, 0} without a device.
+struct FlowDeviceLimits {
+  int smem = 0, blocks = 0;
+};
+template <typename T, int D>
+FlowDeviceLimits flow_device_limits() {
+  static const FlowDeviceLimits limits = [] {
+    FlowDeviceLimits l;
+    l.smem = raise_dynamic_smem(sparq_dataflow_kernel<T, D>);
+    if (l.smem > 0) l.blocks = device_slots(sparq_dataflow_kernel<T, D>, kFlowThreads, l.smem);
+    return l;
+  }();
+  return limits;
+}
+
+}  // namespace sparq::kernels

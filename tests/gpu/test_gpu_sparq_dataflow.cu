@@ -1,0 +1,247 @@
+// The dataflow route (sparq_dataflow_kernel: one persistent launch) on the GPU: every case of
+// sparq_decode_cases.cuh against the CPU reference; the same positions and alpha, bit for bit,
+// as the three launches with the streaming selection (the same code per stage); repeated runs,
+// back-to-back steps and CUDA-graph replays bitwise identical (its counters are cleared by its
+// own memset each step). Its own process: a trapped wait would end every later test.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "gpu/sparq_decode_cases.cuh"
+
+namespace {
+
+using namespace sparq_cases;
+using sparq::kernels::SelectRoute;
+using sparq::kernels::SparqPlan;
+using sparq::kernels::SparqRoute;
+
+class SparqDataflowGpu : public ::testing::TestWithParam<SparqCase> {};
+
+TEST_P(SparqDataflowGpu, BFloat16MatchesReference) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 21, Route::kDataflow);
+}
+TEST_P(SparqDataflowGpu, Float32MatchesReference) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(GetParam(), fresh_seed() + 22, Route::kDataflow);
+}
+TEST_P(SparqDataflowGpu, Float16MatchesReference) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__half>(GetParam(), fresh_seed() + 23, Route::kDataflow);
+}
+
+TEST_P(SparqDataflowGpu, BFloat16OneBlock) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 26, Route::kDataflowOneBlock);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SparqDataflowGpu, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(SparqDataflowGpuLong, Positions128kBFloat16) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(long_case(), fresh_seed() + 24, Route::kDataflow);
+}
+TEST(SparqDataflowGpuLong, Positions128kMhaFloat32) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(long_mha_case(), fresh_seed() + 25, Route::kDataflow);
+}
+
+using T = __nv_bfloat16;
+
+/// One batch-1 MHA step the size of a Llama 2 7B layer at 8k positions, and a batch of 3 GQA
+/// sequences of different lengths, on the device.
+struct FlowStep {
+  sparq::DecodeProblem p;
+  sparq::SparqConfig cfg;
+  std::vector<int> lengths;
+  sparq::test::HostKVCache<T> host;
+  sparq::test::DeviceKVCache<T> cache;
+  sparq::test::DeviceBuffer<T> q, out;
+  sparq::test::DeviceBuffer<int> dlen;
+  sparq::SparqDecodeParams<T> params;
+  FlowStep(const sparq::DecodeProblem& prob, std::vector<int> lens, uint64_t seed)
+      : p(prob),
+        lengths(std::move(lens)),
+        host(p),
+        cache(fill(host, lengths, seed)),
+        q(sparq::test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, seed + 1)),
+        out(size_t(p.batch) * p.num_q_heads * p.head_dim),
+        dlen(lengths) {
+    cfg.r = 16;
+    cfg.k = 512;
+    cfg.local_window = 32;
+    params = {p, cfg, q.get(), cache.view(), dlen.get(), out.get()};
+  }
+  static const sparq::test::HostKVCache<T>& fill(sparq::test::HostKVCache<T>& h,
+                                                 const std::vector<int>& lens, uint64_t seed) {
+    h.fill_random(lens, seed);
+    sparq::test::set_exact_vsum(h);
+    return h;
+  }
+};
+
+sparq::DecodeProblem problem(int batch, int hq, int hkv, int capacity) {
+  sparq::DecodeProblem p;
+  p.batch = batch;
+  p.num_q_heads = hq;
+  p.num_kv_heads = hkv;
+  p.head_dim = 128;
+  p.capacity = capacity;
+  return p;
+}
+
+bool bitwise_equal(const void* a, const void* b, size_t bytes) {
+  return std::memcmp(a, b, bytes) == 0;
+}
+
+class SparqDataflowSteps : public ::testing::TestWithParam<int> {
+ protected:
+  FlowStep make_step() const {
+    if (GetParam() == 0) return FlowStep(problem(1, 32, 32, 8192), {8192}, fresh_seed() + 31);
+    return FlowStep(problem(3, 16, 4, 5000), {5000, 4097, 31}, fresh_seed() + 32);
+  }
+};
+
+// The three launches with the streaming selection run the same score and selection code:
+// their positions and alpha are bit-identical; outputs agree to rounding (the attention is
+// split and merged differently).
+TEST_P(SparqDataflowSteps, SamePositionsAndAlphaAsThreeLaunches) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st = make_step();
+  SparqPlan<T> three_size(st.p, st.cfg, nullptr, SparqRoute::kThreeLaunches, SelectRoute::kStream);
+  SparqPlan<T> flow_size(st.p, st.cfg, nullptr, SparqRoute::kDataflow);
+  sparq::test::DeviceBuffer<unsigned char> ws3(three_size.bytes), wsf(flow_size.bytes);
+  ws3.poison();
+  wsf.poison();
+  SparqPlan<T> three(st.p, st.cfg, ws3.get(), SparqRoute::kThreeLaunches, SelectRoute::kStream);
+  SparqPlan<T> flow(st.p, st.cfg, wsf.get(), SparqRoute::kDataflow);
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_three<T, 128>(st.params, three, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<T> out3 = st.out.download();
+  st.out.poison();
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, flow, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<T> outf = st.out.download();
+
+  const size_t n_idx = size_t(st.p.batch) * three.units.per_batch * three.kmax;
+  const size_t n_alpha = size_t(st.p.batch) * st.p.num_q_heads;
+  const std::vector<int> i3 = sparq::test::download_raw(three.indices, n_idx);
+  const std::vector<int> iflow = sparq::test::download_raw(flow.indices, n_idx);
+  for (int b = 0; b < st.p.batch; ++b)
+    for (int u = 0; u < three.units.per_batch; ++u) {
+      const size_t at = (size_t(b) * three.units.per_batch + u) * three.kmax;
+      const int keff = std::min(st.cfg.k, st.lengths[b]);
+      ASSERT_TRUE(bitwise_equal(&i3[at], &iflow[at], sizeof(int) * keff))
+          << "sequence " << b << " unit " << u << ": positions differ";
+    }
+  const std::vector<float> a3 = sparq::test::download_raw(three.alpha, n_alpha);
+  const std::vector<float> af = sparq::test::download_raw(flow.alpha, n_alpha);
+  EXPECT_TRUE(bitwise_equal(a3.data(), af.data(), sizeof(float) * n_alpha)) << "alpha differs";
+  const double err =
+      sparq::test::relative_l2(sparq::test::to_double(outf), sparq::test::to_double(out3));
+  EXPECT_LE(err, sparq::test::output_tolerance<T>()) << "relative L2 difference " << err;
+}
+
+// Three steps back to back on one stream (each clears its counters), then a graph of two
+// steps replayed twice: every output is the first run's, bit for bit.
+TEST_P(SparqDataflowSteps, RepeatsAndGraphReplaysAreBitwiseIdentical) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st = make_step();
+  const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kDataflow).bytes;
+  sparq::test::DeviceBuffer<unsigned char> dws(ws);
+  dws.poison();
+  SparqPlan<T> plan(st.p, st.cfg, dws.get(), SparqRoute::kDataflow);
+  cudaStream_t stream;
+  CUDA_ASSERT(cudaStreamCreate(&stream));
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, stream)));
+  CUDA_ASSERT(cudaStreamSynchronize(stream));
+  const std::vector<T> first = st.out.download();
+  ASSERT_EQ(sparq::test::count_non_finite(sparq::test::to_double(first)), 0u);
+  st.out.poison();
+  for (int i = 0; i < 3; ++i)
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, stream)));
+  CUDA_ASSERT(cudaStreamSynchronize(stream));
+  EXPECT_TRUE(bitwise_equal(first.data(), st.out.download().data(), sizeof(T) * first.size()))
+      << "three back-to-back steps";
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const sparq::Status s1 = sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, stream);
+  const sparq::Status s2 = sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, stream);
+  CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+  SPARQ_ASSERT_OK(s1);
+  SPARQ_ASSERT_OK(s2);
+  CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 2; ++i) {
+    st.out.poison();
+    CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+    CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(bitwise_equal(first.data(), st.out.download().data(), sizeof(T) * first.size()))
+        << "graph replay " << i;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// Fewer blocks than items: each block runs many items, taking its next ticket while one runs
+// (one block runs them all in ticket order). The result does not depend on which block ran
+// what: bit for bit the full grid's.
+TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st = make_step();
+  const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kDataflow).bytes;
+  sparq::test::DeviceBuffer<unsigned char> dws(ws);
+  dws.poison();
+  SparqPlan<T> plan(st.p, st.cfg, dws.get(), SparqRoute::kDataflow);
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<T> full = st.out.download();
+  for (int grid : {1, 2, 5}) {
+    plan.flow_grid_limit = grid;
+    st.out.poison();
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    EXPECT_TRUE(bitwise_equal(full.data(), st.out.download().data(), sizeof(T) * full.size()))
+        << "grid of " << grid << " blocks";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SparqDataflowSteps, ::testing::Values(0, 1), [](const auto& info) {
+  return info.param == 0 ? std::string("B1_mha_8k") : std::string("B3_gqa4_lengths");
+});
+
+// SPARQ_ROUTE=dataflow reaches it through the public launch; without a device the plan still
+// sizes its workspace (the launch would report kUnsupportedDevice).
+TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
+  const sparq::DecodeProblem p = problem(2, 8, 2, 3000);
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 700;
+  const SparqPlan<T> plan(p, cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(plan.route, SparqRoute::kDataflow);
+  EXPECT_EQ(plan.attend.splits, 3);  // 700 rows, at least 256 per split
+  EXPECT_EQ(plan.flow.units, 2 * plan.units.per_batch);
+  EXPECT_EQ(plan.flow.score_items, (plan.chunks + sparq::kernels::kFlowChunksPerItem - 1) /
+                                       sparq::kernels::kFlowChunksPerItem);
+  EXPECT_EQ(plan.counter_bytes, sizeof(unsigned) * (1 + 3 * plan.flow.units));
+  // A real workspace: the counters are its last piece, the attend counters their last part.
+  alignas(256) static unsigned char fake[1 << 20];
+  ASSERT_LE(plan.bytes, sizeof(fake));
+  const SparqPlan<T> carved(p, cfg, fake, SparqRoute::kDataflow);
+  const auto* c = reinterpret_cast<const unsigned char*>(carved.flow_counters);
+  EXPECT_EQ(c + (carved.counter_bytes + 255) / 256 * 256, fake + carved.bytes);
+  EXPECT_EQ(reinterpret_cast<const unsigned char*>(carved.attend.counters),
+            c + sizeof(unsigned) * (1 + 2 * carved.flow.units));
+  // A large batch: about 8 attend items per block over the batch, at least one per unit.
+  cfg.k = 4096;
+  const SparqPlan<T> big(problem(64, 32, 32, 8192), cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(big.attend.splits, 1);
+  const SparqPlan<T> one(problem(1, 32, 32, 8192), cfg, nullptr, SparqRoute::kDataflow);
+  const int blocks = one.flow_blocks > 0 ? one.flow_blocks : sparq::kernels::planning_sm_count();
+  EXPECT_EQ(one.attend.splits, std::min(16, std::max(1, 8 * blocks / 32)));  // 4096 rows / 256
+}
+
+}  // namespace
