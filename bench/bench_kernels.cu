@@ -151,15 +151,19 @@ void BM_SparqDecode(benchmark::State& state) {
 }
 
 /// The dataflow route with its schedule's lags scaled (make_flow_schedule's `blocks` times
-/// pct / 100): how much the order of items matters, for tuning the lags.
-void BM_SparqRouteDataflowLags(benchmark::State& state) {
+/// pct / 100) and `steps` times the default score chunks per item: how much the order and
+/// size of items matter, for tuning both.
+void BM_SparqRouteDataflowTuning(benchmark::State& state) {
   const int batch = state.range(0), seq = state.range(1), pct = state.range(2);
+  const int steps = state.range(3);
   sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
   sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow);
   const int blocks = plan.flow_blocks > 0 ? plan.flow_blocks : 1;
-  plan.flow = sparq::make_flow_schedule(plan.flow.units, plan.flow.score_items,
-                                        plan.flow.attend_items, std::max(1, blocks * pct / 100));
+  plan.flow_chunks_per_item = steps * sparq::kernels::kFlowChunksPerItem;
+  const int score_items = (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item;
+  plan.flow = sparq::make_flow_schedule(plan.flow.units, score_items, plan.flow.attend_items,
+                                        std::max(1, blocks * pct / 100));
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
@@ -269,9 +273,9 @@ BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
 // The dataflow route, never run yet either; scripts/gpu-check.sh runs it in a process of its
 // own (a trapped wait would end the process).
 BENCHMARK(BM_SparqDecode<kDataflow>)->Name("BM_SparqRouteDataflow")->Apply(flow_shapes);
-BENCHMARK(BM_SparqRouteDataflowLags)
-    ->ArgsProduct({{1}, {16384, 32768}, {25, 50, 200, 400}})
-    ->ArgNames({"B", "S", "lag_pct"})
+BENCHMARK(BM_SparqRouteDataflowTuning)
+    ->ArgsProduct({{1}, {16384, 32768}, {50, 100, 200}, {1, 2}})
+    ->ArgNames({"B", "S", "lag_pct", "steps"})
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);

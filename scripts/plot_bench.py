@@ -179,8 +179,9 @@ def markdown_tables(kernels, sweep):
            "|---|---:|---:|---:|---:|---:|"]
     for b in kernels:
         name = b["name"].split("/")[0].replace("BM_", "")
-        if "/lag_pct:" in b["name"]:
-            name += " (lags " + b["name"].split("/lag_pct:")[1].split("/")[0] + "%)"
+        fields = dict(part.split(":", 1) for part in b["name"].split("/") if ":" in part)
+        if "lag_pct" in fields:
+            name += f" (lags {fields['lag_pct']}%, {fields.get('steps', '1')}x items)"
         batch, seq = kernel_args(b["name"])
         where = ("—", "—") if name == "CopyCeiling" else (str(batch), str(seq))
         out.append(f"| {name} | {where[0]} | {where[1]} | {b['time_us']:.1f} | {b['GBps']:.0f} "

@@ -188,7 +188,7 @@ TEST_P(SparqDataflowSteps, RepeatsAndGraphReplaysAreBitwiseIdentical) {
 
 // Fewer blocks than items: each block runs many items, taking its next ticket while one runs
 // (one block runs them all in ticket order). The result does not depend on which block ran
-// what: bit for bit the full grid's.
+// what, nor on how the score chunks are grouped into items: bit for bit the full grid's.
 TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
   SPARQ_REQUIRE_GPU();
   FlowStep st = make_step();
@@ -207,6 +207,20 @@ TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
     EXPECT_TRUE(bitwise_equal(full.data(), st.out.download().data(), sizeof(T) * full.size()))
         << "grid of " << grid << " blocks";
   }
+  // Score items of 8 chunks instead of 4 (the same chunks, computed alike): the same output.
+  // A schedule left at the old item count no longer describes the launch: refused.
+  plan.flow_grid_limit = 0;
+  plan.flow_chunks_per_item = 2 * sparq::kernels::kFlowChunksPerItem;
+  EXPECT_EQ((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)),
+            sparq::Status::kWorkspaceTooSmall);
+  plan.flow = sparq::make_flow_schedule(
+      plan.flow.units, (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item,
+      plan.flow.attend_items, plan.flow_blocks);
+  st.out.poison();
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  EXPECT_TRUE(bitwise_equal(full.data(), st.out.download().data(), sizeof(T) * full.size()))
+      << "score items of 8 chunks";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SparqDataflowSteps, ::testing::Values(0, 1), [](const auto& info) {

@@ -18,8 +18,10 @@
 namespace sparq::kernels {
 
 constexpr int kFlowThreads = 512;
-// Score chunks per score item: one chunk per kScoreThreads threads, about 128 KB of K
-// transposed (r = 16) per item.
+// Score chunks per score item by default: one chunk per kScoreThreads threads, about 128 KB
+// of K transposed (r = 16) per item. Each item repeats the query prologue (top-r and
+// temperatures), so larger items spend less on it but finish a unit's scores later; plans
+// may take a multiple (SparqPlan::flow_chunks_per_item).
 constexpr int kFlowChunksPerItem = kFlowThreads / kScoreThreads;
 // Rows per attend item, at least: one round of loads of the block's lane groups.
 constexpr int kFlowMinAttendRows = 256;
@@ -33,6 +35,7 @@ struct FlowParams {
   SelectParams select;
   AttendParams<T> attend;
   FlowSchedule schedule;
+  int chunks_per_item;    // score chunks per score item (a multiple of kFlowChunksPerItem)
   unsigned* ticket;       // zero on entry
   unsigned* score_done;   // [units of the batch]: score items finished; zero on entry
   unsigned* select_done;  // [units of the batch]: 1 once the selection is written; zero on entry
@@ -102,8 +105,8 @@ __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowPar
     const FlowItem it = p.schedule.item(ticket);
     const int b = it.unit / units_per_batch, unit = it.unit % units_per_batch;
     if (it.kind == FlowKind::kScore) {
-      const int first = it.index * kFlowChunksPerItem;
-      score_chunks<kFlowThreads, T, D>(p.score, b, unit, first, first + kFlowChunksPerItem,
+      const int first = it.index * p.chunks_per_item;
+      score_chunks<kFlowThreads, T, D>(p.score, b, unit, first, first + p.chunks_per_item,
                                        reinterpret_cast<float*>(s_flow));
       flow_detail::signal_done(p.score_done + it.unit);
     } else if (it.kind == FlowKind::kSelect) {

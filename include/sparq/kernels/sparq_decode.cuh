@@ -219,6 +219,7 @@ struct SparqPlan {
   FlowSchedule flow;
   int flow_blocks = 0;
   int flow_grid_limit = 0;  // tests: at most this many blocks (0: as many as are resident)
+  int flow_chunks_per_item = kFlowChunksPerItem;  // score chunks per score item
   unsigned* flow_counters = nullptr;
   size_t counter_bytes = 0;
   size_t bytes = 0;
@@ -310,8 +311,8 @@ struct SparqPlan {
       flow_counters = w.take<unsigned>(count);
       attend.counters = flow_counters ? flow_counters + 1 + 2 * batch_units : nullptr;
       counter_bytes = sizeof(unsigned) * static_cast<size_t>(count);
-      flow = make_flow_schedule(static_cast<int>(batch_units), ceil_div(chunks, kFlowChunksPerItem),
-                                attend.splits, blocks);
+      flow = make_flow_schedule(static_cast<int>(batch_units),
+                                ceil_div(chunks, flow_chunks_per_item), attend.splits, blocks);
     }
     bytes = w.bytes();
   }
@@ -478,6 +479,14 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
   if (limits.blocks < 1 || plan.stream_candidates < 1 || plan.stream_above < 0 ||
       smem > static_cast<size_t>(limits.smem))
     return Status::kUnsupportedDevice;
+  // Every chunk in exactly one score item: a plan whose schedule does not match its chunks
+  // per item (edited after it was made) does not describe this launch, as for a plan made
+  // for another route.
+  const int cpi = plan.flow_chunks_per_item;
+  if (cpi < kFlowChunksPerItem || cpi % kFlowChunksPerItem != 0 ||
+      static_cast<int64_t>(plan.flow.score_items) * cpi < plan.chunks ||
+      static_cast<int64_t>(plan.flow.score_items - 1) * cpi >= plan.chunks)
+    return Status::kWorkspaceTooSmall;
   FlowParams<T> fp;
   fp.score = ScoreParams<T>{a.q,
                             a.cache,
@@ -533,6 +542,7 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
                               plan.attend.partial_acc,
                               plan.attend.counters};
   fp.schedule = plan.flow;
+  fp.chunks_per_item = cpi;
   const int64_t batch_units = static_cast<int64_t>(p.batch) * plan.units.per_batch;
   fp.ticket = plan.flow_counters;
   fp.score_done = plan.flow_counters + 1;
