@@ -10,8 +10,11 @@
 #
 # It uses an existing build (default build/gpu, from `cmake --preset gpu`; GoogleTest and
 # Google Benchmark are needed only where it is built) or builds one. Results go to --out
-# (default $OUT, else out/gpu-check). Everything (--bench) took 141 s on an H100, about half
-# of it the tests.
+# (default $OUT, else out/gpu-check). Everything (--bench) took 141 s on an H100 in the second
+# session, about half of it the tests; it has grown since (the options' and the dataflow
+# route's rows, tests and sanitizer runs, five Llama decode runs, three prefills), so expect
+# 6 to 10 minutes. Rows go to the summary as each part ends, and the sanitizers run last:
+# a run cut at the device's 10-minute limit still returns everything before.
 set -uo pipefail
 
 bench=0
@@ -26,7 +29,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=1 ;;
     --build-dir) build=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
