@@ -69,7 +69,7 @@ TEST(FlowSchedule, SelectionAboutOneWaveAfterItsScores) {
   // score item.
   const FlowSchedule s = sparq::make_flow_schedule(32, 8, 8, 132);
   EXPECT_EQ(s.select_lag, 15);
-  EXPECT_EQ(s.attend_lag, 45);
+  EXPECT_EQ(s.attend_lag, 47);  // after every unit's score items: 32 + 15
   int64_t last_score = -1;
   for (int64_t t = 0; t < s.total(); ++t) {
     const sparq::FlowItem it = s.item(t);

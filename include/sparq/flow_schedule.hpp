@@ -77,11 +77,13 @@ struct FlowSchedule {
 /// A schedule for `units` units with these item counts, for `blocks` resident blocks. While
 /// score items run, a round is about score_items + 1 items, so a select lag of blocks /
 /// (score_items + 1) rounds puts each selection about one wave of tickets after its unit's
-/// score items: started about when they are done. A selection lasts about two score items,
-/// so attend items come two such lags after it; once the score items run out, blocks have
-/// earlier units' attend items to work on while the last selections run (the step's
-/// critical path: last scores, last selection, its attend items). Estimates until a GPU run
-/// tunes them (the benchmark scales `blocks` to try other lags).
+/// score items: started about when they are done. Attend items come after every unit's score
+/// items (and at least two select lags after their selection, which lasts several score
+/// items at long lengths): earlier, they would mostly wait for selections still running.
+/// Once the score items run out, blocks work on earlier units' attend items while the last
+/// selections run (the step's critical path: last scores, last selection, its attention).
+/// A timing model (tests/test_flow_schedule_model.cpp) chose this over shorter attend lags;
+/// a GPU run tunes it (the benchmark scales `blocks` to try other lags).
 SPARQ_HOST_DEVICE inline FlowSchedule make_flow_schedule(int units, int score_items,
                                                          int attend_items, int blocks) {
   FlowSchedule s;
@@ -90,7 +92,7 @@ SPARQ_HOST_DEVICE inline FlowSchedule make_flow_schedule(int units, int score_it
   s.attend_items = attend_items < 1 ? 1 : attend_items;
   const int lag = (blocks + s.score_items) / (s.score_items + 1);
   s.select_lag = lag < 1 ? 1 : lag;
-  s.attend_lag = 3 * s.select_lag;
+  s.attend_lag = 3 * s.select_lag > units + s.select_lag ? 3 * s.select_lag : units + s.select_lag;
   return s;
 }
 
