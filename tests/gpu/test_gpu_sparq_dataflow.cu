@@ -5,6 +5,7 @@
 // own memset each step). Its own process: a trapped wait would end every later test.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "gpu/sparq_decode_cases.cuh"
@@ -96,6 +97,16 @@ bool bitwise_equal(const void* a, const void* b, size_t bytes) {
   return std::memcmp(a, b, bytes) == 0;
 }
 
+/// A plan for `route` over a workspace of its size, poisoned.
+struct PlannedWorkspace {
+  sparq::test::DeviceBuffer<unsigned char> bytes;
+  SparqPlan<T> plan;
+  PlannedWorkspace(const FlowStep& st, SparqRoute route,
+                   std::optional<SelectRoute> select = std::nullopt)
+      : bytes(SparqPlan<T>(st.p, st.cfg, nullptr, route, select).bytes),
+        plan((bytes.poison(), SparqPlan<T>(st.p, st.cfg, bytes.get(), route, select))) {}
+};
+
 class SparqDataflowSteps : public ::testing::TestWithParam<int> {
  protected:
   FlowStep make_step() const {
@@ -110,13 +121,10 @@ class SparqDataflowSteps : public ::testing::TestWithParam<int> {
 TEST_P(SparqDataflowSteps, SamePositionsAndAlphaAsThreeLaunches) {
   SPARQ_REQUIRE_GPU();
   FlowStep st = make_step();
-  SparqPlan<T> three_size(st.p, st.cfg, nullptr, SparqRoute::kThreeLaunches, SelectRoute::kStream);
-  SparqPlan<T> flow_size(st.p, st.cfg, nullptr, SparqRoute::kDataflow);
-  sparq::test::DeviceBuffer<unsigned char> ws3(three_size.bytes), wsf(flow_size.bytes);
-  ws3.poison();
-  wsf.poison();
-  SparqPlan<T> three(st.p, st.cfg, ws3.get(), SparqRoute::kThreeLaunches, SelectRoute::kStream);
-  SparqPlan<T> flow(st.p, st.cfg, wsf.get(), SparqRoute::kDataflow);
+  const PlannedWorkspace w3(st, SparqRoute::kThreeLaunches, SelectRoute::kStream);
+  const PlannedWorkspace wf(st, SparqRoute::kDataflow);
+  const SparqPlan<T>& three = w3.plan;
+  const SparqPlan<T>& flow = wf.plan;
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_three<T, 128>(st.params, three, 0)));
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<T> out3 = st.out.download();
@@ -149,10 +157,8 @@ TEST_P(SparqDataflowSteps, SamePositionsAndAlphaAsThreeLaunches) {
 TEST_P(SparqDataflowSteps, RepeatsAndGraphReplaysAreBitwiseIdentical) {
   SPARQ_REQUIRE_GPU();
   FlowStep st = make_step();
-  const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kDataflow).bytes;
-  sparq::test::DeviceBuffer<unsigned char> dws(ws);
-  dws.poison();
-  SparqPlan<T> plan(st.p, st.cfg, dws.get(), SparqRoute::kDataflow);
+  PlannedWorkspace w(st, SparqRoute::kDataflow);
+  SparqPlan<T>& plan = w.plan;
   cudaStream_t stream;
   CUDA_ASSERT(cudaStreamCreate(&stream));
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, stream)));
@@ -192,10 +198,8 @@ TEST_P(SparqDataflowSteps, RepeatsAndGraphReplaysAreBitwiseIdentical) {
 TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
   SPARQ_REQUIRE_GPU();
   FlowStep st = make_step();
-  const size_t ws = SparqPlan<T>(st.p, st.cfg, nullptr, SparqRoute::kDataflow).bytes;
-  sparq::test::DeviceBuffer<unsigned char> dws(ws);
-  dws.poison();
-  SparqPlan<T> plan(st.p, st.cfg, dws.get(), SparqRoute::kDataflow);
+  PlannedWorkspace w(st, SparqRoute::kDataflow);
+  SparqPlan<T>& plan = w.plan;
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<T> full = st.out.download();

@@ -332,6 +332,77 @@ Status validate_sparq(const SparqDecodeParams<T>& a) {
   return check_cache_alignment(a.cache, /*need_kt=*/true);
 }
 
+/// Each stage's parameters from a plan (the three launches and the dataflow route share
+/// them). `attend_counters`: cleared by the score kernel (dependent launches), or null.
+template <typename T>
+ScoreParams<T> score_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
+                            unsigned* attend_counters) {
+  const DecodeProblem& p = a.problem;
+  return ScoreParams<T>{a.q,
+                        a.cache,
+                        a.lengths,
+                        p.num_q_heads,
+                        plan.units.per_batch,
+                        plan.units.heads_per_unit,
+                        plan.units.group_size,
+                        p.length_bound(),
+                        p.capacity,
+                        a.config.r,
+                        plan.chunks,
+                        plan.score_iters,
+                        plan.stat_chunks,
+                        plan.logits,
+                        plan.logit_stride,
+                        plan.stats,
+                        attend_counters};
+}
+
+template <typename T>
+SelectParams select_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan) {
+  const DecodeProblem& p = a.problem;
+  return SelectParams{a.lengths,
+                      p.num_q_heads,
+                      plan.units.per_batch,
+                      plan.units.heads_per_unit,
+                      p.length_bound(),
+                      a.config.k,
+                      a.config.local_window,
+                      score_stat_positions<T>(),
+                      plan.stat_chunks,
+                      plan.logits,
+                      plan.logit_stride,
+                      plan.stats,
+                      plan.keys,
+                      plan.indices,
+                      plan.kmax,
+                      plan.alpha,
+                      plan.stream_candidates,
+                      plan.stream_above};
+}
+
+template <typename T>
+AttendParams<T> attend_params(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan) {
+  const DecodeProblem& p = a.problem;
+  return AttendParams<T>{a.q,
+                         a.cache,
+                         a.lengths,
+                         a.out,
+                         p.num_q_heads,
+                         plan.units.per_batch,
+                         plan.units.heads_per_unit,
+                         plan.units.group_size,
+                         p.length_bound(),
+                         plan.attend.rows_per_split,
+                         plan.attend.splits,
+                         plan.indices,
+                         plan.kmax,
+                         a.config.k,
+                         a.config.reallocation ? plan.alpha : nullptr,
+                         plan.attend.partial_ml,
+                         plan.attend.partial_acc,
+                         plan.attend.counters};
+}
+
 /// Launch 1: approximate logits and softmax stats per warp span.
 template <typename T, int D>
 Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
@@ -339,23 +410,8 @@ Status launch_sparq_scores(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   // A plan made for a fused route carved no room for this launch's intermediates.
   if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
-  ScoreParams<T> sp{a.q,
-                    a.cache,
-                    a.lengths,
-                    p.num_q_heads,
-                    plan.units.per_batch,
-                    plan.units.heads_per_unit,
-                    plan.units.group_size,
-                    p.length_bound(),
-                    p.capacity,
-                    a.config.r,
-                    plan.chunks,
-                    plan.score_iters,
-                    plan.stat_chunks,
-                    plan.logits,
-                    plan.logit_stride,
-                    plan.stats,
-                    plan.dependent_launch ? plan.attend.counters : nullptr};
+  const ScoreParams<T> sp =
+      score_params(a, plan, plan.dependent_launch ? plan.attend.counters : nullptr);
   const size_t smem = score_smem_bytes(plan.units.heads_per_unit, D);
   const dim3 grid(ceil_div(plan.chunks, plan.score_iters), plan.units.per_batch, p.batch);
   return launch_ex(score_kernel<T, D>, grid, dim3(kScoreThreads), smem, stream, 0,
@@ -372,24 +428,7 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   // A plan made for a fused route carved no room for this launch's intermediates.
   if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
-  SelectParams sel{a.lengths,
-                   p.num_q_heads,
-                   plan.units.per_batch,
-                   plan.units.heads_per_unit,
-                   p.length_bound(),
-                   a.config.k,
-                   a.config.local_window,
-                   score_stat_positions<T>(),
-                   plan.stat_chunks,
-                   plan.logits,
-                   plan.logit_stride,
-                   plan.stats,
-                   plan.keys,
-                   plan.indices,
-                   plan.kmax,
-                   plan.alpha,
-                   plan.stream_candidates,
-                   plan.stream_above};
+  const SelectParams sel = select_params(a, plan);
   const int bound = p.length_bound();
   const dim3 grid(plan.units.per_batch, p.batch);
   const bool dep = plan.dependent_launch;
@@ -430,24 +469,7 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   // A plan made for a fused route carved no room for this launch's intermediates.
   if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
-  AttendParams<T> ap{a.q,
-                     a.cache,
-                     a.lengths,
-                     a.out,
-                     p.num_q_heads,
-                     plan.units.per_batch,
-                     plan.units.heads_per_unit,
-                     plan.units.group_size,
-                     p.length_bound(),
-                     plan.attend.rows_per_split,
-                     plan.attend.splits,
-                     plan.indices,
-                     plan.kmax,
-                     a.config.k,
-                     a.config.reallocation ? plan.alpha : nullptr,
-                     plan.attend.partial_ml,
-                     plan.attend.partial_acc,
-                     plan.attend.counters};
+  const AttendParams<T> ap = attend_params(a, plan);
   return launch_attend<T, D>(ap, plan.attend, p.batch, stream,
                              after_scores && plan.dependent_launch);
 }
@@ -488,59 +510,9 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
       static_cast<int64_t>(plan.flow.score_items - 1) * cpi >= plan.chunks)
     return Status::kWorkspaceTooSmall;
   FlowParams<T> fp;
-  fp.score = ScoreParams<T>{a.q,
-                            a.cache,
-                            a.lengths,
-                            p.num_q_heads,
-                            plan.units.per_batch,
-                            plan.units.heads_per_unit,
-                            plan.units.group_size,
-                            p.length_bound(),
-                            p.capacity,
-                            a.config.r,
-                            plan.chunks,
-                            kFlowChunksPerItem,
-                            plan.stat_chunks,
-                            plan.logits,
-                            plan.logit_stride,
-                            plan.stats,
-                            nullptr};
-  fp.select = SelectParams{a.lengths,
-                           p.num_q_heads,
-                           plan.units.per_batch,
-                           plan.units.heads_per_unit,
-                           p.length_bound(),
-                           a.config.k,
-                           a.config.local_window,
-                           score_stat_positions<T>(),
-                           plan.stat_chunks,
-                           plan.logits,
-                           plan.logit_stride,
-                           plan.stats,
-                           nullptr,
-                           plan.indices,
-                           plan.kmax,
-                           plan.alpha,
-                           plan.stream_candidates,
-                           plan.stream_above};
-  fp.attend = AttendParams<T>{a.q,
-                              a.cache,
-                              a.lengths,
-                              a.out,
-                              p.num_q_heads,
-                              plan.units.per_batch,
-                              plan.units.heads_per_unit,
-                              plan.units.group_size,
-                              p.length_bound(),
-                              plan.attend.rows_per_split,
-                              plan.attend.splits,
-                              plan.indices,
-                              plan.kmax,
-                              a.config.k,
-                              a.config.reallocation ? plan.alpha : nullptr,
-                              plan.attend.partial_ml,
-                              plan.attend.partial_acc,
-                              plan.attend.counters};
+  fp.score = score_params(a, plan, nullptr);
+  fp.select = select_params(a, plan);
+  fp.attend = attend_params(a, plan);
   fp.schedule = plan.flow;
   fp.chunks_per_item = cpi;
   const int64_t batch_units = static_cast<int64_t>(p.batch) * plan.units.per_batch;
