@@ -2,8 +2,9 @@
 # Builds the gpu preset here (no GPU needed) and gathers what a GPU machine without GoogleTest,
 # Google Benchmark or SentencePiece needs into .devcarry/: the test, benchmark and example
 # binaries (same relative paths as in build/gpu) and the shared libraries they use from this
-# machine in .devcarry/lib, then packs them into .devcarry.tar.gz (the binaries alone are over
-# the device tool's 64 MiB carry limit; packed, about 23 MB). Carry .devcarry.tar.gz; there:
+# machine in .devcarry/lib (the Llama example's model library too), then packs them into
+# .devcarry.tar.gz, which must stay under the device tool's 64 MiB carry limit (the script
+# fails if it does not). Carry .devcarry.tar.gz; there:
 #   tar xzf .devcarry.tar.gz && scripts/gpu-check.sh --build-dir .devcarry [--bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,16 @@ for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/ben
   dest=".devcarry/${bin#build/gpu/}"
   mkdir -p "$(dirname "$dest")"
   cp "$bin" "$dest"
-  ldd "$bin" | awk '/libbenchmark|libsentencepiece|libprotobuf/ {print $3}' |
+  ldd "$bin" | awk '/libbenchmark|libsentencepiece|libprotobuf|libllama2_model/ {print $3}' |
     while read -r lib; do cp -L "$lib" .devcarry/lib/; done
 done
 du -sh .devcarry
 tar czf .devcarry.tar.gz .devcarry
 ls -la .devcarry.tar.gz
+limit=$((64 * 1024 * 1024))
+size=$(stat -c %s .devcarry.tar.gz)
+echo "carry: $((size / 1024 / 1024)) MiB of the 64 MiB limit"
+if ((size >= limit)); then
+  echo "error: .devcarry.tar.gz is over the device tool's 64 MiB carry limit" >&2
+  exit 1
+fi
