@@ -150,20 +150,25 @@ void BM_SparqDecode(benchmark::State& state) {
   }
 }
 
-/// The dataflow route with its schedule's lags scaled (make_flow_schedule's `blocks` times
-/// pct / 100) and `steps` times the default score chunks per item: how much the order and
-/// size of items matter, for tuning both.
+/// The dataflow route with its schedule's lags at pct / 100 of the default
+/// (scale_flow_lags), `steps` times the default score chunks per item, and with (hist = 1) or
+/// without histogram items (the plan's rule takes them at 32k and 128k, not at 16k): how much
+/// the order and size of items matter, for tuning all three.
 void BM_SparqRouteDataflowTuning(benchmark::State& state) {
   const int batch = state.range(0), seq = state.range(1), pct = state.range(2);
-  const int steps = state.range(3);
+  const int steps = state.range(3), hist = state.range(4);
   sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
   sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow);
+  if (hist && plan.flow_hist_items == 0)
+    return state.SkipWithError("the plan has no histogram items here (fewer than 4 tiles)");
   const int blocks = plan.flow_blocks > 0 ? plan.flow_blocks : 1;
   plan.flow_chunks_per_item = steps * sparq::kernels::kFlowChunksPerItem;
   const int score_items = (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item;
-  plan.flow = sparq::make_flow_schedule(plan.flow.units, score_items, plan.flow.attend_items,
-                                        std::max(1, blocks * pct / 100));
+  plan.flow = sparq::scale_flow_lags(
+      sparq::make_flow_schedule(plan.flow.units, score_items, plan.flow.attend_items, blocks,
+                                hist ? plan.flow_hist_items : 0),
+      pct);
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
@@ -173,6 +178,7 @@ void BM_SparqRouteDataflowTuning(benchmark::State& state) {
         },
         reps_for(s.sparq_bytes()));
     sb::report(state, ms, s.sparq_bytes());
+    state.counters["hist_lag"] = plan.flow.hist_items > 0 ? plan.flow.hist_lag : 0;
     state.counters["select_lag"] = plan.flow.select_lag;
     state.counters["attend_lag"] = plan.flow.attend_lag;
   }
@@ -274,8 +280,8 @@ BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
 // own (a trapped wait would end the process).
 BENCHMARK(BM_SparqDecode<kDataflow>)->Name("BM_SparqRouteDataflow")->Apply(flow_shapes);
 BENCHMARK(BM_SparqRouteDataflowTuning)
-    ->ArgsProduct({{1}, {16384, 32768}, {50, 100, 200}, {1, 2}})
-    ->ArgNames({"B", "S", "lag_pct", "steps"})
+    ->ArgsProduct({{1}, {16384, 32768, 131072}, {25, 50, 100}, {1, 2}, {0, 1}})
+    ->ArgNames({"B", "S", "lag_pct", "steps", "hist"})
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);

@@ -84,8 +84,8 @@ if [ $bench = 1 ]; then
     t0=$SECONDS
     # The dataflow route (never run before) in a process of its own: a trapped wait there
     # would end the process; the two JSON files are merged for the tables and plots. Its rows
-    # include BM_SparqRouteDataflowTuning (the schedule's lags scaled and larger score items,
-    # for tuning both).
+    # include BM_SparqRouteDataflowTuning (the schedule's lags scaled, larger score items, and
+    # with or without histogram items, for tuning all three).
     kparts=$(mktemp -d)
     timeout 300 "$build/bench/bench_kernels" --benchmark_filter=-BM_SparqRouteDataflow \
       --benchmark_out="$kparts/1_main.json" --benchmark_out_format=json > "$log" 2>&1 &&

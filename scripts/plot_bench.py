@@ -173,6 +173,46 @@ def print_options(kernels):
         print(f"  {'':<26} {shape[0]:3d} {shape[1]:6d} {cells}")
 
 
+def flow_tuning(kernels):
+    """BM_SparqRouteDataflowTuning rows per (B, S): [(time_us, lag_pct, steps, hist)], fastest
+    first, and the default setting's time (lags at 100%, 4-chunk items, histogram items where
+    the plan takes them: a hist = 1 row exists), or None where that row is missing."""
+    rows = defaultdict(list)
+    for b in kernels:
+        if not b["name"].startswith("BM_SparqRouteDataflowTuning/"):
+            continue
+        f = dict(part.split(":", 1) for part in b["name"].split("/") if ":" in part)
+        try:
+            key = (int(f["B"]), int(f["S"]))
+            entry = (float(b["time_us"]), int(f["lag_pct"]), int(f.get("steps", 1)),
+                     int(f.get("hist", 0)))
+        except (KeyError, ValueError):
+            continue
+        rows[key].append(entry)
+    out = {}
+    for key, r in rows.items():
+        r.sort()
+        hist_default = 1 if any(x[3] == 1 for x in r) else 0
+        default = [x[0] for x in r if x[1:] == (100, 1, hist_default)]
+        out[key] = (r, default[0] if default else None)
+    return out
+
+
+def print_flow_tuning(kernels):
+    """The dataflow route's best schedule setting per shape against its default (for
+    make_flow_schedule, SparqPlan::flow_chunks_per_item and the histogram rule)."""
+    tuning = flow_tuning(kernels)
+    if not tuning:
+        return
+    print("dataflow tuning (best setting per shape; default = lags 100%, 4-chunk items, "
+          "histogram items where the plan takes them):")
+    for (batch, seq), (rows, default) in sorted(tuning.items()):
+        t, lag, steps, hist = rows[0]
+        vs = f", default {default:.1f} us ({(t / default - 1) * 100:+.1f}%)" if default else ""
+        print(f"  B{batch} S{seq}: {t:.1f} us at lags {lag}%, {4 * steps}-chunk items, "
+              f"{'with' if hist else 'no'} histogram items{vs}")
+
+
 def markdown_tables(kernels, sweep):
     """docs/benchmarks.md's per-kernel table and sweep tables, as Markdown."""
     out = ["| kernel | B | S | median time (µs) | GB/s | % of copy bandwidth |",
@@ -181,7 +221,8 @@ def markdown_tables(kernels, sweep):
         name = b["name"].split("/")[0].replace("BM_", "")
         fields = dict(part.split(":", 1) for part in b["name"].split("/") if ":" in part)
         if "lag_pct" in fields:
-            name += f" (lags {fields['lag_pct']}%, {fields.get('steps', '1')}x items)"
+            hist = ", histogram items" if fields.get("hist", "0") == "1" else ""
+            name += f" (lags {fields['lag_pct']}%, {fields.get('steps', '1')}x items{hist})"
         batch, seq = kernel_args(b["name"])
         where = ("—", "—") if name == "CopyCeiling" else (str(batch), str(seq))
         out.append(f"| {name} | {where[0]} | {where[1]} | {b['time_us']:.1f} | {b['GBps']:.0f} "
@@ -252,6 +293,7 @@ def main():
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
     print_options(kernels)
+    print_flow_tuning(kernels)
     print_targets(kernels, sweep)
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -1,8 +1,9 @@
 // The dataflow route (sparq_dataflow_kernel: one persistent launch) on the GPU: every case of
-// sparq_decode_cases.cuh against the CPU reference; the same positions and alpha, bit for bit,
-// as the three launches with the streaming selection (the same code per stage); repeated runs,
-// back-to-back steps and CUDA-graph replays bitwise identical (its counters are cleared by its
-// own memset each step). Its own process: a trapped wait would end every later test.
+// sparq_decode_cases.cuh against the CPU reference (the 128k cases with histogram items); the
+// same positions and alpha, bit for bit, as the three launches with the streaming selection
+// (the same code per stage), with and without histogram items; repeated runs, back-to-back
+// steps and CUDA-graph replays bitwise identical (its counters are cleared by its own memset
+// each step). Its own process: a trapped wait would end every later test.
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -109,9 +110,18 @@ struct PlannedWorkspace {
 
 class SparqDataflowSteps : public ::testing::TestWithParam<int> {
  protected:
+  // 0, 1: no histogram items (short); 2, 3: long enough, and few enough units, for them.
   FlowStep make_step() const {
-    if (GetParam() == 0) return FlowStep(problem(1, 32, 32, 8192), {8192}, fresh_seed() + 31);
-    return FlowStep(problem(3, 16, 4, 5000), {5000, 4097, 31}, fresh_seed() + 32);
+    switch (GetParam()) {
+      case 0:
+        return FlowStep(problem(1, 32, 32, 8192), {8192}, fresh_seed() + 31);
+      case 1:
+        return FlowStep(problem(3, 16, 4, 5000), {5000, 4097, 31}, fresh_seed() + 32);
+      case 2:
+        return FlowStep(problem(1, 8, 8, 40000), {39997}, fresh_seed() + 33);
+      default:  // the second sequence ends in the third of five tiles; the third takes all
+        return FlowStep(problem(3, 16, 4, 33000), {33000, 20001, 300}, fresh_seed() + 34);
+    }
   }
 };
 
@@ -219,7 +229,7 @@ TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
             sparq::Status::kWorkspaceTooSmall);
   plan.flow = sparq::make_flow_schedule(
       plan.flow.units, (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item,
-      plan.flow.attend_items, plan.flow_blocks);
+      plan.flow.attend_items, plan.flow_blocks, plan.flow_hist_items);
   st.out.poison();
   SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
   CUDA_ASSERT(cudaDeviceSynchronize());
@@ -227,9 +237,73 @@ TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
       << "score items of 8 chunks";
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, SparqDataflowSteps, ::testing::Values(0, 1), [](const auto& info) {
-  return info.param == 0 ? std::string("B1_mha_8k") : std::string("B3_gqa4_lengths");
-});
+// Histogram items count the selection's first pass in shares: with them or without, and
+// with other lags, the same output bit for bit. A plan that carved no histograms refuses a
+// schedule with histogram items.
+TEST_P(SparqDataflowSteps, HistogramItemsAndLagsDoNotChangeTheOutput) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st = make_step();
+  PlannedWorkspace w(st, SparqRoute::kDataflow);
+  SparqPlan<T>& plan = w.plan;
+  constexpr int kTile = sparq::kernels::stream_tile_positions<sparq::kernels::kFlowThreads>();
+  const int tiles = (st.p.length_bound() + kTile - 1) / kTile;
+  const bool with = GetParam() >= 2 && 4 * plan.flow.units <= plan.flow_blocks;
+  ASSERT_EQ(plan.flow_hist_items, with ? tiles : 0);
+  ASSERT_EQ(plan.flow.hist_items, plan.flow_hist_items);
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<T> first = st.out.download();
+  const sparq::FlowSchedule chosen = plan.flow;
+  const int score_items = chosen.score_items, attend_items = chosen.attend_items;
+  for (int hist : {0, tiles})
+    for (int pct : {25, 100, 300}) {
+      plan.flow =
+          sparq::scale_flow_lags(sparq::make_flow_schedule(chosen.units, score_items, attend_items,
+                                                           plan.flow_blocks, hist),
+                                 pct);
+      st.out.poison();
+      const sparq::Status s = sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0);
+      if (hist > 0 && !with) {
+        EXPECT_EQ(s, sparq::Status::kWorkspaceTooSmall) << "histogram items without histograms";
+        continue;
+      }
+      SPARQ_ASSERT_OK(s);
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      EXPECT_TRUE(bitwise_equal(first.data(), st.out.download().data(), sizeof(T) * first.size()))
+          << hist << " histogram items, lags at " << pct << "%";
+    }
+  // Schedules that do not describe this launch are refused before anything runs: lags out of
+  // order (an item would wait for a later ticket), other units or attend items.
+  auto refused = [&](const sparq::FlowSchedule& f, const char* what) {
+    plan.flow = f;
+    EXPECT_EQ((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)),
+              sparq::Status::kWorkspaceTooSmall)
+        << what;
+  };
+  sparq::FlowSchedule bad = chosen;
+  bad.attend_lag = bad.select_lag;
+  refused(bad, "attend lag not after the select lag");
+  bad = chosen;
+  bad.select_lag = bad.hist_items > 0 ? bad.hist_lag : 0;
+  refused(bad, "select lag not after the histogram lag");
+  bad = chosen;
+  bad.units += 1;
+  refused(bad, "one unit more than the plan's");
+  bad = chosen;
+  bad.attend_items += 1;
+  refused(bad, "one attend item more than the plan's splits");
+  plan.flow = chosen;
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+}
+
+std::string step_name(const ::testing::TestParamInfo<int>& info) {
+  static const char* const names[] = {"B1_mha_8k", "B3_gqa4_lengths", "B1_mha8_40k_histograms",
+                                      "B3_gqa4_33k_histograms"};
+  return names[info.param];
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SparqDataflowSteps, ::testing::Values(0, 1, 2, 3), step_name);
 
 // SPARQ_ROUTE=dataflow reaches it through the public launch; without a device the plan still
 // sizes its workspace (the launch would report kUnsupportedDevice).
@@ -244,7 +318,8 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
   EXPECT_EQ(plan.flow.units, 2 * plan.units.per_batch);
   EXPECT_EQ(plan.flow.score_items, (plan.chunks + sparq::kernels::kFlowChunksPerItem - 1) /
                                        sparq::kernels::kFlowChunksPerItem);
-  EXPECT_EQ(plan.counter_bytes, sizeof(unsigned) * (1 + 3 * plan.flow.units));
+  EXPECT_EQ(plan.counter_bytes, sizeof(unsigned) * (1 + 4 * plan.flow.units));
+  EXPECT_EQ(plan.flow_hist_items, 0);  // 3000 positions: one tile
   // A real workspace: the counters are its last piece, the attend counters their last part.
   alignas(256) static unsigned char fake[1 << 20];
   ASSERT_LE(plan.bytes, sizeof(fake));
@@ -260,6 +335,22 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
   const SparqPlan<T> one(problem(1, 32, 32, 8192), cfg, nullptr, SparqRoute::kDataflow);
   const int blocks = one.flow_blocks > 0 ? one.flow_blocks : sparq::kernels::planning_sm_count();
   EXPECT_EQ(one.attend.splits, std::min(16, std::max(1, 8 * blocks / 32)));  // 4096 rows / 256
+  // Histogram items: one per tile of 8192 positions, for 4 tiles or more and at most a
+  // quarter of the blocks in units; a histogram of 4096 counters per unit.
+  const SparqPlan<T> longer(problem(1, 32, 32, 40000), cfg, nullptr, SparqRoute::kDataflow);
+  const int lb = longer.flow_blocks > 0 ? longer.flow_blocks : sparq::kernels::planning_sm_count();
+  EXPECT_EQ(longer.flow_hist_items, 4 * 32 <= lb ? 5 : 0);
+  EXPECT_EQ(longer.flow.hist_items, longer.flow_hist_items);
+  const SparqPlan<T> wide(problem(8, 32, 32, 40000), cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(wide.flow_hist_items, 0);
+  cfg.k = 700;
+  const bool room = 4 * 8 <= lb;  // 8 units need 32 resident blocks (any GPU of 32 SMs)
+  const SparqPlan<T> hist(problem(1, 8, 8, 40000), cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(hist.flow_hist_items, room ? 5 : 0);
+  const SparqPlan<T> no_hist(problem(1, 8, 8, 24576), cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(no_hist.flow_hist_items, 0);  // 3 tiles
+  const SparqPlan<T> four(problem(1, 8, 8, 24577), cfg, nullptr, SparqRoute::kDataflow);
+  EXPECT_EQ(four.flow_hist_items, room ? 4 : 0);  // one position into the fourth tile
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // SparQ in one launch, as a dataflow: persistent blocks of kFlowThreads take work items (a
-// share of a unit's approximate scores, a unit's selection, a share of a unit's exact
-// attention) in the order of a FlowSchedule, from one global ticket counter. A selection
-// waits for its unit's score items, an attend item for its unit's selection, through
+// share of a unit's approximate scores, optionally a share of its selection's first pass, a
+// unit's selection, a share of a unit's exact attention) in the order of a FlowSchedule, from
+// one global ticket counter. A histogram item waits for its unit's score items, a selection
+// for those (or its histogram items), an attend item for its unit's selection, through
 // per-unit counters in the workspace. Where the three launches leave the device between
 // stages (a launch gap, a grid's tail, at batch 1 each several microseconds), here one unit's
 // selection runs while other units' scores stream, and its attention while later selections
@@ -39,6 +40,9 @@ struct FlowParams {
   unsigned* ticket;       // zero on entry
   unsigned* score_done;   // [units of the batch]: score items finished; zero on entry
   unsigned* select_done;  // [units of the batch]: 1 once the selection is written; zero on entry
+  // With histogram items (schedule.hist_items > 0, one tile of stream_tile_positions each):
+  unsigned* hist_done;  // [units of the batch]: histogram items finished; zero on entry
+  unsigned* hist;       // [units of the batch][device::kStreamBins]: zeroed by score item 0
 };
 
 namespace flow_detail {
@@ -104,14 +108,31 @@ __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowPar
     if (threadIdx.x == 0) next = atomicAdd(p.ticket, 1u);
     const FlowItem it = p.schedule.item(ticket);
     const int b = it.unit / units_per_batch, unit = it.unit % units_per_batch;
+    const bool histograms = p.schedule.hist_items > 0;
+    unsigned* unit_hist =
+        histograms ? p.hist + static_cast<int64_t>(it.unit) * device::kStreamBins : nullptr;
     if (it.kind == FlowKind::kScore) {
+      // The unit's histogram starts at zero; its histogram items wait for this item's signal.
+      if (histograms && it.index == 0)
+        for (int i = threadIdx.x; i < device::kStreamBins; i += kFlowThreads)
+          unit_hist[i] = 0;
       const int first = it.index * p.chunks_per_item;
       score_chunks<kFlowThreads, T, D>(p.score, b, unit, first, first + p.chunks_per_item,
                                        reinterpret_cast<float*>(s_flow));
       flow_detail::signal_done(p.score_done + it.unit);
-    } else if (it.kind == FlowKind::kSelect) {
+    } else if (it.kind == FlowKind::kHistogram) {
       flow_detail::wait_for(p.score_done + it.unit, static_cast<unsigned>(p.schedule.score_items));
-      select_stream_unit<kFlowThreads>(p.select, b, unit, s_flow, s_select);
+      stream_histogram_tile<kFlowThreads>(p.select, b, unit, it.index, unit_hist, s_select);
+      flow_detail::signal_done(p.hist_done + it.unit);
+    } else if (it.kind == FlowKind::kSelect) {
+      // Histogram items waited for the scores themselves (acquire, then release: what they
+      // saw is seen here too).
+      if (histograms)
+        flow_detail::wait_for(p.hist_done + it.unit, static_cast<unsigned>(p.schedule.hist_items));
+      else
+        flow_detail::wait_for(p.score_done + it.unit,
+                              static_cast<unsigned>(p.schedule.score_items));
+      select_stream_unit<kFlowThreads>(p.select, b, unit, s_flow, s_select, unit_hist);
       flow_detail::signal_done(p.select_done + it.unit);
     } else {
       flow_detail::wait_for(p.select_done + it.unit, 1u);

@@ -47,13 +47,16 @@ __device__ void tile_keys(const SelectParams& p, const UnitView& u, const float*
     key[i] = s0 + i < u.len ? device::ranking_key(sum[i / 4][i % 4], s0 + i, u.len, u.leff) : 0u;
 }
 
-/// Calls f(s0, key, n) for every tile of kThreads x kItems positions, n = positions of this
-/// thread's run s0..s0+kItems below the length (0 past it). Every thread takes every tile, so
-/// f may contain block barriers.
+/// Calls f(s0, key, n) for every tile of kThreads x kItems positions from tile `first` up to
+/// (not including) tile `end`, n = positions of this thread's run s0..s0+kItems below the
+/// length (0 past it). Every thread takes every tile, so f may contain block barriers.
 template <int kThreads, int kItems, typename F>
 __device__ void for_each_tile(const SelectParams& p, const UnitView& u, const float* s_max,
-                              const float* s_inv_sum, F&& f) {
-  for (int base = 0; base < u.len; base += kThreads * kItems) {
+                              const float* s_inv_sum, F&& f, int first = 0, int end = 0x7fffffff) {
+  constexpr int kTile = kThreads * kItems;
+  const int64_t stop = static_cast<int64_t>(end) * kTile;
+  const int last = static_cast<int>(stop < u.len ? stop : u.len);
+  for (int base = first * kTile; base < last; base += kTile) {
     const int s0 = base + threadIdx.x * kItems;
     uint32_t key[kItems] = {};
     int n = u.len - s0;
@@ -126,11 +129,52 @@ __device__ void refine(StreamShared<kThreads>& sh, device::RadixState& st,
 
 }  // namespace stream_detail
 
+/// Positions of one tile of the streaming selection's passes (a histogram item of the
+/// dataflow route counts one).
+template <int kThreads>
+__host__ __device__ constexpr int stream_tile_positions() {
+  return kThreads * kStreamItems;
+}
+
+/// A share of the first pass of select_stream_unit for a block of kThreads: the first digits
+/// of the unit's keys in tile `tile` (stream_tile_positions<kThreads>() positions), added to
+/// `bins` (device::kStreamBins counters in global memory, summed over the unit's tiles).
+/// Counts are integers, so the sum over tiles in any order is the count of the whole pass.
+template <int kThreads>
+__device__ void stream_histogram_tile(const SelectParams& p, int b, int unit, int tile,
+                                      unsigned* bins, stream_detail::StreamShared<kThreads>& sh) {
+  constexpr int kItems = kStreamItems;
+  using TopK = device::BlockTopK<kThreads>;
+  const select_detail::UnitView u(p, b, unit);
+  // Where every row is taken the selection reads no histogram; past the length, no keys.
+  if (u.keff == u.len || static_cast<int64_t>(tile) * stream_tile_positions<kThreads>() >= u.len)
+    return;
+  select_detail::head_normalisers<kThreads>(p, u, sh.max, sh.inv_sum);
+  for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
+    sh.bins[i] = 0;
+  __syncthreads();
+  stream_detail::for_each_tile<kThreads, kItems>(
+      p, u, sh.max, sh.inv_sum,
+      [&](int, const uint32_t(&key)[kItems], int n) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i)
+          if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
+      },
+      tile, tile + 1);
+  __syncthreads();
+  // Only the bins this tile touched (diffuse attention fills a few).
+  for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
+    if (sh.bins[i] != 0) atomicAdd(bins + i, sh.bins[i]);
+}
+
 /// The selection of one (sequence, unit) by a block of kThreads. `s_cand`: shared memory of
 /// stream_smem_bytes(p.candidate_capacity, p.above_capacity) bytes, 16-byte aligned.
+/// `given_bins`: the first pass's histogram, already counted (the dataflow route's histogram
+/// items, stream_histogram_tile over every tile), or null to count it here.
 template <int kThreads>
 __device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint32_t* s_cand,
-                                   stream_detail::StreamShared<kThreads>& sh) {
+                                   stream_detail::StreamShared<kThreads>& sh,
+                                   const unsigned* given_bins = nullptr) {
   constexpr int kItems = kStreamItems;
   using TopK = device::BlockTopK<kThreads>;
   const int capacity = p.candidate_capacity;
@@ -140,8 +184,9 @@ __device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint3
 
   const select_detail::UnitView u(p, b, unit);
   select_detail::head_normalisers<kThreads>(p, u, sh.max, sh.inv_sum);
+  // The histogram counted elsewhere is read past L1 (other SMs wrote it with atomics).
   for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
-    sh.bins[i] = 0;
+    sh.bins[i] = given_bins != nullptr ? __ldcg(given_bins + i) : 0u;
   __syncthreads();
 
   if (u.keff == u.len) {
@@ -150,12 +195,13 @@ __device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint3
   } else {
     // Pass 1: the first digit of every key (warp-aggregated adds: diffuse attention puts most
     // scores of a warp in one bin).
-    stream_detail::for_each_tile<kThreads, kItems>(
-        p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
+    if (given_bins == nullptr)
+      stream_detail::for_each_tile<kThreads, kItems>(
+          p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
 #pragma unroll
-          for (int i = 0; i < kItems; ++i)
-            if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
-        });
+            for (int i = 0; i < kItems; ++i)
+              if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
+          });
     __syncthreads();
     int bin = 0;
     unsigned above = 0;

@@ -215,11 +215,16 @@ struct SparqPlan {
   WorkspaceCarver carver;
   AttendSplits<T> attend;
   // The dataflow route: its item order, resident blocks (0 without a device) and counters:
-  // the ticket, then per unit its score items done, its selection done and attend.counters.
+  // the ticket, then per unit its score items done, its selection done, attend.counters and
+  // its histogram items done.
   FlowSchedule flow;
   int flow_blocks = 0;
   int flow_grid_limit = 0;  // tests: at most this many blocks (0: as many as are resident)
   int flow_chunks_per_item = kFlowChunksPerItem;  // score chunks per score item
+  // Histogram items per unit (one per tile of the bound; 0: each selection counts its own
+  // first pass) and their histograms, kStreamBins counters per unit.
+  int flow_hist_items = 0;
+  unsigned* flow_hist = nullptr;
   unsigned* flow_counters = nullptr;
   size_t counter_bytes = 0;
   size_t bytes = 0;
@@ -305,14 +310,24 @@ struct SparqPlan {
           std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, kFlowMinAttendRows), most, 256});
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w,
                                static_cast<int>(splits));
-      // One array, one memset: the ticket, then per unit the score count, the selection flag
-      // and the attend kernel's counter (in place of the one AttendSplits carved).
-      const int64_t count = 1 + 3 * batch_units;
+      // The selection's first pass split over histogram items (a tile each) where it is
+      // long and units are few, where the last selection is the critical path: by the timing
+      // model (tests/test_flow_schedule_model.cpp) they shorten B1 S32k by about 5% and S128k
+      // by 5-18%, and only add work where units fill the device. (Chosen by the bound, not
+      // the lengths: items past a sequence's length return at once.)
+      const int64_t tiles = ceil_div(bound, int64_t{stream_tile_positions<kFlowThreads>()});
+      flow_hist_items = tiles >= 4 && 4 * batch_units <= blocks ? static_cast<int>(tiles) : 0;
+      flow_hist = w.take<unsigned>(flow_hist_items > 0 ? batch_units * device::kStreamBins : 0);
+      // One array, one memset: the ticket, then per unit the score count, the selection flag,
+      // the attend kernel's counter (in place of the one AttendSplits carved) and the
+      // histogram count.
+      const int64_t count = 1 + 4 * batch_units;
       flow_counters = w.take<unsigned>(count);
       attend.counters = flow_counters ? flow_counters + 1 + 2 * batch_units : nullptr;
       counter_bytes = sizeof(unsigned) * static_cast<size_t>(count);
-      flow = make_flow_schedule(static_cast<int>(batch_units),
-                                ceil_div(chunks, flow_chunks_per_item), attend.splits, blocks);
+      flow =
+          make_flow_schedule(static_cast<int>(batch_units), ceil_div(chunks, flow_chunks_per_item),
+                             attend.splits, blocks, flow_hist_items);
     }
     bytes = w.bytes();
   }
@@ -509,6 +524,21 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
       static_cast<int64_t>(plan.flow.score_items) * cpi < plan.chunks ||
       static_cast<int64_t>(plan.flow.score_items - 1) * cpi >= plan.chunks)
     return Status::kWorkspaceTooSmall;
+  // Histogram items: none, or one per tile of the bound with the plan's histograms (a plan
+  // whose histograms were not carved cannot take them).
+  const int hist = plan.flow.hist_items;
+  const int64_t tiles =
+      ceil_div(int64_t{p.length_bound()}, int64_t{stream_tile_positions<kFlowThreads>()});
+  if (hist != 0 && (hist != plan.flow_hist_items || plan.flow_hist == nullptr || hist != tiles))
+    return Status::kWorkspaceTooSmall;
+  // Other units or attend items than the plan's would index past its counters, and lags out
+  // of order would make an item wait for a later ticket (a trap after 20 s): such a schedule
+  // does not describe this launch either.
+  const FlowSchedule& f = plan.flow;
+  if (f.units != static_cast<int64_t>(p.batch) * plan.units.per_batch ||
+      f.attend_items != plan.attend.splits || f.hist_lag < 1 || f.select_lag < 1 ||
+      (hist > 0 && f.select_lag <= f.hist_lag) || f.attend_lag <= f.select_lag)
+    return Status::kWorkspaceTooSmall;
   FlowParams<T> fp;
   fp.score = score_params(a, plan, nullptr);
   fp.select = select_params(a, plan);
@@ -519,6 +549,8 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
   fp.ticket = plan.flow_counters;
   fp.score_done = plan.flow_counters + 1;
   fp.select_done = plan.flow_counters + 1 + batch_units;
+  fp.hist_done = plan.flow_counters + 1 + 3 * batch_units;
+  fp.hist = hist > 0 ? plan.flow_hist : nullptr;
   if (cudaMemsetAsync(plan.flow_counters, 0, plan.counter_bytes, stream) != cudaSuccess)
     return Status::kCudaError;
   int64_t grid = std::min<int64_t>(plan.flow.total(), limits.blocks);
