@@ -151,15 +151,17 @@ void BM_SparqDecode(benchmark::State& state) {
 }
 
 /// The dataflow route with its schedule's lags at pct / 100 of the default
-/// (scale_flow_lags), `steps` times the default score chunks per item, and with (hist = 1) or
-/// without histogram items (the plan's rule takes them at 32k and 128k, not at 16k): how much
-/// the order and size of items matter, for tuning all three.
+/// (scale_flow_lags), `steps` times the default score chunks per item, with (hist = 1) or
+/// without histogram items (the plan's rule takes them at 32k and 128k, not at 16k), and at
+/// least `rows` rows per attend item (default 128): how much the order and size of items
+/// matter, for tuning all four.
 void BM_SparqRouteDataflowTuning(benchmark::State& state) {
   const int batch = state.range(0), seq = state.range(1), pct = state.range(2);
-  const int steps = state.range(3), hist = state.range(4);
+  const int steps = state.range(3), hist = state.range(4), rows = state.range(5);
   sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
-  sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow);
+  sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow,
+                                    std::nullopt, rows);
   if (hist && plan.flow_hist_items == 0)
     return state.SkipWithError("the plan has no histogram items here (fewer than 4 tiles)");
   const int blocks = plan.flow_blocks > 0 ? plan.flow_blocks : 1;
@@ -181,6 +183,7 @@ void BM_SparqRouteDataflowTuning(benchmark::State& state) {
     state.counters["hist_lag"] = plan.flow.hist_items > 0 ? plan.flow.hist_lag : 0;
     state.counters["select_lag"] = plan.flow.select_lag;
     state.counters["attend_lag"] = plan.flow.attend_lag;
+    state.counters["attend_items"] = plan.flow.attend_items;
   }
 }
 
@@ -280,8 +283,8 @@ BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
 // own (a trapped wait would end the process).
 BENCHMARK(BM_SparqDecode<kDataflow>)->Name("BM_SparqRouteDataflow")->Apply(flow_shapes);
 BENCHMARK(BM_SparqRouteDataflowTuning)
-    ->ArgsProduct({{1}, {16384, 32768, 131072}, {25, 50, 100}, {1, 2}, {0, 1}})
-    ->ArgNames({"B", "S", "lag_pct", "steps", "hist"})
+    ->ArgsProduct({{1}, {16384, 32768, 131072}, {25, 50, 100}, {1, 2}, {0, 1}, {128, 256}})
+    ->ArgNames({"B", "S", "lag_pct", "steps", "hist", "rows"})
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);

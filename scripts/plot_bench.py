@@ -174,9 +174,10 @@ def print_options(kernels):
 
 
 def flow_tuning(kernels):
-    """BM_SparqRouteDataflowTuning rows per (B, S): [(time_us, lag_pct, steps, hist)], fastest
-    first, and the default setting's time (lags at 100%, 4-chunk items, histogram items where
-    the plan takes them: a hist = 1 row exists), or None where that row is missing."""
+    """BM_SparqRouteDataflowTuning rows per (B, S): [(time_us, lag_pct, steps, hist, rows)],
+    fastest first, and the default setting's time (lags at 100%, 4-chunk items, histogram
+    items where the plan takes them: a hist = 1 row exists, attend items of at least 128
+    rows), or None where that row is missing."""
     rows = defaultdict(list)
     for b in kernels:
         if not b["name"].startswith("BM_SparqRouteDataflowTuning/"):
@@ -185,7 +186,7 @@ def flow_tuning(kernels):
         try:
             key = (int(f["B"]), int(f["S"]))
             entry = (float(b["time_us"]), int(f["lag_pct"]), int(f.get("steps", 1)),
-                     int(f.get("hist", 0)))
+                     int(f.get("hist", 0)), int(f.get("rows", 128)))
         except (KeyError, ValueError):
             continue
         rows[key].append(entry)
@@ -193,7 +194,7 @@ def flow_tuning(kernels):
     for key, r in rows.items():
         r.sort()
         hist_default = 1 if any(x[3] == 1 for x in r) else 0
-        default = [x[0] for x in r if x[1:] == (100, 1, hist_default)]
+        default = [x[0] for x in r if x[1:] == (100, 1, hist_default, 128)]
         out[key] = (r, default[0] if default else None)
     return out
 
@@ -205,12 +206,13 @@ def print_flow_tuning(kernels):
     if not tuning:
         return
     print("dataflow tuning (best setting per shape; default = lags 100%, 4-chunk items, "
-          "histogram items where the plan takes them):")
+          "histogram items where the plan takes them, attend items of 128+ rows):")
     for (batch, seq), (rows, default) in sorted(tuning.items()):
-        t, lag, steps, hist = rows[0]
+        t, lag, steps, hist, attend = rows[0]
         vs = f", default {default:.1f} us ({(t / default - 1) * 100:+.1f}%)" if default else ""
         print(f"  B{batch} S{seq}: {t:.1f} us at lags {lag}%, {4 * steps}-chunk items, "
-              f"{'with' if hist else 'no'} histogram items{vs}")
+              f"{'with' if hist else 'no'} histogram items, {attend}+ rows per attend "
+              f"item{vs}")
 
 
 def markdown_tables(kernels, sweep):

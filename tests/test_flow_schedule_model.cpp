@@ -19,6 +19,10 @@
 
 #include "sparq/flow_schedule.hpp"
 
+// The dataflow plan's least rows per attend item (kFlowMinAttendRows in
+// sparq/kernels/dataflow_kernel.cuh, a CUDA header this CPU test does not include).
+constexpr int sparq_default_attend_rows = 128;
+
 namespace {
 
 using sparq::FlowKind;
@@ -111,10 +115,12 @@ double mean_makespan(const FlowSchedule& s, int blocks, const Durations& d, int 
   return sum / draws;
 }
 
-/// Batch 1, `units` heads (32 by default), S positions in bf16 (chunks of 1024), k = S / 16
-/// in items of 256 rows, on 132 blocks. Score items of 4 chunks: 1 µs of prologue and 128 KB at the
-/// device's bandwidth shared by 132 SMs (5.6 µs); a selection 1 µs plus 0.3 µs per 1k positions; an
-/// attend item 0.5 µs plus 128 KB (5.6 µs). With histogram items (`hist`: one per tile of 8192
+/// Batch 1, `units` heads (32 by default), S positions in bf16 (chunks of 1024), k = S / 16,
+/// on 132 blocks. Score items of 4 chunks: 1 µs of prologue and 128 KB at the device's
+/// bandwidth shared by 132 SMs (5.6 µs); a selection 1 µs plus 0.3 µs per 1k positions;
+/// attend items as the plan splits them (at least `attend_rows` rows each, at most 8 items per
+/// block over the units), each `attend_overhead` µs (the wait, the query, the indices' round
+/// trip) plus 5.6 µs per 256 rows. With histogram items (`hist`: one per tile of 8192
 /// positions), the selection's first pass, taken as 40% of its per-position time, moves to
 /// them: each 0.5 µs (the normalisers, the global adds) plus 0.12 µs per 1k positions; the
 /// selection keeps 1.2 µs (the histogram's load) plus 0.18 µs per 1k.
@@ -122,18 +128,25 @@ struct Shape {
   int seq;
   bool hist = false;
   int units = 32;
+  int attend_rows = sparq_default_attend_rows;
+  double attend_overhead = 0.5;
   int hist_items() const { return hist ? (seq + 8191) / 8192 : 0; }
+  int attend_items() const {
+    const int kmax = seq / 16;
+    return std::min({(kmax + attend_rows - 1) / attend_rows, std::max(1, 8 * 132 / units), 256});
+  }
   FlowSchedule at(double lag_scale) const {
     const int chunks = seq / 1024, score_items = (chunks + 3) / 4;
-    const int attend_items = std::max(1, seq / 16 / 256);
     return sparq::scale_flow_lags(
-        sparq::make_flow_schedule(units, score_items, attend_items, 132, hist_items()),
+        sparq::make_flow_schedule(units, score_items, attend_items(), 132, hist_items()),
         static_cast<int>(100 * lag_scale));
   }
   Durations durations() const {
     const double k = seq / 1024.0;
-    if (!hist) return {6.6, 1.0 + 0.3 * k, 6.1};
-    return {6.6, 1.2 + 0.18 * k, 6.1, 0.5 + 0.12 * 8};
+    const int rows = (seq / 16 + attend_items() - 1) / attend_items();
+    const double attend = attend_overhead + 5.6 * rows / 256.0;
+    if (!hist) return {6.6, 1.0 + 0.3 * k, attend};
+    return {6.6, 1.2 + 0.18 * k, attend, 0.5 + 0.12 * 8};
   }
   /// No schedule beats this: all work over all blocks, or the last unit's chain (its scores
   /// spread over as many blocks as it has items, then its histograms likewise, its selection,
@@ -170,6 +183,7 @@ TEST(FlowScheduleModel, DefaultLagsAreNearTheBestAndTheBound) {
   for (int units : {8, 32, 128})
     for (bool hist : {false, true})
       for (int seq : {16384, 32768, 131072}) {
+        if (hist && seq < 32768) continue;  // the plan takes histogram items from 4 tiles
         SCOPED_TRACE(::testing::Message() << units << " units, S " << seq
                                           << (hist ? " with" : " without") << " histogram items");
         const Shape shape{seq, hist, units};
@@ -190,16 +204,39 @@ TEST(FlowScheduleModel, DefaultLagsAreNearTheBestAndTheBound) {
 TEST(FlowScheduleModel, HistogramItemsShortenLongSelectionsAtSmallBatch) {
   // Splitting the selection's first pass over histogram items takes most of it off the
   // critical path (the last unit's selection). By the model's estimates the step gets shorter
-  // where selections are long and units few; where the device is full of units they only add
+  // where selections are long and units few (8 units from 32k, 32 units at 128k), and costs
+  // nothing to speak of at 32 units and 32k; where the device is full of units they only add
   // work, so the plan uses them only for few units and long lengths (SparqPlan).
-  for (const auto& [units, seq] :
-       std::vector<std::pair<int, int>>{{8, 32768}, {8, 131072}, {32, 32768}, {32, 131072}}) {
-    SCOPED_TRACE(::testing::Message() << units << " units, S " << seq);
-    const double without = Shape{seq, false, units}.makespan();
-    const double with = Shape{seq, true, units}.makespan();
-    std::printf("%3d units, S %6d: %.1f us without histogram items, %.1f us with\n", units, seq,
+  struct Case {
+    int units, seq;
+    double at_most;  // with / without
+  };
+  for (const Case& c : {Case{8, 32768, 0.95}, Case{8, 131072, 0.9}, Case{32, 32768, 1.02},
+                        Case{32, 131072, 0.97}}) {
+    SCOPED_TRACE(::testing::Message() << c.units << " units, S " << c.seq);
+    const double without = Shape{c.seq, false, c.units}.makespan();
+    const double with = Shape{c.seq, true, c.units}.makespan();
+    std::printf("%3d units, S %6d: %.1f us without histogram items, %.1f us with\n", c.units, c.seq,
                 without, with);
-    EXPECT_LT(with, without);
+    EXPECT_LT(with, c.at_most * without);
+  }
+}
+
+TEST(FlowScheduleModel, AttendItemsOf128RowsShortenShortSteps) {
+  // The last unit's attention ends the step; twice the items (of half the rows) spread it over
+  // twice the blocks. However much an item's fixed cost (0.5 to 2 µs), B1 S16k gets shorter,
+  // and S32k no more than 5% longer (at 128k the plan's cap of 8 items per block decides).
+  for (double overhead : {0.5, 1.0, 2.0}) {
+    auto at = [&](int seq, int rows) {
+      Shape s{seq, seq >= 32768};
+      s.attend_rows = rows;
+      s.attend_overhead = overhead;
+      return s.makespan();
+    };
+    std::printf("attend item overhead %.1f us: S 16k %.1f -> %.1f us, S 32k %.1f -> %.1f us\n",
+                overhead, at(16384, 256), at(16384, 128), at(32768, 256), at(32768, 128));
+    EXPECT_LT(at(16384, 128), 0.9 * at(16384, 256)) << "overhead " << overhead;
+    EXPECT_LT(at(32768, 128), 1.05 * at(32768, 256)) << "overhead " << overhead;
   }
 }
 

@@ -234,9 +234,11 @@ struct SparqPlan {
   /// does; the workspace holds that route's pieces only: the positions and alpha first (every
   /// route writes them, at the same offsets), then, for the three launches, the logits, stats,
   /// keys and splits.
+  /// `flow_attend_rows`: the dataflow route's least rows per attend item (0: the default,
+  /// kFlowMinAttendRows; the tuning benchmark tries others).
   SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace,
             std::optional<SparqRoute> forced = std::nullopt,
-            std::optional<SelectRoute> forced_select = std::nullopt)
+            std::optional<SelectRoute> forced_select = std::nullopt, int flow_attend_rows = 0)
       : carver(workspace) {
     units = selection_units(p, c.gqa);
     const int64_t bound = p.length_bound();
@@ -306,15 +308,17 @@ struct SparqPlan {
       // most over the batch (the split partials grow with batch x splits).
       const int blocks = flow_blocks > 0 ? flow_blocks : planning_sm_count();
       const int64_t most = std::max<int64_t>(1, 8 * static_cast<int64_t>(blocks) / batch_units);
+      const int min_rows = flow_attend_rows > 0 ? flow_attend_rows : kFlowMinAttendRows;
       const int64_t splits =
-          std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, kFlowMinAttendRows), most, 256});
+          std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, min_rows), most, 256});
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w,
                                static_cast<int>(splits));
       // The selection's first pass split over histogram items (a tile each) where it is
       // long and units are few, where the last selection is the critical path: by the timing
-      // model (tests/test_flow_schedule_model.cpp) they shorten B1 S32k by about 5% and S128k
-      // by 5-18%, and only add work where units fill the device. (Chosen by the bound, not
-      // the lengths: items past a sequence's length return at once.)
+      // model (tests/test_flow_schedule_model.cpp) they shorten B1 S128k by about 5% (32
+      // heads) to 20% (8 units), change little at 32 heads and 32k, and only add work where
+      // units fill the device. (Chosen by the bound, not the lengths: items past a
+      // sequence's length return at once.)
       const int64_t tiles = ceil_div(bound, int64_t{stream_tile_positions<kFlowThreads>()});
       flow_hist_items = tiles >= 4 && 4 * batch_units <= blocks ? static_cast<int>(tiles) : 0;
       flow_hist = w.take<unsigned>(flow_hist_items > 0 ? batch_units * device::kStreamBins : 0);
