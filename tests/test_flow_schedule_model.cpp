@@ -19,10 +19,6 @@
 
 #include "sparq/flow_schedule.hpp"
 
-// The dataflow plan's least rows per attend item (kFlowMinAttendRows in
-// sparq/kernels/dataflow_kernel.cuh, a CUDA header this CPU test does not include).
-constexpr int sparq_default_attend_rows = 128;
-
 namespace {
 
 using sparq::FlowKind;
@@ -128,7 +124,7 @@ struct Shape {
   int seq;
   bool hist = false;
   int units = 32;
-  int attend_rows = sparq_default_attend_rows;
+  int attend_rows = sparq::kFlowMinAttendRows;
   double attend_overhead = 0.5;
   int hist_items() const { return hist ? (seq + 8191) / 8192 : 0; }
   int attend_items() const {

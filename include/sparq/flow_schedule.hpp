@@ -22,6 +22,14 @@
 
 namespace sparq {
 
+// Rows per attend item, at least (SparqPlan splits each unit's k rows so). 256 rows are one
+// round of loads of a 512-thread block's lane groups (8 rows in flight per group); 128 take
+// the same round trip for half the bytes but make twice the items, so the last unit's
+// attention, which ends the step, spreads over twice the blocks: by the timing model
+// (tests/test_flow_schedule_model.cpp) B1 S16k gets 15-20% shorter, S32k about the same.
+// Plans may take another (SparqPlan's flow_attend_rows).
+constexpr int kFlowMinAttendRows = 128;
+
 enum class FlowKind : int { kScore = 0, kSelect = 1, kAttend = 2, kHistogram = 3 };
 
 struct FlowItem {

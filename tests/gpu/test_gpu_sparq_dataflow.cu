@@ -245,8 +245,7 @@ TEST_P(SparqDataflowSteps, HistogramItemsAndLagsDoNotChangeTheOutput) {
   FlowStep st = make_step();
   PlannedWorkspace w(st, SparqRoute::kDataflow);
   SparqPlan<T>& plan = w.plan;
-  constexpr int kTile = sparq::kernels::stream_tile_positions<sparq::kernels::kFlowThreads>();
-  const int tiles = (st.p.length_bound() + kTile - 1) / kTile;
+  const int tiles = sparq::kernels::flow_hist_tiles(st.p.length_bound());
   const bool with = GetParam() >= 2 && 4 * plan.flow.units <= plan.flow_blocks;
   ASSERT_EQ(plan.flow_hist_items, with ? tiles : 0);
   ASSERT_EQ(plan.flow.hist_items, plan.flow_hist_items);

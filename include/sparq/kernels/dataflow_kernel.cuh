@@ -24,15 +24,16 @@ constexpr int kFlowThreads = 512;
 // temperatures), so larger items spend less on it but finish a unit's scores later; plans
 // may take a multiple (SparqPlan::flow_chunks_per_item).
 constexpr int kFlowChunksPerItem = kFlowThreads / kScoreThreads;
-// Rows per attend item, at least. 256 rows are one round of loads of the block's lane groups
-// (8 rows in flight per group); 128 take the same round trip for half the bytes, but make
-// twice the items, so the last unit's attention, which ends the step, spreads over twice the
-// blocks: by the timing model (tests/test_flow_schedule_model.cpp) B1 S16k gets 15-20%
-// shorter, S32k about the same. Plans may take another (SparqPlan's flow_attend_rows).
-constexpr int kFlowMinAttendRows = 128;
+// Rows per attend item, at least: kFlowMinAttendRows (sparq/flow_schedule.hpp).
 // A wait this long (ns of the global timer) is a bug, not a wait: trap instead of hanging.
 // Generous, for slow runs under compute-sanitizer and test shards sharing the GPU.
 constexpr unsigned long long kFlowSpinLimitNs = 20000000000ULL;
+
+/// Histogram items per unit for a bound of `bound` positions: one per tile of the streaming
+/// selection's passes (the plan's choice, the launcher's check, the tests').
+inline int flow_hist_tiles(int64_t bound) {
+  return ceil_div(bound, int64_t{stream_tile_positions<kFlowThreads>()});
+}
 
 template <typename T>
 struct FlowParams {

@@ -66,6 +66,24 @@ __device__ void for_each_tile(const SelectParams& p, const UnitView& u, const fl
   }
 }
 
+/// Pass 1 over tiles [first, end): the first digit of every key, counted into bins[kStreamBins]
+/// (warp-aggregated adds: diffuse attention puts most scores of a warp in one bin). The
+/// selection counts every tile; the dataflow route's histogram items one tile each.
+template <int kThreads, int kItems>
+__device__ void count_first_digits(const SelectParams& p, const UnitView& u, const float* s_max,
+                                   const float* s_inv_sum, unsigned* bins, int first = 0,
+                                   int end = 0x7fffffff) {
+  using TopK = device::BlockTopK<kThreads>;
+  for_each_tile<kThreads, kItems>(
+      p, u, s_max, s_inv_sum,
+      [&](int, const uint32_t(&key)[kItems], int n) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i)
+          if (i < n) TopK::add(bins, static_cast<unsigned>(device::stream_bin(key[i])));
+      },
+      first, end);
+}
+
 /// The bin holding the remaining-th largest key of hist[kStreamBins] (thread t scans bins
 /// from the top down, kStreamBins / kThreads of them). Sets *bin and *above (keys in higher
 /// bins) for every thread. Contains barriers.
@@ -144,7 +162,6 @@ template <int kThreads>
 __device__ void stream_histogram_tile(const SelectParams& p, int b, int unit, int tile,
                                       unsigned* bins, stream_detail::StreamShared<kThreads>& sh) {
   constexpr int kItems = kStreamItems;
-  using TopK = device::BlockTopK<kThreads>;
   const select_detail::UnitView u(p, b, unit);
   // Where every row is taken the selection reads no histogram; past the length, no keys.
   if (u.keff == u.len || static_cast<int64_t>(tile) * stream_tile_positions<kThreads>() >= u.len)
@@ -153,14 +170,8 @@ __device__ void stream_histogram_tile(const SelectParams& p, int b, int unit, in
   for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
     sh.bins[i] = 0;
   __syncthreads();
-  stream_detail::for_each_tile<kThreads, kItems>(
-      p, u, sh.max, sh.inv_sum,
-      [&](int, const uint32_t(&key)[kItems], int n) {
-#pragma unroll
-        for (int i = 0; i < kItems; ++i)
-          if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
-      },
-      tile, tile + 1);
+  stream_detail::count_first_digits<kThreads, kItems>(p, u, sh.max, sh.inv_sum, sh.bins, tile,
+                                                      tile + 1);
   __syncthreads();
   // Only the bins this tile touched (diffuse attention fills a few).
   for (int i = threadIdx.x; i < device::kStreamBins; i += kThreads)
@@ -193,15 +204,9 @@ __device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint3
     for (int s = threadIdx.x; s < u.len; s += kThreads)
       u.out[s] = s;  // every row taken
   } else {
-    // Pass 1: the first digit of every key (warp-aggregated adds: diffuse attention puts most
-    // scores of a warp in one bin).
+    // Pass 1, unless histogram items counted it.
     if (given_bins == nullptr)
-      stream_detail::for_each_tile<kThreads, kItems>(
-          p, u, sh.max, sh.inv_sum, [&](int, const uint32_t(&key)[kItems], int n) {
-#pragma unroll
-            for (int i = 0; i < kItems; ++i)
-              if (i < n) TopK::add(sh.bins, static_cast<unsigned>(device::stream_bin(key[i])));
-          });
+      stream_detail::count_first_digits<kThreads, kItems>(p, u, sh.max, sh.inv_sum, sh.bins);
     __syncthreads();
     int bin = 0;
     unsigned above = 0;

@@ -319,9 +319,10 @@ struct SparqPlan {
       // heads) to 20% (8 units), change little at 32 heads and 32k, and only add work where
       // units fill the device. (Chosen by the bound, not the lengths: items past a
       // sequence's length return at once.)
-      const int64_t tiles = ceil_div(bound, int64_t{stream_tile_positions<kFlowThreads>()});
-      flow_hist_items = tiles >= 4 && 4 * batch_units <= blocks ? static_cast<int>(tiles) : 0;
-      flow_hist = w.take<unsigned>(flow_hist_items > 0 ? batch_units * device::kStreamBins : 0);
+      const int tiles = flow_hist_tiles(bound);
+      flow_hist_items = tiles >= 4 && 4 * batch_units <= blocks ? tiles : 0;
+      flow_hist =
+          flow_hist_items > 0 ? w.take<unsigned>(batch_units * device::kStreamBins) : nullptr;
       // One array, one memset: the ticket, then per unit the score count, the selection flag,
       // the attend kernel's counter (in place of the one AttendSplits carved) and the
       // histogram count.
@@ -529,11 +530,9 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
       static_cast<int64_t>(plan.flow.score_items - 1) * cpi >= plan.chunks)
     return Status::kWorkspaceTooSmall;
   // Histogram items: none, or one per tile of the bound with the plan's histograms (a plan
-  // whose histograms were not carved cannot take them).
+  // that carved none cannot take them).
   const int hist = plan.flow.hist_items;
-  const int64_t tiles =
-      ceil_div(int64_t{p.length_bound()}, int64_t{stream_tile_positions<kFlowThreads>()});
-  if (hist != 0 && (hist != plan.flow_hist_items || plan.flow_hist == nullptr || hist != tiles))
+  if (hist != 0 && (plan.flow_hist == nullptr || hist != flow_hist_tiles(p.length_bound())))
     return Status::kWorkspaceTooSmall;
   // Other units or attend items than the plan's would index past its counters, and lags out
   // of order would make an item wait for a later ticket (a trap after 20 s): such a schedule
