@@ -707,6 +707,10 @@ std::string cuda_unavailable_reason() {
   return "";
 }
 
+bool cuda_dependent_launch_available() {
+  return sparq::kernels::dependent_launch_supported();
+}
+
 double device_copy_bandwidth_gbs() {
   const size_t bytes = size_t(1) << 30;
   DeviceArray<uint8_t> a(bytes), b(bytes);

@@ -42,6 +42,10 @@ struct CudaOptions {
 std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,
                                        const CudaOptions& opt);
 
+/// Whether CudaOptions::dependent_launch takes effect here: an sm_90 device, and kernels built
+/// for it (elsewhere the option is ignored).
+bool cuda_dependent_launch_available();
+
 /// The device's copy bandwidth in GB/s (1e9 bytes/s): the median of five device-to-device
 /// copies of 1 GiB, counting each byte read and written (2 GiB per copy).
 double device_copy_bandwidth_gbs();

@@ -82,11 +82,17 @@ __device__ inline void wait_for(const unsigned* counter, unsigned target) {
   __syncthreads();
 }
 
-/// Publishes every thread's writes, then counts this item done.
+/// Publishes every thread's writes, then counts this item done. Each thread's fence drains its
+/// own stores; thread 0's fence after the barrier is the release the memory model asks for
+/// (the barrier orders the block's writes before it, the fence makes them cumulative), the
+/// pattern of a cooperative grid's sync.
 __device__ inline void signal_done(unsigned* counter) {
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) atomicAdd(counter, 1u);
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(counter, 1u);
+  }
 }
 
 }  // namespace flow_detail
