@@ -160,17 +160,16 @@ void BM_SparqRouteDataflowTuning(benchmark::State& state) {
   const int steps = state.range(3), hist = state.range(4), rows = state.range(5);
   sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq));
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  // hist = 1: the plan's rule (rows only where it takes histogram items, so that the
+  // default setting is among the rows); 0: none.
+  sparq::FlowTuning tune;
+  tune.lag_pct = pct, tune.score_steps = steps, tune.hist = hist ? -1 : 0, tune.attend_rows = rows;
   sparq::kernels::SparqPlan<T> plan(s.p, s.cfg, s.workspace, sparq::kernels::SparqRoute::kDataflow,
-                                    std::nullopt, rows);
+                                    std::nullopt, tune);
   if (hist && plan.flow_hist_items == 0)
     return state.SkipWithError("the plan has no histogram items here (fewer than 4 tiles)");
-  const int blocks = plan.flow_blocks > 0 ? plan.flow_blocks : 1;
-  plan.flow_chunks_per_item = steps * sparq::kernels::kFlowChunksPerItem;
-  const int score_items = (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item;
-  plan.flow = sparq::scale_flow_lags(
-      sparq::make_flow_schedule(plan.flow.units, score_items, plan.flow.attend_items, blocks,
-                                hist ? plan.flow_hist_items : 0),
-      pct);
+  if (plan.bytes > s.workspace_bytes)
+    return state.SkipWithError("this setting needs more workspace than the default plans");
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {

@@ -96,6 +96,12 @@ if [ $bench = 1 ]; then
       --benchmark_out="$kparts/2_dataflow.json" --benchmark_out_format=json >> "$log" 2>&1 &&
       row "bench_kernels dataflow" "done ($((SECONDS - t0)) s)" || row "bench_kernels dataflow" FAIL
     python3 scripts/plot_bench.py --merge "$kparts" --merged "$out/bench_kernels.json" >> "$log" 2>&1
+    # The fastest dataflow settings the tuning rows found (SPARQ_FLOW values; empty: the
+    # defaults), for the Llama decode below: B1 S32k's at 32k, B1 S16k's at 4k (the nearest).
+    flow32=$(python3 scripts/plot_bench.py --kernels "$out/bench_kernels.json" --flow-setting 1:32768)
+    flow16=$(python3 scripts/plot_bench.py --kernels "$out/bench_kernels.json" --flow-setting 1:16384)
+    row "dataflow best B1 S16k" "${flow16:-none (defaults)}"
+    row "dataflow best B1 S32k" "${flow32:-none (defaults)}"
     t0=$SECONDS
     # The sweep runs one process per (heads, batch) group, so a failure costs one group only.
     parts=$(mktemp -d)
@@ -118,23 +124,22 @@ if [ $bench = 1 ]; then
     if [ $sweep_fail = 0 ]; then row bench_sweep "done ($((SECONDS - t0)) s)"; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
-      # Each length as the defaults run it, and with the options not yet timed (dependent
-      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream; at 32k also the
-      # dataflow route, SPARQ_ROUTE=dataflow); a run takes about 20-40 s, so the five stay
-      # within 6 minutes even at their limits. (cuBLAS projections,
-      # --matvec cublas, measured 8.25 ms/token at 4k on an H100: see docs/benchmarks.md.)
+      # Each length as the defaults run it, with the options not yet timed (dependent
+      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), and with the
+      # dataflow route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow,
+      # SPARQ_FLOW); a run takes about 20-40 s, so the six stay within 6 minutes even at
+      # their limits. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on
+      # an H100: see docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
-        variants="default new"
-        [ $s_len = 32768 ] && variants="default new dataflow"
-        for variant in $variants; do
+        for variant in default new dataflow; do
           name="llama2-7b decode $s_len $variant"
           res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
-          sel=auto route=auto flags=()
+          sel=auto route=auto flow="" flags=()
           [ $variant = new ] && sel=stream flags=(--pdl)
-          [ $variant = dataflow ] && route=dataflow
-          echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
-          if SPARQ_SELECT=$sel SPARQ_ROUTE=$route timeout $limit "$chat" --random-weights llama2-7b \
+          [ $variant = dataflow ] && route=dataflow flow=$([ $s_len = 4096 ] && echo "$flow16" || echo "$flow32")
+          echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
+          if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout $limit "$chat" --random-weights llama2-7b \
               --bench-decode $s_len --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
             row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
@@ -143,9 +148,10 @@ if [ $bench = 1 ]; then
           cat "$res" >> "$log"
         done
       done
-      # Prefill of a random prompt (examples/llama2/prefill_attention.cuh): the gemm version at
-      # 4k and 32k, the simple one at 4k. Each run prefills four times; the warm time is printed.
-      for spec in "4096 gemm" "4096 simple" "32768 gemm"; do
+      # Prefill of a random prompt (examples/llama2/prefill_attention.cuh), the gemm version
+      # at 4k and 32k (the simple one, --prefill-attention simple, is left out for time). Each
+      # run prefills four times; the warm time is printed.
+      for spec in "4096 gemm" "32768 gemm"; do
         read -r s_len kind <<< "$spec"
         res="$parts/bench_prefill_${s_len}_$kind.txt"
         echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill --prefill-attention $kind ====" >> "$log"

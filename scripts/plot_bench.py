@@ -199,6 +199,17 @@ def flow_tuning(kernels):
     return out
 
 
+def flow_setting(kernels, batch, seq):
+    """The fastest BM_SparqRouteDataflowTuning setting at (batch, seq) as SPARQ_FLOW takes it
+    (sparq/flow_tuning.hpp), or None without rows there. The benchmark's hist = 1 is the
+    plan's rule (its rows exist only where the rule takes histogram items): hist=auto."""
+    entry = flow_tuning(kernels).get((batch, seq))
+    if not entry:
+        return None
+    _, lag, steps, hist, rows = entry[0][0]
+    return f"lag_pct={lag},steps={steps},hist={'auto' if hist else 0},rows={rows}"
+
+
 def print_flow_tuning(kernels):
     """The dataflow route's best schedule setting per shape against its default (for
     make_flow_schedule, SparqPlan::flow_chunks_per_item and the histogram rule)."""
@@ -268,9 +279,22 @@ def main():
     ap.add_argument("--merge", help="folder of partial sweep JSON files to merge (then exit)")
     ap.add_argument("--merged", help="where --merge writes the merged JSON")
     ap.add_argument("--markdown", help="also write the per-kernel and sweep tables here")
+    ap.add_argument("--flow-setting", metavar="B:S",
+                    help="print the fastest dataflow tuning setting at batch B, length S from "
+                         "--kernels as a SPARQ_FLOW value (nothing without rows), then exit")
     args = ap.parse_args()
     if args.merge:
         return merge(args.merge, args.merged)
+    if args.flow_setting:
+        try:
+            batch, seq = (int(x) for x in args.flow_setting.split(":"))
+        except ValueError:
+            print(f"--flow-setting takes B:S, not {args.flow_setting}", file=sys.stderr)
+            return 2
+        setting = flow_setting(load(args.kernels), batch, seq)
+        if setting:
+            print(setting)
+        return 0
     kernels, sweep = load(args.kernels), load(args.sweep)
     if not kernels and not sweep:
         print("no benchmark results to plot", file=sys.stderr)

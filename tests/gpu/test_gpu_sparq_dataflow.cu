@@ -98,14 +98,16 @@ bool bitwise_equal(const void* a, const void* b, size_t bytes) {
   return std::memcmp(a, b, bytes) == 0;
 }
 
-/// A plan for `route` over a workspace of its size, poisoned.
+/// A plan for `route` over a workspace of its size, poisoned; the default dataflow settings
+/// unless given others (SPARQ_FLOW in the environment does not change these tests).
 struct PlannedWorkspace {
   sparq::test::DeviceBuffer<unsigned char> bytes;
   SparqPlan<T> plan;
   PlannedWorkspace(const FlowStep& st, SparqRoute route,
-                   std::optional<SelectRoute> select = std::nullopt)
-      : bytes(SparqPlan<T>(st.p, st.cfg, nullptr, route, select).bytes),
-        plan((bytes.poison(), SparqPlan<T>(st.p, st.cfg, bytes.get(), route, select))) {}
+                   std::optional<SelectRoute> select = std::nullopt,
+                   std::optional<sparq::FlowTuning> tuning = sparq::FlowTuning{})
+      : bytes(SparqPlan<T>(st.p, st.cfg, nullptr, route, select, tuning).bytes),
+        plan((bytes.poison(), SparqPlan<T>(st.p, st.cfg, bytes.get(), route, select, tuning))) {}
 };
 
 class SparqDataflowSteps : public ::testing::TestWithParam<int> {
@@ -225,8 +227,9 @@ TEST_P(SparqDataflowSteps, SmallGridsGiveTheFullGridsOutput) {
   // A schedule left at the old item count no longer describes the launch: refused.
   plan.flow_grid_limit = 0;
   plan.flow_chunks_per_item = 2 * sparq::kernels::kFlowChunksPerItem;
-  EXPECT_EQ((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)),
-            sparq::Status::kWorkspaceTooSmall);
+  if (plan.chunks > plan.flow_chunks_per_item)  // else one item holds every chunk either way
+    EXPECT_EQ((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)),
+              sparq::Status::kWorkspaceTooSmall);
   plan.flow = sparq::make_flow_schedule(
       plan.flow.units, (plan.chunks + plan.flow_chunks_per_item - 1) / plan.flow_chunks_per_item,
       plan.flow.attend_items, plan.flow_blocks, plan.flow_hist_items);
@@ -296,6 +299,69 @@ TEST_P(SparqDataflowSteps, HistogramItemsAndLagsDoNotChangeTheOutput) {
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
+// Plans made with other settings (what SPARQ_FLOW and the tuning benchmark give): other lags,
+// larger score items, histogram items forced on or off, other attend items. Each plan is what
+// it was asked for, and the output is the default plan's: bit for bit, except with other
+// attend items, whose splits merge in another order (then to rounding).
+TEST_P(SparqDataflowSteps, TunedPlansGiveTheDefaultOutput) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st = make_step();
+  std::vector<T> first;
+  {
+    PlannedWorkspace w(st, SparqRoute::kDataflow, std::nullopt, sparq::FlowTuning{});
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, w.plan, 0)));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    first = st.out.download();
+  }
+  const int tiles = sparq::kernels::flow_hist_tiles(st.p.length_bound());
+  for (const char* text : {"lag_pct=50,steps=2", "hist=1,lag_pct=300", "hist=0,steps=3", "rows=512",
+                           "rows=32,hist=1"}) {
+    const std::optional<sparq::FlowTuning> tune = sparq::parse_flow_tuning(text);
+    ASSERT_TRUE(tune) << text;
+    PlannedWorkspace w(st, SparqRoute::kDataflow, std::nullopt, tune);
+    const SparqPlan<T>& plan = w.plan;
+    EXPECT_EQ(plan.flow_chunks_per_item, tune->score_steps * sparq::kernels::kFlowChunksPerItem)
+        << text;
+    if (tune->hist == 0) EXPECT_EQ(plan.flow_hist_items, 0) << text;
+    if (tune->hist == 1) EXPECT_EQ(plan.flow_hist_items, tiles >= 2 ? tiles : 0) << text;
+    EXPECT_EQ(plan.flow.hist_items, plan.flow_hist_items) << text;
+    st.out.poison();
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, plan, 0)));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<T> out = st.out.download();
+    if (tune->attend_rows == 0) {
+      EXPECT_TRUE(bitwise_equal(first.data(), out.data(), sizeof(T) * first.size())) << text;
+    } else {
+      const double err =
+          sparq::test::relative_l2(sparq::test::to_double(out), sparq::test::to_double(first));
+      EXPECT_LE(err, sparq::test::output_tolerance<T>()) << text << ": relative L2 " << err;
+    }
+  }
+}
+
+// hist=1 forces histogram items where the plan's rule takes none (3 tiles, fewer than 4): the
+// output is the default plan's, bit for bit.
+TEST(SparqDataflowTuning, ForcedHistogramItemsGiveTheDefaultOutput) {
+  SPARQ_REQUIRE_GPU();
+  FlowStep st(problem(1, 32, 32, 16400), {16399}, fresh_seed() + 35);
+  std::vector<T> first;
+  {
+    PlannedWorkspace w(st, SparqRoute::kDataflow, std::nullopt, sparq::FlowTuning{});
+    ASSERT_EQ(w.plan.flow_hist_items, 0);
+    SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, w.plan, 0)));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    first = st.out.download();
+  }
+  sparq::FlowTuning forced;
+  forced.hist = 1;
+  PlannedWorkspace w(st, SparqRoute::kDataflow, std::nullopt, forced);
+  ASSERT_EQ(w.plan.flow_hist_items, 3);
+  st.out.poison();
+  SPARQ_ASSERT_OK((sparq::kernels::launch_sparq_dataflow<T, 128>(st.params, w.plan, 0)));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  EXPECT_TRUE(bitwise_equal(first.data(), st.out.download().data(), sizeof(T) * first.size()));
+}
+
 std::string step_name(const ::testing::TestParamInfo<int>& info) {
   static const char* const names[] = {"B1_mha_8k", "B3_gqa4_lengths", "B1_mha8_40k_histograms",
                                       "B3_gqa4_33k_histograms"};
@@ -314,7 +380,9 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
   const SparqPlan<T> plan(p, cfg, nullptr, SparqRoute::kDataflow);
   EXPECT_EQ(plan.route, SparqRoute::kDataflow);
   EXPECT_EQ(plan.attend.splits, 6);  // 700 rows, at least 128 per split
-  const SparqPlan<T> wider(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, 256);
+  sparq::FlowTuning rows256;
+  rows256.attend_rows = 256;
+  const SparqPlan<T> wider(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, rows256);
   EXPECT_EQ(wider.attend.splits, 3);  // at least 256 per split, as the tuning rows try
   EXPECT_EQ(plan.flow.units, 2 * plan.units.per_batch);
   EXPECT_EQ(plan.flow.score_items, (plan.chunks + sparq::kernels::kFlowChunksPerItem - 1) /

@@ -270,4 +270,70 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   EXPECT_EQ(shared.route, block ? SparqRoute::kFusedBlock : SparqRoute::kThreeLaunches);
 }
 
+// The dataflow plan takes what FlowTuning (SPARQ_FLOW) asks for: score items of several
+// default items' chunks, histogram items forced on (two tiles or more) or off, lags scaled,
+// attend items of more rows; the defaults give the plan's own rules.
+TEST(SparqDataflowPlan, FollowsItsTuning) {
+  using T = __nv_bfloat16;
+  using sparq::kernels::SparqPlan;
+  using sparq::kernels::SparqRoute;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 2048;
+  const sparq::DecodeProblem p = mha_problem(1, 16400);  // 3 tiles: the rule takes none
+  const SparqPlan<T> rule(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt,
+                          sparq::FlowTuning{});
+  EXPECT_EQ(rule.flow_chunks_per_item, sparq::kernels::kFlowChunksPerItem);
+  EXPECT_EQ(rule.flow_hist_items, 0);
+  EXPECT_EQ(rule.attend.splits, 2048 / sparq::kFlowMinAttendRows);
+  const int blocks = rule.flow_blocks > 0 ? rule.flow_blocks : sparq::kernels::planning_sm_count();
+
+  const auto tune = sparq::parse_flow_tuning("lag_pct=50,steps=2,hist=1,rows=256");
+  ASSERT_TRUE(tune);
+  const SparqPlan<T> tuned(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, tune);
+  EXPECT_EQ(tuned.flow_chunks_per_item, 2 * sparq::kernels::kFlowChunksPerItem);
+  EXPECT_EQ(tuned.flow_hist_items, 3);
+  EXPECT_EQ(tuned.attend.splits, 2048 / 256);
+  const sparq::FlowSchedule expect = sparq::scale_flow_lags(
+      sparq::make_flow_schedule(
+          32, (tuned.chunks + tuned.flow_chunks_per_item - 1) / tuned.flow_chunks_per_item, 8,
+          blocks, 3),
+      50);
+  EXPECT_EQ(tuned.flow.score_items, expect.score_items);
+  EXPECT_EQ(tuned.flow.hist_items, 3);
+  EXPECT_EQ(tuned.flow.hist_lag, expect.hist_lag);
+  EXPECT_EQ(tuned.flow.select_lag, expect.select_lag);
+  EXPECT_EQ(tuned.flow.attend_lag, expect.attend_lag);
+  EXPECT_EQ(tuned.bytes - rule.bytes,
+            size_t(32) * sparq::device::kStreamBins * sizeof(unsigned) -
+                (rule.attend.splits - tuned.attend.splits) * size_t(32) * (2 + 128) * sizeof(float))
+      << "the histograms carved, fewer split partials";
+
+  // Where the rule takes histogram items (5 tiles, 32 units), hist=0 leaves them out; one
+  // tile is never split, forced or not.
+  const auto off = sparq::parse_flow_tuning("hist=0");
+  const SparqPlan<T> longer(mha_problem(1, 40000), cfg, nullptr, SparqRoute::kDataflow,
+                            std::nullopt, sparq::FlowTuning{});
+  const SparqPlan<T> none(mha_problem(1, 40000), cfg, nullptr, SparqRoute::kDataflow, std::nullopt,
+                          off);
+  EXPECT_EQ(longer.flow_hist_items, 4 * 32 <= blocks ? 5 : 0);
+  EXPECT_EQ(none.flow_hist_items, 0);
+  EXPECT_EQ(none.flow.hist_items, 0);
+  const auto on = sparq::parse_flow_tuning("hist=1");
+  const SparqPlan<T> one_tile(mha_problem(1, 8192), cfg, nullptr, SparqRoute::kDataflow,
+                              std::nullopt, on);
+  EXPECT_EQ(one_tile.flow_hist_items, 0);
+
+  // Settings given directly, out of SPARQ_FLOW's ranges, are clamped into them.
+  sparq::FlowTuning wild;
+  wild.lag_pct = -7, wild.score_steps = 1000, wild.attend_rows = 1;
+  const SparqPlan<T> clamped(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, wild);
+  EXPECT_EQ(clamped.flow_chunks_per_item,
+            sparq::kFlowScoreStepsMax * sparq::kernels::kFlowChunksPerItem);
+  EXPECT_EQ(clamped.attend.splits, std::min(2048 / sparq::kFlowAttendRowsMin, 8 * blocks / 32))
+      << "32-row items, as many as 8 per block allow";
+  EXPECT_GE(clamped.flow.select_lag, 1);
+  EXPECT_GT(clamped.flow.attend_lag, clamped.flow.select_lag);
+}
+
 }  // namespace

@@ -56,6 +56,17 @@ class FlowTuning(unittest.TestCase):
         self.assertIn("B1 S131072: 120.0 us at lags 50%", out.getvalue())
         self.assertNotIn("default", out.getvalue().split("\n", 1)[1])
 
+    def test_flow_setting_as_sparq_flow(self):
+        kernels = [row(16384, 100, 1, 0, 30.0), row(16384, 50, 2, 0, 27.0, rows=256),
+                   row(32768, 100, 1, 1, 39.0), row(32768, 25, 1, 1, 36.5),
+                   row(32768, 50, 2, 0, 40.0)]
+        self.assertEqual(plot_bench.flow_setting(kernels, 1, 16384),
+                         "lag_pct=50,steps=2,hist=0,rows=256")
+        self.assertEqual(plot_bench.flow_setting(kernels, 1, 32768),
+                         "lag_pct=25,steps=1,hist=auto,rows=128")
+        self.assertIsNone(plot_bench.flow_setting(kernels, 1, 131072))
+        self.assertIsNone(plot_bench.flow_setting([], 1, 16384))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "sparq/config.hpp"
+#include "sparq/flow_tuning.hpp"
 #include "sparq/kernels/attend_kernel.cuh"
 #include "sparq/kernels/dataflow_kernel.cuh"
 #include "sparq/kernels/fused_kernel.cuh"
@@ -193,6 +194,24 @@ inline bool dependent_launch_requested() {
   return value;
 }
 
+/// The SPARQ_FLOW environment variable, read once (parse_flow_tuning's form, e.g.
+/// "lag_pct=50,steps=2,hist=0,rows=256"): the dataflow route's settings for every plan that is
+/// not given its own. Unset or empty: the plan's rules; an invalid value is ignored with a
+/// message.
+inline FlowTuning flow_tuning_override() {
+  static const FlowTuning value = [] {
+    const char* v = std::getenv("SPARQ_FLOW");
+    const std::optional<FlowTuning> parsed = parse_flow_tuning(v);
+    if (parsed) return *parsed;
+    std::fprintf(stderr,
+                 "sparq: SPARQ_FLOW=%s ignored (comma-separated lag_pct=1..%d, steps=1..%d, "
+                 "hist=auto|0|1, rows=%d..%d)\n",
+                 v, kFlowLagPctMax, kFlowScoreStepsMax, kFlowAttendRowsMin, kFlowAttendRowsMax);
+    return FlowTuning{};
+  }();
+  return value;
+}
+
 /// Where each intermediate lives in the workspace; the same plan sizes and carves it.
 template <typename T>
 struct SparqPlan {
@@ -234,11 +253,12 @@ struct SparqPlan {
   /// does; the workspace holds that route's pieces only: the positions and alpha first (every
   /// route writes them, at the same offsets), then, for the three launches, the logits, stats,
   /// keys and splits.
-  /// `flow_attend_rows`: the dataflow route's least rows per attend item (0: the default,
-  /// kFlowMinAttendRows; the tuning benchmark tries others).
+  /// `flow_tuning`: the dataflow route's settings (null: SPARQ_FLOW's, else the rules'; the
+  /// tuning benchmark tries others).
   SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace,
             std::optional<SparqRoute> forced = std::nullopt,
-            std::optional<SelectRoute> forced_select = std::nullopt, int flow_attend_rows = 0)
+            std::optional<SelectRoute> forced_select = std::nullopt,
+            std::optional<FlowTuning> flow_tuning = std::nullopt)
       : carver(workspace) {
     units = selection_units(p, c.gqa);
     const int64_t bound = p.length_bound();
@@ -304,11 +324,18 @@ struct SparqPlan {
     } else if (route == SparqRoute::kDataflow) {
       logits = w.take<float>(q_rows * logit_stride);
       stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
+      // Settings out of parse_flow_tuning's ranges are clamped into them.
+      FlowTuning tune = flow_tuning ? *flow_tuning : flow_tuning_override();
+      tune.lag_pct = std::clamp(tune.lag_pct, 1, kFlowLagPctMax);
+      tune.score_steps = std::clamp(tune.score_steps, 1, kFlowScoreStepsMax);
+      if (tune.attend_rows > 0)
+        tune.attend_rows = std::clamp(tune.attend_rows, kFlowAttendRowsMin, kFlowAttendRowsMax);
+      flow_chunks_per_item = tune.score_steps * kFlowChunksPerItem;
       // At least kFlowMinAttendRows rows per attend item, and about 8 items per block at
       // most over the batch (the split partials grow with batch x splits).
       const int blocks = flow_blocks > 0 ? flow_blocks : planning_sm_count();
       const int64_t most = std::max<int64_t>(1, 8 * static_cast<int64_t>(blocks) / batch_units);
-      const int min_rows = flow_attend_rows > 0 ? flow_attend_rows : kFlowMinAttendRows;
+      const int min_rows = tune.attend_rows > 0 ? tune.attend_rows : kFlowMinAttendRows;
       const int64_t splits =
           std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, min_rows), most, 256});
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w,
@@ -319,8 +346,10 @@ struct SparqPlan {
       // heads) to 20% (8 units), change little at 32 heads and 32k, and only add work where
       // units fill the device. (Chosen by the bound, not the lengths: items past a
       // sequence's length return at once.)
+      // Tuning may force them on wherever there are two tiles or more, or off.
       const int tiles = flow_hist_tiles(bound);
-      flow_hist_items = tiles >= 4 && 4 * batch_units <= blocks ? tiles : 0;
+      const bool hist_rule = tiles >= 4 && 4 * batch_units <= blocks;
+      flow_hist_items = (tune.hist < 0 ? hist_rule : tune.hist > 0 && tiles >= 2) ? tiles : 0;
       flow_hist =
           flow_hist_items > 0 ? w.take<unsigned>(batch_units * device::kStreamBins) : nullptr;
       // One array, one memset: the ticket, then per unit the score count, the selection flag,
@@ -333,6 +362,7 @@ struct SparqPlan {
       flow =
           make_flow_schedule(static_cast<int>(batch_units), ceil_div(chunks, flow_chunks_per_item),
                              attend.splits, blocks, flow_hist_items);
+      if (tune.lag_pct != 100) flow = scale_flow_lags(flow, tune.lag_pct);
     }
     bytes = w.bytes();
   }

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""scripts/gpu-check.sh's plumbing, run here without a GPU: the part of the script that only
+runs on a device machine (benchmarks, JSON merges, the dataflow setting handed to the Llama
+decode, the summary rows) is run against stand-in programs that write what the real ones
+write (a fake nvidia-smi, bench_kernels, bench_sweep and llama2_chat in a temporary build
+folder). It checks the script's wiring, not any measurement: a bash error or a wrong file
+name there would otherwise first show on the GPU, whose time is scarce."""
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import tempfile
+import textwrap
+import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+FAKE_SMI = """#!/bin/sh
+case "$1" in
+  -L) echo "GPU 0: Stand-in GPU (UUID: none)" ;;
+  *) echo "Stand-in GPU, 0.0, 81559 MiB" ;;
+esac
+"""
+
+# bench_kernels: the main rows, or (filter BM_SparqRouteDataflow) the dataflow rows with a
+# tuning row at B1 S32k that beats the default.
+FAKE_BENCH_KERNELS = """#!/usr/bin/env python3
+import json, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+def row(name, us):
+    return {"name": name, "time_us": us, "GBps": 1000.0, "pct_of_copy_bw": 33.0,
+            "real_time": us, "time_unit": "us"}
+if args.get("--benchmark_filter") == "BM_SparqRouteDataflow":
+    t = "BM_SparqRouteDataflowTuning/B:1/S:{}/lag_pct:{}/steps:{}/hist:{}/rows:{}/iterations:1/manual_time"
+    rows = [row(t.format(32768, 100, 1, 1, 128), 40.0), row(t.format(32768, 25, 2, 1, 256), 33.0),
+            row(t.format(32768, 50, 1, 0, 128), 38.0), row(t.format(16384, 100, 1, 0, 128), 25.0),
+            row(t.format(16384, 50, 1, 0, 128), 22.0),
+            row("BM_SparqRouteDataflow/B:1/S:32768/manual_time", 40.0)]
+else:
+    rows = [row("BM_CopyCeiling/manual_time", 700.0), row("BM_DenseDecode/B:1/S:32768/manual_time", 187.0)]
+json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
+print("ran", args.get("--benchmark_filter"))
+"""
+
+FAKE_BENCH_SWEEP = """#!/usr/bin/env python3
+import json, re, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+m = re.search(r"Hkv(\\d+)/B(\\d+)", args["--benchmark_filter"])
+hkv, batch = m.groups()
+rows = [{"name": f"sweep/Hq32_Hkv{hkv}/B{batch}/S{s}/c8/iterations:1/manual_time",
+         "dense_us": 10.0 * s / 1024, "sparq_us": 4.0 * s / 1024 + 20, "speedup": 1.0,
+         "theory": 8.0, "auto_vs_dense": 1.0, "dense_pct_bw": 90.0, "sparq_pct_bw": 40.0,
+         "route": 2, "time_us": 1.0, "real_time": 1.0, "time_unit": "us"}
+        for s in (1024, 16384, 32768)]
+json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
+"""
+
+# llama2_chat: says which settings it ran with, in the real program's output format.
+FAKE_CHAT = """#!/bin/sh
+echo "  environment: SPARQ_ROUTE=${SPARQ_ROUTE:-} SPARQ_FLOW=${SPARQ_FLOW:-} SPARQ_SELECT=${SPARQ_SELECT:-} args: $*"
+case "$*" in
+  *--bench-fill*) echo "  prefill of 4096 random tokens: 0.200 s (20480 tokens/s; gemm attention)" ;;
+esac
+echo "  dense:    6.840 ms/token (76% of the bandwidth bound)"
+echo "  SparQ:    7.110 ms/token (stand-in, attention transfers 0.125 of dense)"
+echo "  speedup: 0.96x"
+"""
+
+
+def executable(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+class GpuCheckPlumbing(unittest.TestCase):
+    def test_bench_only_run_hands_the_best_dataflow_setting_to_the_llama_decode(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            build, out, bin_dir = tmp / "build", tmp / "out", tmp / "bin"
+            executable(bin_dir / "nvidia-smi", FAKE_SMI)
+            executable(build / "tests/gpu/test_gpu_sparq_decode", "#!/bin/sh\nexit 0\n")
+            executable(build / "bench/bench_kernels", FAKE_BENCH_KERNELS)
+            executable(build / "bench/bench_sweep", FAKE_BENCH_SWEEP)
+            executable(build / "examples/llama2/llama2_chat", FAKE_CHAT)
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            env.pop("OUT", None)
+            run = subprocess.run(
+                ["bash", "scripts/gpu-check.sh", "--bench-only", "--build-dir", str(build),
+                 "--out", str(out)],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            summary = (out / "summary.txt").read_text()
+            log = (out / "bench.log").read_text()
+            detail = f"rc {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            self.assertIn("card: Stand-in GPU", summary, detail)
+            self.assertRegex(summary, r"bench_kernels +done", detail)
+            self.assertRegex(summary, r"bench_kernels dataflow +done", detail)
+            self.assertRegex(summary, r"bench_sweep +done", detail)
+            self.assertRegex(summary, r"dataflow best B1 S16k +lag_pct=50,steps=1,hist=0,rows=128")
+            self.assertRegex(summary,
+                             r"dataflow best B1 S32k +lag_pct=25,steps=2,hist=auto,rows=256")
+            # Six decode runs, each reported; the dataflow ones ran with the setting of their
+            # nearest tuned shape, the others with none.
+            for s_len in (4096, 32768):
+                for variant in ("default", "new", "dataflow"):
+                    self.assertRegex(summary,
+                                     rf"llama2-7b decode {s_len} {variant} +dense: 6.840 ms/token",
+                                     detail)
+            self.assertIn("SPARQ_ROUTE=dataflow SPARQ_FLOW=lag_pct=25,steps=2,hist=auto,rows=256 "
+                          "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 32768",
+                          log)
+            self.assertIn("SPARQ_ROUTE=dataflow SPARQ_FLOW=lag_pct=50,steps=1,hist=0,rows=128 "
+                          "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 4096",
+                          log)
+            self.assertIn("SPARQ_ROUTE=auto SPARQ_FLOW= SPARQ_SELECT=stream", log)
+            self.assertRegex(summary, r"llama2-7b prefill 4096 gemm +prefill of 4096")
+            self.assertRegex(summary, r"llama2-7b prefill 32768 gemm +prefill of")
+            self.assertIn("dataflow tuning (best setting per shape", summary)
+            self.assertRegex(summary, r"compute-sanitizer +skipped")
+            merged = json.loads((out / "bench_kernels.json").read_text())
+            self.assertEqual(len(merged["benchmarks"]), 8, "both bench_kernels parts merged")
+            self.assertEqual(run.returncode, 0, detail)
+
+
+if __name__ == "__main__":
+    unittest.main()
