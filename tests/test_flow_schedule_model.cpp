@@ -178,7 +178,7 @@ TEST(FlowScheduleModel, EveryBlockTakesOneItemBeforeAnyTakesTwo) {
 TEST(FlowScheduleModel, DefaultLagsAreNearTheBestAndTheBound) {
   for (int units : {8, 32, 128})
     for (bool hist : {false, true})
-      for (int seq : {16384, 32768, 131072}) {
+      for (int seq : {4096, 16384, 32768, 131072}) {
         if (hist && seq < 32768) continue;  // the plan takes histogram items from 4 tiles
         SCOPED_TRACE(::testing::Message() << units << " units, S " << seq
                                           << (hist ? " with" : " without") << " histogram items");
