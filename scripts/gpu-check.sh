@@ -125,19 +125,20 @@ if [ $bench = 1 ]; then
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
       # Each length as the defaults run it, with the options not yet timed (dependent
-      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), and with the
-      # dataflow route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow,
-      # SPARQ_FLOW); a run takes about 20-40 s, so the six stay within 6 minutes even at
-      # their limits. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on
-      # an H100: see docs/benchmarks.md.)
+      # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), with the dataflow
+      # route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow, SPARQ_FLOW), and with
+      # both (the route and --pdl). Four runs took about 60 s on an H100 (second session).
+      # (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
+      # docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
-        for variant in default new dataflow; do
+        for variant in default new dataflow dataflow-pdl; do
           name="llama2-7b decode $s_len $variant"
           res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
           sel=auto route=auto flow="" flags=()
           [ $variant = new ] && sel=stream flags=(--pdl)
-          [ $variant = dataflow ] && route=dataflow flow=$([ $s_len = 4096 ] && echo "$flow16" || echo "$flow32")
+          [ $variant = dataflow-pdl ] && flags=(--pdl)
+          [[ $variant = dataflow* ]] && route=dataflow flow=$([ $s_len = 4096 ] && echo "$flow16" || echo "$flow32")
           echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
           if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout $limit "$chat" --random-weights llama2-7b \
               --bench-decode $s_len --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then

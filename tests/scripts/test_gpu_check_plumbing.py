@@ -100,10 +100,10 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertRegex(summary, r"dataflow best B1 S16k +lag_pct=50,steps=1,hist=0,rows=128")
             self.assertRegex(summary,
                              r"dataflow best B1 S32k +lag_pct=25,steps=2,hist=auto,rows=256")
-            # Six decode runs, each reported; the dataflow ones ran with the setting of their
+            # Eight decode runs, each reported; the dataflow ones ran with the setting of their
             # nearest tuned shape, the others with none.
             for s_len in (4096, 32768):
-                for variant in ("default", "new", "dataflow"):
+                for variant in ("default", "new", "dataflow", "dataflow-pdl"):
                     self.assertRegex(summary,
                                      rf"llama2-7b decode {s_len} {variant} +dense: 6.840 ms/token",
                                      detail)
@@ -114,6 +114,9 @@ class GpuCheckPlumbing(unittest.TestCase):
                           "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 4096",
                           log)
             self.assertIn("SPARQ_ROUTE=auto SPARQ_FLOW= SPARQ_SELECT=stream", log)
+            self.assertIn("SPARQ_ROUTE=dataflow SPARQ_FLOW=lag_pct=25,steps=2,hist=auto,rows=256 "
+                          "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 32768 "
+                          "--bench-steps 32 --pdl", log)
             self.assertRegex(summary, r"llama2-7b prefill 4096 gemm +prefill of 4096")
             self.assertRegex(summary, r"llama2-7b prefill 32768 gemm +prefill of")
             self.assertIn("dataflow tuning (best setting per shape", summary)
