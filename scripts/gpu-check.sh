@@ -3,33 +3,39 @@
 # the GPU tests; with --bench the per-kernel benchmarks and the speedup sweep (JSON and PNG
 # plots); then compute-sanitizer memcheck and racecheck on a subset of the tests.
 #
-#   scripts/gpu-check.sh [--bench [--profile]] [--bench-only] [--build-dir DIR] [--out DIR]
+#   scripts/gpu-check.sh [--bench [--profile]] [--bench-only] [--no-sanitizers]
+#                        [--sanitizers-only] [--build-dir DIR] [--out DIR]
 #
 # --profile adds Nsight Compute summaries of the SparQ and dense kernels to bench.log.
 # --bench-only skips the tests and sanitizers (to repeat only the measurements).
+# --no-sanitizers / --sanitizers-only split a run in two (each call under the device's
+# 10-minute limit): everything but the sanitizers, then only them.
 #
 # It uses an existing build (default build/gpu, from `cmake --preset gpu`; GoogleTest and
 # Google Benchmark are needed only where it is built) or builds one. Results go to --out
 # (default $OUT, else out/gpu-check). Everything (--bench) took 141 s on an H100 in the second
 # session, about half of it the tests; it has grown since (the options' and the dataflow
-# route's rows, tests and sanitizer runs, five Llama decode runs, three prefills), so expect
-# 6 to 10 minutes. Rows go to the summary as each part ends, and the sanitizers run last:
+# route's rows, tests and sanitizer runs, eight Llama decode runs, two prefills), so expect
+# 7 to 11 minutes. Rows go to the summary as each part ends, and the sanitizers run last:
 # a run cut at the device's 10-minute limit still returns everything before.
 set -uo pipefail
 
 bench=0
 tests=1
+sanitize=1
 profile=0
 build=build/gpu
 out=${OUT:-out/gpu-check}
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench) bench=1 ;;
-    --bench-only) bench=1; tests=0 ;;
+    --bench-only) bench=1; tests=0; sanitize=0 ;;
+    --no-sanitizers) sanitize=0 ;;
+    --sanitizers-only) bench=0; tests=0; sanitize=1 ;;
     --profile) profile=1 ;;
     --build-dir) build=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -191,8 +197,8 @@ fi
 
 san_log="$out/sanitizer.log"
 : > "$san_log"
-if [ $tests = 0 ]; then
-  row compute-sanitizer "skipped (--bench-only)"
+if [ $sanitize = 0 ]; then
+  row compute-sanitizer "skipped"
 elif command -v compute-sanitizer >/dev/null 2>&1; then
   # The chosen route (fused, a cluster per unit, for these shapes on an H100), the block route
   # and the three launches.

@@ -125,6 +125,44 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertEqual(len(merged["benchmarks"]), 8, "both bench_kernels parts merged")
             self.assertEqual(run.returncode, 0, detail)
 
+    def test_a_run_split_in_two(self):
+        """--no-sanitizers runs the tests but no sanitizer; --sanitizers-only runs each
+        sanitizer call and nothing else."""
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            build, bin_dir = tmp / "build", tmp / "bin"
+            calls = tmp / "sanitizer_calls.txt"
+            executable(bin_dir / "nvidia-smi", FAKE_SMI)
+            executable(bin_dir / "compute-sanitizer", f'#!/bin/sh\necho "$*" >> {calls}\n')
+            for name in ("tests/gpu/test_gpu_sparq_decode", "tests/gpu/test_gpu_kv_append"):
+                executable(build / name, "#!/bin/sh\necho '[  PASSED  ] 1 test.'\n")
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            env.pop("OUT", None)
+
+            def gpu_check(*flags, out):
+                return subprocess.run(
+                    ["bash", "scripts/gpu-check.sh", *flags, "--build-dir", str(build),
+                     "--out", str(out)],
+                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+            first = gpu_check("--no-sanitizers", out=tmp / "first")
+            summary = (tmp / "first" / "summary.txt").read_text()
+            self.assertRegex(summary, r"test_gpu_sparq_decode +pass", first.stdout)
+            self.assertRegex(summary, r"compute-sanitizer +skipped")
+            self.assertFalse(calls.exists(), "no sanitizer ran")
+            self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+
+            second = gpu_check("--sanitizers-only", out=tmp / "second")
+            summary = (tmp / "second" / "summary.txt").read_text()
+            self.assertNotIn("test_gpu_sparq_decode", summary)
+            self.assertRegex(summary, r"compute-sanitizer memcheck +clean")
+            self.assertRegex(summary, r"compute-sanitizer racecheck +clean")
+            ran = calls.read_text()
+            self.assertIn("--tool memcheck", ran)
+            self.assertIn("--tool racecheck", ran)
+            self.assertIn("test_gpu_sparq_dataflow", ran)
+            self.assertEqual(second.returncode, 0, second.stdout + second.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
