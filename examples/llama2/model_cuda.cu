@@ -386,6 +386,15 @@ class CudaModel : public Model {
     for (int t : tokens)
       if (t < 0 || t >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
     const int piece = std::max(1, opt_.prefill_tokens), V = cfg_.vocab_size;
+    if (opt_.prefill_gemm) {  // the largest piece's attention scratch, allocated once
+      size_t bytes = 0;
+      for (int t0 = 0; t0 < n; t0 += piece) {
+        const int m = std::min(piece, n - t0);
+        bytes = std::max(bytes, prefill::workspace_bytes(prefill_shape(m, length_ + t0),
+                                                         prefill_chunk(m, length_ + t0)));
+      }
+      if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
+    }
     std::vector<float> h;
     if (all) all->clear();
     for (int t0 = 0; t0 < n; t0 += piece) {
@@ -395,10 +404,6 @@ class CudaModel : public Model {
         prefill_.resize(cfg_, m, std::max<int>(logit_rows, prefill_.logits.n / V));
       else if (prefill_.logits.n < size_t(logit_rows) * V)  // logits: only the rows asked for
         prefill_.logits.resize(size_t(logit_rows) * V);
-      if (opt_.prefill_gemm) {
-        const size_t bytes = prefill::workspace_bytes(prefill_shape(m), prefill_chunk(m));
-        if (prefill_ws_.n < bytes) prefill_ws_.resize(bytes);
-      }
       CK(cudaMemcpyAsync(prefill_.tokens.p, tokens.data() + t0, m * sizeof(int),
                          cudaMemcpyHostToDevice, stream_));
       forward(prefill_, m, /*decode=*/false, logit_rows);
@@ -625,22 +630,23 @@ class CudaModel : public Model {
 
   // The prompt's n tokens (rows length_.. of the cache, just appended) attend causally.
   // The prompt piece of n tokens (rows length_.. of the cache, appended first) attends causally.
-  prefill::Shape prefill_shape(int n) const {
+  // A piece of n tokens after `past` cached ones (the current length by default).
+  prefill::Shape prefill_shape(int n, int past = -1) const {
     prefill::Shape shape;
     shape.num_heads = cfg_.num_heads;
     shape.num_kv_heads = cfg_.num_kv_heads;
     shape.head_dim = cfg_.head_dim;
-    shape.past = length_;
+    shape.past = past < 0 ? length_ : past;
     shape.tokens = n;
     return shape;
   }
-  int prefill_chunk(int n) const {
-    return prefill::chunk_queries(prefill_shape(n), opt_.prefill_attention_bytes);
+  int prefill_chunk(int n, int past = -1) const {
+    return prefill::chunk_queries(prefill_shape(n, past), opt_.prefill_attention_bytes);
   }
   void prefill_attention(int n, const bf16* q, const sparq::KVCacheView<bf16>& cache, bf16* out) {
     const prefill::Shape shape = prefill_shape(n);
     if (!opt_.prefill_gemm) return prefill::simple_attention(shape, q, cache, out, stream_);
-    // prefill_ws_ was sized in prefill(), before the piece's first launch.
+    // prefill_ws_ was sized in prefill(), for every piece of the prompt.
     prefill::gemm_attention(shape, q, cache, out, prefill_ws_.p, prefill_chunk(n), blas_);
   }
 
