@@ -12,8 +12,9 @@
 //   - A grid holds at most the blocks resident at once, which loop over the rows: each block
 //     stages x once. Before staging, each warp prefetches its first rows' first chunks into L2,
 //     so the weight stream starts while x is prepared.
-//   - Fused variants, one launch each: RMSNorm + q/k/v (or + lm_head), RMSNorm + gate/up +
-//     SiLU·up (writes bf16 h), and a matvec that adds into the float32 residual (o, down).
+//   - Fused variants, one launch each: RMSNorm + q/k/v (or + lm_head), RMSNorm + q/k/v + RoPE
+//     (writes bf16 q, k, v), RMSNorm + gate/up + SiLU·up (writes bf16 h), and a matvec that adds
+//     into the float32 residual (o, down).
 //
 // Numerics follow the cuBLAS path: RMSNorm's output is rounded to bf16 as rms_norm_kernel does
 // (same arithmetic, same summation order), h is rounded to bf16 as silu_mul_kernel does; only
@@ -234,8 +235,36 @@ __device__ inline void rms_normalize(float* xs, int n, const float* __restrict__
   }
 }
 
+/// RoPE (rotate-half) of the pair (a, b) = (x[i], x[i + d/2]) of one head at position `pos`,
+/// rounded to bf16. model_cuda.cu's RoPE kernel calls it too, so the fused and separate paths
+/// compute the same bits.
+__device__ __forceinline__ void rope_pair(float a, float b, int pos, int i, int d, float theta,
+                                          bf16* lo, bf16* hi) {
+  const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
+  float s, c;
+  sincosf(static_cast<float>(pos) * inv_freq, &s, &c);
+  *lo = __float2bfloat16_rn(a * c - b * s);
+  *hi = __float2bfloat16_rn(b * c + a * s);
+}
+
+/// Group g of the q, k and v projections taken as rotation pairs: matrix 0 (q), 1 (k) or 2 (v),
+/// head, and i < d/2 (the pair is rows head·d + i and head·d + i + d/2). Host and device: a CPU
+/// test checks that the groups cover every row once.
+struct RopeGroup {
+  int matrix, head, i;
+};
+__host__ __device__ inline RopeGroup rope_group(int g, int hq, int hkv, int half) {
+  const int qg = hq * half, kg = hkv * half;
+  RopeGroup r;
+  r.matrix = g < qg ? 0 : g < qg + kg ? 1 : 2;
+  const int j = g - (r.matrix > 0 ? qg : 0) - (r.matrix > 1 ? kg : 0);
+  r.head = j / half;
+  r.i = j % half;
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------
-// The three variants, as the rows each warp reads, the input each block stages and what becomes
+// The four variants, as the rows each warp reads, the input each block stages and what becomes
 // of the warp's sums. Every variant gives a warp two rows (kRows).
 
 /// (a) y_s = W_s · RMSNorm(x) for up to three matrices, rows concatenated (q, k, v; lm_head).
@@ -274,6 +303,49 @@ struct NormMatvecOp {
       int s;
       const int64_t i = find(g * kRows + r, &s);
       (s == 0 ? y[0] : s == 1 ? y[1] : y[2])[i] = acc[r];
+    }
+  }
+};
+
+/// (a') q, k, v = W · RMSNorm(x), then RoPE on q and k at position *pos0 and bf16 for all three:
+/// the decode step's first launch in place of (a) and a RoPE kernel. A warp's two rows are a
+/// rotation pair, rows i and i + d/2 of one head (v's too, only rounded), so it rotates its own
+/// sums. Each row's sum is computed as in (a), whichever row it is paired with: the same bits
+/// as (a) followed by the RoPE kernel.
+struct NormQkvRopeOp {
+  static constexpr int kRows = 2;
+  const float* x;
+  const float* norm_w;
+  float eps;
+  int in;
+  const bf16 *wq, *wk, *wv;
+  bf16 *q, *k, *v;
+  int hq, hkv, d;
+  float theta;
+  const int* pos0;
+  int groups;   // (hq + 2 hkv) · d / 2
+  int pos = 0;  // *pos0, read after the kernel before has finished
+
+  __device__ void load_input(float* xs) {
+    pos = *pos0;
+    stage(x, in, xs);
+    rms_normalize(xs, in, norm_w, eps);
+  }
+  __device__ int64_t first_row(const RopeGroup& r) const { return int64_t(r.head) * d + r.i; }
+  __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
+    const RopeGroup r = rope_group(g, hq, hkv, d / 2);
+    const bf16* w = r.matrix == 0 ? wq : r.matrix == 1 ? wk : wv;
+    p[0] = w + first_row(r) * in;
+    p[1] = w + (first_row(r) + d / 2) * in;
+  }
+  __device__ void store(int g, const float (&acc)[kRows]) const {
+    const RopeGroup r = rope_group(g, hq, hkv, d / 2);
+    bf16* y = (r.matrix == 0 ? q : r.matrix == 1 ? k : v) + first_row(r);
+    if (r.matrix == 2) {
+      y[0] = __float2bfloat16_rn(acc[0]);
+      y[d / 2] = __float2bfloat16_rn(acc[1]);
+    } else {
+      rope_pair(acc[0], acc[1], pos, r.i, d, theta, &y[0], &y[d / 2]);
     }
   }
 };
@@ -327,7 +399,7 @@ struct MatvecAddOp {
   }
 };
 
-// One kernel body for the three: prefetch, stage x, then each warp takes groups of rows
+// One kernel body for the four: prefetch, stage x, then each warp takes groups of rows
 // (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps). Launched as a programmatic
 // dependent (Matvec::set_dependent_launch), it starts while the kernel before it finishes: the
 // weight prefetch needs nothing from that kernel, so it runs before the wait; x does.
@@ -377,6 +449,8 @@ class Matvec {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess) e = setup(matvec_kernel<NormMatvecOp>, max_norm_in, sms, &blocks_norm_);
     if (e == cudaSuccess)
+      e = setup(matvec_kernel<NormQkvRopeOp>, max_norm_in, sms, &blocks_qkv_rope_);
+    if (e == cudaSuccess)
       e = setup(matvec_kernel<NormGateUpSiluOp>, max_norm_in, sms, &blocks_gate_up_);
     if (e == cudaSuccess) e = setup(matvec_kernel<MatvecAddOp>, max_add_in, sms, &blocks_add_);
     return e;
@@ -399,6 +473,17 @@ class Matvec {
     }
     op.groups = (op.total + op.kRows - 1) / op.kRows;
     return launch(op, in, blocks_norm_, dependent_, stream);
+  }
+
+  /// q, k, v (bf16, [hq·d], [hkv·d], [hkv·d]) = wq, wk, wv · bf16(RMSNorm(x)), q and k rotated
+  /// (RoPE, rotate-half, base `theta`) at position *pos; d even.
+  cudaError_t norm_qkv_rope(const float* x, const float* norm_w, float eps, int in, const bf16* wq,
+                            const bf16* wk, const bf16* wv, int hq, int hkv, int d, float theta,
+                            const int* pos, bf16* q, bf16* k, bf16* v, cudaStream_t stream) const {
+    if (hq < 1 || hkv < 1 || d < 2 || d % 2 != 0 || pos == nullptr) return cudaErrorInvalidValue;
+    NormQkvRopeOp op{x, norm_w, eps, in, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
+    op.groups = (hq + 2 * hkv) * (d / 2);
+    return launch(op, in, blocks_qkv_rope_, dependent_, stream);
   }
 
   /// h = bf16(SiLU(w_gate · n) ⊙ (w_up · n)), n = bf16(RMSNorm(x)); `out` rows of `in` inputs.
@@ -443,7 +528,8 @@ class Matvec {
     return cudaGetLastError();
   }
 
-  int blocks_norm_ = 0, blocks_gate_up_ = 0, blocks_add_ = 0;  // resident at once, device-wide
+  // Resident at once, device-wide.
+  int blocks_norm_ = 0, blocks_qkv_rope_ = 0, blocks_gate_up_ = 0, blocks_add_ = 0;
   bool dependent_ = false;
 };
 

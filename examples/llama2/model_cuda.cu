@@ -120,12 +120,7 @@ __global__ void __launch_bounds__(kRopeThreads)
     const float* src = is_q ? q : k;
     bf16* dst = is_q ? q16 : k16;
     const float a = src[base + i], b = src[base + i + half];  // requested with the position
-    const float pos = static_cast<float>(*pos0 + t);
-    const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
-    float s, c;
-    sincosf(pos * inv_freq, &s, &c);
-    dst[base + i] = __float2bfloat16_rn(a * c - b * s);
-    dst[base + i + half] = __float2bfloat16_rn(b * c + a * s);
+    matvec::rope_pair(a, b, *pos0 + t, i, d, theta, &dst[base + i], &dst[base + i + half]);
   } else if (idx < pairs + hkv * d) {
     const int64_t j = static_cast<int64_t>(t) * hkv * d + (idx - pairs);
     v16[j] = __float2bfloat16_rn(v[j]);
@@ -558,7 +553,11 @@ class CudaModel : public Model {
     embed_kernel<<<dim3(n, (H + 255) / 256), 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
-      if (fused) {
+      if (fused && opt_.fused_rope) {  // RoPE and the bf16 rounding in the matvec's epilogue
+        CK(matvec_.norm_qkv_rope(s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads,
+                                 c.num_kv_heads, d, static_cast<float>(c.rope_theta), d_len_.p,
+                                 s.q16.p, s.k16.p, s.v16.p, stream_));
+      } else if (fused) {
         CK(matvec_.norm_matvec(
             s.x.p, L.attn_norm.p, eps, H,
             {{L.wq.p, s.q.p, c.q_dim()}, {L.wk.p, s.k.p, c.kv_dim()}, {L.wv.p, s.v.p, c.kv_dim()}},
@@ -569,11 +568,12 @@ class CudaModel : public Model {
         gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
         gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
       }
-      CK(sparq::kernels::launch_ex(rope_kernel,
-                                   dim3(n, rope_blocks(c.num_heads, c.num_kv_heads, d)),
-                                   dim3(kRopeThreads), 0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p,
-                                   c.num_heads, c.num_kv_heads, d, static_cast<float>(c.rope_theta),
-                                   static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p, s.v16.p));
+      if (!(fused && opt_.fused_rope))
+        CK(sparq::kernels::launch_ex(
+            rope_kernel, dim3(n, rope_blocks(c.num_heads, c.num_kv_heads, d)), dim3(kRopeThreads),
+            0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
+            static_cast<float>(c.rope_theta), static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p,
+            s.v16.p));
       sparq::KVAppendParams<bf16> a;
       a.problem = problem_;
       a.cache = view(L);
@@ -628,8 +628,6 @@ class CudaModel : public Model {
     CK(cudaGetLastError());
   }
 
-  // The prompt's n tokens (rows length_.. of the cache, just appended) attend causally.
-  // The prompt piece of n tokens (rows length_.. of the cache, appended first) attends causally.
   // A piece of n tokens after `past` cached ones (the current length by default).
   prefill::Shape prefill_shape(int n, int past = -1) const {
     prefill::Shape shape;

@@ -23,6 +23,9 @@ struct CudaOptions {
   /// fused in, instead of cuBLAS (prefill always uses cuBLAS). On an H100, 7B shapes at 4k
   /// positions: 6.8 against 8.3 ms per token.
   bool fused_matvec = true;
+  /// With fused_matvec: RoPE and the bf16 rounding of q, k, v in the q/k/v matvec's epilogue
+  /// instead of a kernel of their own (the same bits; one launch fewer per layer).
+  bool fused_rope = true;
   /// Decode steps launch their kernels (the fused matvecs, RoPE, sparq's append and SparQ
   /// launches) as programmatic dependent launches, each starting while the one before finishes
   /// (sm_90; ignored elsewhere). Not yet timed on a GPU, so off by default.

@@ -179,6 +179,29 @@ TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
     }
 }
 
+// RoPE in the q/k/v matvec's epilogue (the default with fused matvecs) computes the same bits
+// as the plain q/k/v matvec followed by the RoPE kernel: the same logits, dense and SparQ, on
+// both checkpoints (GQA, 4 query heads on 2), with and without graphs.
+TEST(GpuFusedRope, SameLogitsAsTheRopeKernel) {
+  LLAMA_REQUIRE_GPU();
+  for (const std::string variant : {"bf16_tied", "fp32_sharded"}) {
+    const Reference ref = load_reference(variant);
+    for (const bool graphs : {true, false})
+      for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+        SCOPED_TRACE(variant + (graphs ? ", graphs" : ", no graphs") +
+                     (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
+        CudaOptions fused, separate;
+        fused.graphs = separate.graphs = graphs;
+        fused.fused_matvec = separate.fused_matvec = true;
+        separate.fused_rope = false;
+        auto with = load(variant, fused), without = load(variant, separate);
+        with->attention.mode = without->attention.mode = mode;
+        with->attention.compression = without->attention.compression = 4;
+        expect_same_decoding(*with, *without, ref.prompt_ids, 64);
+      }
+  }
+}
+
 // --pdl changes when the decode step's kernels start, not what they compute: the same logits
 // bit for bit, dense and SparQ, with and without graphs, fused matvecs and cuBLAS projections
 // (RoPE then starts as a dependent of a cuBLAS kernel). On an sm_90 device the option must

@@ -11,6 +11,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "matvec.cuh"
@@ -218,6 +219,90 @@ TEST(GpuMatvec, MatvecAdd) {
   check_matvec_add(13000, 77, 0);   // 52 KB of staged input: above the default 48 KB
   check_matvec_add(1000, 50, 1);    // misaligned weights and input: the scalar paths
   check_matvec_add(1001, 50, 0);    // in % 8 != 0
+}
+
+// q, k, v = W · bf16(RMSNorm(x)) with RoPE on q and k at a position read from the device, as
+// bf16: against a float64 reference rotated in float64. The kernel's angle is a float product
+// (position 4095 puts its last bit at 2.4e-4 rad) of a float powf: 1e-3 of the pair's
+// magnitude covers that; a wrong row, pair or sign is off by the magnitude itself.
+void check_norm_qkv_rope(int in, int hq, int hkv, int d, int pos) {
+  SCOPED_TRACE("in " + std::to_string(in) + ", heads " + std::to_string(hq) + "/" +
+               std::to_string(hkv) + ", d " + std::to_string(d) + ", position " +
+               std::to_string(pos));
+  std::mt19937 rng(in + hq + d + pos);
+  const std::vector<float> x = uniform(in, -2, 2, rng), nw = uniform(in, 0.5f, 1.5f, rng);
+  const float eps = 1e-5f, theta = 10000.0f;
+  const int rows[3] = {hq * d, hkv * d, hkv * d};
+  std::vector<std::vector<bf16>> w;
+  std::vector<std::unique_ptr<DeviceVector<bf16>>> dw, dy;
+  for (int r : rows) {
+    w.push_back(uniform_bf16(size_t(r) * in, 1.0f / std::sqrt(float(in)), rng));
+    dw.push_back(std::make_unique<DeviceVector<bf16>>(w.back()));
+    dy.push_back(std::make_unique<DeviceVector<bf16>>(std::vector<bf16>(r, __float2bfloat16(NAN))));
+  }
+  const DeviceVector<float> dx(x), dn(nw);
+  const DeviceVector<int> dpos(std::vector<int>{pos});
+  matvec::Matvec mv;
+  ASSERT_EQ(mv.init(in, in), cudaSuccess);
+  ASSERT_EQ(mv.norm_qkv_rope(dx.get(), dn.get(), eps, in, dw[0]->get(), dw[1]->get(), dw[2]->get(),
+                             hq, hkv, d, theta, dpos.get(), dy[0]->get(), dy[1]->get(),
+                             dy[2]->get(), nullptr),
+            cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<double> n = normalized(x, nw, eps);
+  int failures = 0;
+  const int half = d / 2;
+  for (int m = 0; m < 3; ++m) {
+    const std::vector<bf16> y = dy[m]->host();
+    for (int row = 0; row < rows[m]; ++row) {
+      const int head = row / d, i = row % d % half;
+      const bool low = row % d < half;
+      const Dot a = dot(&w[m][size_t(head * d + i) * in], n);
+      const Dot b = dot(&w[m][size_t(head * d + i + half) * in], n);
+      double want = low ? a.sum : b.sum, err = low ? tol(a, true) : tol(b, true);
+      if (m < 2) {  // rotate-half at `pos`
+        const double angle = pos * std::pow(double(theta), -2.0 * i / d);
+        const double c = std::cos(angle), s = std::sin(angle);
+        want = low ? a.sum * c - b.sum * s : b.sum * c + a.sum * s;
+        err = tol(a, true) + tol(b, true) + 1e-3 * (std::fabs(a.sum) + std::fabs(b.sum));
+      }
+      err += std::ldexp(std::fabs(want), -8);  // the bf16 output
+      mismatch(f(y[row]), want, err, "matrix " + std::to_string(m) + " row " + std::to_string(row),
+               &failures);
+    }
+  }
+}
+
+TEST(GpuMatvec, NormQkvRope) {
+  LLAMA_REQUIRE_GPU();
+  check_norm_qkv_rope(4096, 4, 2, 128, 4095);  // GQA, 7B-like rows
+  check_norm_qkv_rope(1000, 3, 3, 64, 0);      // position 0: q and k only rounded
+  check_norm_qkv_rope(1003, 2, 1, 64, 77);     // in % 8 != 0: scalar rows
+  EXPECT_EQ(matvec::Matvec().norm_qkv_rope(nullptr, nullptr, 0, 8, nullptr, nullptr, nullptr, 1, 1,
+                                           63, 1e4f, nullptr, nullptr, nullptr, nullptr, nullptr),
+            cudaErrorInvalidValue);  // odd d
+}
+
+// The rotation-pair groups cover every q, k and v row exactly once, each pair in one head.
+TEST(Matvec, RopeGroupsCoverEveryRowOnce) {  // host arithmetic: runs on the CPU too
+  for (const auto& [hq, hkv, d] : {std::tuple{32, 32, 128}, {32, 8, 128}, {3, 1, 64}, {1, 1, 2}}) {
+    const int half = d / 2, groups = (hq + 2 * hkv) * half;
+    std::vector<std::vector<int>> seen = {std::vector<int>(hq * d), std::vector<int>(hkv * d),
+                                          std::vector<int>(hkv * d)};
+    for (int g = 0; g < groups; ++g) {
+      const matvec::RopeGroup r = matvec::rope_group(g, hq, hkv, half);
+      ASSERT_GE(r.matrix, 0);
+      ASSERT_LE(r.matrix, 2);
+      ASSERT_LT(r.head, r.matrix == 0 ? hq : hkv);
+      ASSERT_GE(r.i, 0);
+      ASSERT_LT(r.i, half);
+      ++seen[r.matrix][r.head * d + r.i];
+      ++seen[r.matrix][r.head * d + r.i + half];
+    }
+    for (const auto& rows : seen)
+      for (int c : rows)
+        EXPECT_EQ(c, 1) << hq << "/" << hkv << " heads, d " << d;
+  }
 }
 
 TEST(Matvec, LaunchWithoutInitIsAnError) {  // no device call: runs on the CPU too
