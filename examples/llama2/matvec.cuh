@@ -237,14 +237,16 @@ __device__ inline void rms_normalize(float* xs, int n, const float* __restrict__
 
 /// RoPE (rotate-half) of the pair (a, b) = (x[i], x[i + d/2]) of one head at position `pos`,
 /// rounded to bf16. model_cuda.cu's RoPE kernel calls it too, so the fused and separate paths
-/// compute the same bits.
+/// compute the same bits; the explicitly rounded products and sums keep the compiler from
+/// contracting them into FMAs differently in the two places.
 __device__ __forceinline__ void rope_pair(float a, float b, int pos, int i, int d, float theta,
                                           bf16* lo, bf16* hi) {
-  const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / d);
+  const float inv_freq =
+      __fdiv_rn(1.0f, powf(theta, __fdiv_rn(static_cast<float>(2 * i), static_cast<float>(d))));
   float s, c;
-  sincosf(static_cast<float>(pos) * inv_freq, &s, &c);
-  *lo = __float2bfloat16_rn(a * c - b * s);
-  *hi = __float2bfloat16_rn(b * c + a * s);
+  sincosf(__fmul_rn(static_cast<float>(pos), inv_freq), &s, &c);
+  *lo = __float2bfloat16_rn(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
+  *hi = __float2bfloat16_rn(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
 }
 
 /// Group g of the q, k and v projections taken as rotation pairs: matrix 0 (q), 1 (k) or 2 (v),
