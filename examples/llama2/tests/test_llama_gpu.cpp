@@ -181,24 +181,28 @@ TEST(GpuGraphs, GraphAndNoGraphDecodeAgree) {
 
 // RoPE in the q/k/v matvec's epilogue (the default with fused matvecs) computes the same bits
 // as the plain q/k/v matvec followed by the RoPE kernel: the same logits, dense and SparQ, on
-// both checkpoints (GQA, 4 query heads on 2), with and without graphs.
+// both checkpoints (GQA, 4 query heads on 2), with and without graphs, and with --pdl (the
+// RoPE kernel then starts as a dependent of the matvec).
 TEST(GpuFusedRope, SameLogitsAsTheRopeKernel) {
   LLAMA_REQUIRE_GPU();
   for (const std::string variant : {"bf16_tied", "fp32_sharded"}) {
     const Reference ref = load_reference(variant);
     for (const bool graphs : {true, false})
-      for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
-        SCOPED_TRACE(variant + (graphs ? ", graphs" : ", no graphs") +
-                     (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
-        CudaOptions fused, separate;
-        fused.graphs = separate.graphs = graphs;
-        fused.fused_matvec = separate.fused_matvec = true;
-        separate.fused_rope = false;
-        auto with = load(variant, fused), without = load(variant, separate);
-        with->attention.mode = without->attention.mode = mode;
-        with->attention.compression = without->attention.compression = 4;
-        expect_same_decoding(*with, *without, ref.prompt_ids, 64);
-      }
+      for (const bool pdl : {false, true})
+        for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+          if (pdl && (!graphs || mode == sparq::AttentionMode::kSparq)) continue;  // one such case
+          SCOPED_TRACE(variant + (graphs ? ", graphs" : ", no graphs") + (pdl ? ", --pdl" : "") +
+                       (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
+          CudaOptions fused, separate;
+          fused.graphs = separate.graphs = graphs;
+          fused.fused_matvec = separate.fused_matvec = true;
+          fused.dependent_launch = separate.dependent_launch = pdl;
+          separate.fused_rope = false;
+          auto with = load(variant, fused), without = load(variant, separate);
+          with->attention.mode = without->attention.mode = mode;
+          with->attention.compression = without->attention.compression = 4;
+          expect_same_decoding(*with, *without, ref.prompt_ids, 64);
+        }
   }
 }
 
