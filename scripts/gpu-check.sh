@@ -133,8 +133,8 @@ if [ $bench = 1 ]; then
       # Each length as the defaults run it, with the options not yet timed (dependent
       # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), with the dataflow
       # route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow, SPARQ_FLOW), and with
-      # both (the route and --pdl). Four runs took about 60 s on an H100 (second session).
-      # (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
+      # both (the route and --pdl). No run's own time was recorded on the GPU; each loads
+      # random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
       # docs/benchmarks.md.)
       for s_len in 4096 32768; do
         limit=$([ $s_len = 4096 ] && echo 60 || echo 90)

@@ -269,22 +269,28 @@ __host__ __device__ inline RopeGroup rope_group(int g, int hq, int hkv, int half
 // The four variants, as the rows each warp reads, the input each block stages and what becomes
 // of the warp's sums. Every variant gives a warp two rows (kRows).
 
-/// (a) y_s = W_s · RMSNorm(x) for up to three matrices, rows concatenated (q, k, v; lm_head).
-struct NormMatvecOp {
-  static constexpr int kRows = 2;
+/// The input of the RMSNorm variants: x (float, `in` elements) staged, then normalized with
+/// weight norm_w.
+struct NormInput {
   const float* x;
   const float* norm_w;
   float eps;
   int in;
-  const bf16* w[3];
-  float* y[3];
-  int rows[3];  // 0 for unused matrices
-  int total, groups;
 
   __device__ void load_input(float* xs) const {
     stage(x, in, xs);
     rms_normalize(xs, in, norm_w, eps);
   }
+};
+
+/// (a) y_s = W_s · RMSNorm(x) for up to three matrices, rows concatenated (q, k, v; lm_head).
+struct NormMatvecOp : NormInput {
+  static constexpr int kRows = 2;
+  const bf16* w[3];
+  float* y[3];
+  int rows[3];  // 0 for unused matrices
+  int total, groups;
+
   // Concatenated row i of matrix s is row i - rows[0] - ... of its matrix.
   __device__ int64_t find(int i, int* s) const {
     *s = i < rows[0] ? 0 : i < rows[0] + rows[1] ? 1 : 2;
@@ -314,12 +320,8 @@ struct NormMatvecOp {
 /// rotation pair, rows i and i + d/2 of one head (v's too, only rounded), so it rotates its own
 /// sums. Each row's sum is computed as in (a), whichever row it is paired with: the same bits
 /// as (a) followed by the RoPE kernel.
-struct NormQkvRopeOp {
+struct NormQkvRopeOp : NormInput {
   static constexpr int kRows = 2;
-  const float* x;
-  const float* norm_w;
-  float eps;
-  int in;
   const bf16 *wq, *wk, *wv;
   bf16 *q, *k, *v;
   int hq, hkv, d;
@@ -330,8 +332,7 @@ struct NormQkvRopeOp {
 
   __device__ void load_input(float* xs) {
     pos = *pos0;
-    stage(x, in, xs);
-    rms_normalize(xs, in, norm_w, eps);
+    NormInput::load_input(xs);
   }
   __device__ int64_t first_row(const RopeGroup& r) const { return int64_t(r.head) * d + r.i; }
   __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
@@ -354,20 +355,12 @@ struct NormQkvRopeOp {
 
 /// (b) h[i] = bf16(SiLU(Wg[i] · n) · (Wu[i] · n)), n = RMSNorm(x): a warp's two rows are row i
 /// of gate and row i of up.
-struct NormGateUpSiluOp {
+struct NormGateUpSiluOp : NormInput {
   static constexpr int kRows = 2;
-  const float* x;
-  const float* norm_w;
-  float eps;
-  int in;
   const bf16 *w_gate, *w_up;
   bf16* h;
   int groups;  // = the intermediate size
 
-  __device__ void load_input(float* xs) const {
-    stage(x, in, xs);
-    rms_normalize(xs, in, norm_w, eps);
-  }
   __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
     p[0] = w_gate + int64_t(g) * in;
     p[1] = w_up + int64_t(g) * in;
@@ -466,7 +459,7 @@ class Matvec {
   cudaError_t norm_matvec(const float* x, const float* norm_w, float eps, int in,
                           std::initializer_list<Proj> projs, cudaStream_t stream) const {
     if (projs.size() < 1 || projs.size() > 3) return cudaErrorInvalidValue;
-    NormMatvecOp op{x, norm_w, eps, in, {}, {}, {0, 0, 0}, 0, 0};
+    NormMatvecOp op{{x, norm_w, eps, in}, {}, {}, {0, 0, 0}, 0, 0};
     int s = 0;
     for (const Proj& p : projs) {
       op.w[s] = p.w, op.y[s] = p.y, op.rows[s] = p.rows;
@@ -483,7 +476,7 @@ class Matvec {
                             const bf16* wk, const bf16* wv, int hq, int hkv, int d, float theta,
                             const int* pos, bf16* q, bf16* k, bf16* v, cudaStream_t stream) const {
     if (hq < 1 || hkv < 1 || d < 2 || d % 2 != 0 || pos == nullptr) return cudaErrorInvalidValue;
-    NormQkvRopeOp op{x, norm_w, eps, in, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
+    NormQkvRopeOp op{{x, norm_w, eps, in}, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
     op.groups = (hq + 2 * hkv) * (d / 2);
     return launch(op, in, blocks_qkv_rope_, dependent_, stream);
   }
@@ -492,7 +485,7 @@ class Matvec {
   cudaError_t norm_gate_up_silu(const float* x, const float* norm_w, float eps, int in,
                                 const bf16* w_gate, const bf16* w_up, int out, bf16* h,
                                 cudaStream_t stream) const {
-    const NormGateUpSiluOp op{x, norm_w, eps, in, w_gate, w_up, h, out};
+    const NormGateUpSiluOp op{{x, norm_w, eps, in}, w_gate, w_up, h, out};
     return launch(op, in, blocks_gate_up_, dependent_, stream);
   }
 

@@ -545,15 +545,16 @@ class CudaModel : public Model {
     const Config& c = cfg_;
     const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
     const float eps = static_cast<float>(c.rms_norm_eps);
-    const bool fused = decode && opt_.fused_matvec;  // n == 1: matvec.cuh's kernels
-    const bool pdl = decode && pdl_;                 // dependent launches: decode steps only
+    const bool fused = decode && opt_.fused_matvec;    // n == 1: matvec.cuh's kernels
+    const bool pdl = decode && pdl_;                   // dependent launches: decode steps only
+    const bool fused_rope = fused && opt_.fused_rope;  // RoPE in the q/k/v matvec's epilogue
     matvec_.set_dependent_launch(pdl);
     const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
     embed_kernel<<<dim3(n, (H + 255) / 256), 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
-      if (fused && opt_.fused_rope) {  // RoPE and the bf16 rounding in the matvec's epilogue
+      if (fused_rope) {
         CK(matvec_.norm_qkv_rope(s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads,
                                  c.num_kv_heads, d, static_cast<float>(c.rope_theta), d_len_.p,
                                  s.q16.p, s.k16.p, s.v16.p, stream_));
@@ -568,7 +569,7 @@ class CudaModel : public Model {
         gemm(s.xn.p, n, L.wk.p, c.kv_dim(), H, s.k.p, false);
         gemm(s.xn.p, n, L.wv.p, c.kv_dim(), H, s.v.p, false);
       }
-      if (!(fused && opt_.fused_rope))
+      if (!fused_rope)
         CK(sparq::kernels::launch_ex(
             rope_kernel, dim3(n, rope_blocks(c.num_heads, c.num_kv_heads, d)), dim3(kRopeThreads),
             0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,

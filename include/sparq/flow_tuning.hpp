@@ -86,13 +86,4 @@ inline std::optional<FlowTuning> parse_flow_tuning(const char* v) {
   return t;
 }
 
-/// `t` as parse_flow_tuning reads it (rows left out where it is the default): for logs.
-inline std::string flow_tuning_string(const FlowTuning& t) {
-  std::string s = "lag_pct=" + std::to_string(t.lag_pct) +
-                  ",steps=" + std::to_string(t.score_steps) +
-                  ",hist=" + (t.hist < 0 ? std::string("auto") : std::to_string(t.hist));
-  if (t.attend_rows > 0) s += ",rows=" + std::to_string(t.attend_rows);
-  return s;
-}
-
 }  // namespace sparq
