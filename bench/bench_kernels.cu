@@ -1,7 +1,8 @@
 // Per-kernel bandwidth: the copy ceiling, dense decode, SparQ decode (whole as the launch API
 // routes it, each route forced, and each of the three launches alone) and KV append. bf16, d = 128,
 // Hq = Hkv = 32, compression 1/8. Median time from CUDA events; bytes from the transfer formula;
-// GB/s and % of the measured copy bandwidth.
+// GB/s and % of the measured copy bandwidth. Launches run on a workspace zeroed once
+// (workspace_zeroed: no memset per call) unless a row says otherwise.
 #include "bench/bench_support.cuh"
 
 namespace sb = sparq::bench;
@@ -39,6 +40,25 @@ void BM_DenseDecode(benchmark::State& state) {
           sb::check_status(
               sparq::dense_decode(s.dense_params(i), s.workspace, s.workspace_bytes, nullptr),
               "dense_decode");
+        },
+        reps_for(s.dense_bytes()));
+    sb::report(state, ms, s.dense_bytes());
+  }
+}
+
+// Dense decoding as before workspace_zeroed: a memset of the counters before each launch (what
+// every figure up to run 7 included; the difference is the memset's cost).
+void BM_DenseDecodeMemset(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq), false);
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          sparq::DenseDecodeParams<T> a = s.dense_params(i);
+          a.workspace_zeroed = false;
+          sb::check_status(sparq::dense_decode(a, s.workspace, s.workspace_bytes, nullptr),
+                           "dense_decode");
         },
         reps_for(s.dense_bytes()));
     sb::report(state, ms, s.dense_bytes());
@@ -253,6 +273,14 @@ void flow_shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseDecode)->Apply(shapes);
+BENCHMARK(BM_DenseDecodeMemset)  // three of BM_DenseDecode's shapes
+    ->Args({1, 16384})
+    ->Args({1, 32768})
+    ->Args({64, 4096})
+    ->ArgNames({"B", "S"})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SparqDecode<kWhole>)->Name("BM_SparqDecode")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kFused>)->Name("BM_SparqRouteFused")->Apply(route_shapes);
 BENCHMARK(BM_SparqDecode<kFusedBlock>)->Name("BM_SparqRouteFusedBlock")->Apply(shapes);

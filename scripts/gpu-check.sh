@@ -223,6 +223,9 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
     if [ $tool = memcheck ]; then
       timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
         "$build/tests/gpu/test_building_blocks" >> "$san_log" 2>&1 || ok=0
+      # Launches without a memset on a workspace zeroed once (every route in turn).
+      timeout 120 compute-sanitizer --tool $tool --error-exitcode 3 \
+        "$build/tests/gpu/test_gpu_zeroed_workspace" --gtest_filter='*Batch4Gqa' >> "$san_log" 2>&1 || ok=0
       timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
         "$build/examples/llama2/tests/test_llama_prefill" >> "$san_log" 2>&1 || ok=0
     fi

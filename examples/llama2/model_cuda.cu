@@ -529,6 +529,8 @@ class CudaModel : public Model {
       CK(cudaStreamSynchronize(stream_));
       clear_graphs();  // captured graphs point at the old workspace
       attn_ws_.resize(std::max(bytes, 2 * attn_ws_.n));
+      // Zeroed once: every decode launch (batch 1, the same heads) leaves its counters zero.
+      CK(cudaMemsetAsync(attn_ws_.p, 0, attn_ws_.n, stream_));
     }
   }
 
@@ -594,6 +596,7 @@ class CudaModel : public Model {
         p.lengths = d_len_after_.p;
         p.out = s.att.p;
         p.dependent_launch = pdl;
+        p.workspace_zeroed = opt_.zeroed_workspace;
         sparq_check(sparq::decode_attention(last_step.sparq ? sparq::AttentionMode::kSparq
                                                             : sparq::AttentionMode::kDense,
                                             p, attn_ws_.p, attn_ws_.n, stream_),

@@ -26,10 +26,15 @@ struct CudaOptions {
   /// With fused_matvec: RoPE and the bf16 rounding of q, k, v in the q/k/v matvec's epilogue
   /// instead of a kernel of their own (the same bits; one launch fewer per layer).
   bool fused_rope = true;
-  /// Decode steps launch their kernels (the fused matvecs, RoPE, sparq's append and SparQ
-  /// launches) as programmatic dependent launches, each starting while the one before finishes
+  /// Decode steps launch their kernels (the fused matvecs, RoPE, sparq's append and attention
+  /// launches; dense and the dataflow route only with zeroed_workspace) as programmatic
+  /// dependent launches, each starting while the one before finishes
   /// (sm_90; ignored elsewhere). Not yet timed on a GPU, so off by default.
   bool dependent_launch = false;
+  /// The decode attention's workspace is zeroed when it is allocated, and every launch is told
+  /// so (sparq's workspace_zeroed): no memset of counters per layer, and with dependent_launch
+  /// the attention kernel starts as a dependent too. False: a memset before each launch.
+  bool zeroed_workspace = true;
   /// Prefill attention as cuBLAS GEMMs around a masked softmax (prefill_attention.cuh), or, if
   /// false, the simple kernel (one block per token and head, a row at a time).
   bool prefill_gemm = true;

@@ -389,12 +389,16 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
                                        sparq::kernels::kFlowChunksPerItem);
   EXPECT_EQ(plan.counter_bytes, sizeof(unsigned) * (1 + 4 * plan.flow.units));
   EXPECT_EQ(plan.flow_hist_items, 0);  // 3000 positions: one tile
-  // A real workspace: the counters are its last piece, the attend counters their last part.
+  // A real workspace: the counters open it, within the counter region every decode plan
+  // shares; the attend counters are their third part.
   alignas(256) static unsigned char fake[1 << 20];
   ASSERT_LE(plan.bytes, sizeof(fake));
   const SparqPlan<T> carved(p, cfg, fake, SparqRoute::kDataflow);
   const auto* c = reinterpret_cast<const unsigned char*>(carved.flow_counters);
-  EXPECT_EQ(c + (carved.counter_bytes + 255) / 256 * 256, fake + carved.bytes);
+  EXPECT_EQ(c, fake);
+  EXPECT_LE(carved.counter_bytes, sparq::kernels::counter_region_bytes(p));
+  EXPECT_EQ(reinterpret_cast<const unsigned char*>(carved.indices),
+            fake + sparq::kernels::counter_region_bytes(p));
   EXPECT_EQ(reinterpret_cast<const unsigned char*>(carved.attend.counters),
             c + sizeof(unsigned) * (1 + 2 * carved.flow.units));
   // A large batch: about 8 attend items per block over the batch, at least one per unit.

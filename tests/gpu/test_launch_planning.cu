@@ -116,6 +116,58 @@ sparq::DecodeProblem mha_problem(int batch, int length) {
   return p;
 }
 
+// A workspace zeroed once stays clean across every decode launch with the same batch and
+// query heads only if every plan keeps its counters in the same region at the start, and
+// nothing else there (the counters are zero again after each launch; the rest is not).
+TEST(LaunchPlanning, EveryPlanKeepsItsCountersInTheSharedRegion) {
+  using T = __nv_bfloat16;
+  using sparq::kernels::SparqRoute;
+  alignas(256) static unsigned char fake[64 << 20];  // never touched: addresses only
+  for (int hkv : {32, 8})
+    for (int bound : {100, 4096, 40000})
+      for (int k : {16, 512}) {
+        sparq::DecodeProblem p = mha_problem(3, 40000);
+        p.num_kv_heads = hkv;
+        p.max_length = bound;
+        sparq::SparqConfig cfg;
+        cfg.r = 16;
+        cfg.k = k;
+        const size_t region = sparq::kernels::counter_region_bytes(p);
+        ASSERT_EQ(region, (sizeof(unsigned) * (1 + 4 * 3 * 32) + 255) / 256 * 256);
+        const auto in_region = [&](const void* q, int64_t count) {
+          const auto* c = static_cast<const unsigned char*>(q);
+          return c >= fake && c + sizeof(unsigned) * count <= fake + region;
+        };
+        const auto after_region = [&](const void* q) {
+          return static_cast<const unsigned char*>(q) >= fake + region;
+        };
+        SCOPED_TRACE("hkv " + std::to_string(hkv) + " bound " + std::to_string(bound) + " k " +
+                     std::to_string(k));
+        const sparq::kernels::DensePlan<T> dense(p, fake);
+        ASSERT_LE(dense.bytes, sizeof(fake));
+        EXPECT_TRUE(in_region(dense.attend.counters, dense.attend.num_counters));
+        EXPECT_TRUE(after_region(dense.attend.partial_ml));
+        EXPECT_TRUE(after_region(dense.attend.partial_acc));
+        for (SparqRoute route : {SparqRoute::kThreeLaunches, SparqRoute::kDataflow,
+                                 SparqRoute::kFusedBlock, SparqRoute::kFusedCluster}) {
+          const sparq::kernels::SparqPlan<T> plan(p, cfg, fake, route);
+          ASSERT_LE(plan.bytes, sizeof(fake));
+          EXPECT_TRUE(after_region(plan.indices));
+          EXPECT_TRUE(after_region(plan.alpha));
+          if (route == SparqRoute::kThreeLaunches || route == SparqRoute::kDataflow) {
+            EXPECT_TRUE(in_region(plan.attend.counters, plan.attend.num_counters));
+            EXPECT_TRUE(after_region(plan.logits));
+            EXPECT_TRUE(after_region(plan.attend.partial_ml));
+          }
+          if (route == SparqRoute::kDataflow) {
+            EXPECT_TRUE(in_region(plan.flow_counters,
+                                  static_cast<int64_t>(plan.counter_bytes / sizeof(unsigned))));
+            if (plan.flow_hist != nullptr) EXPECT_TRUE(after_region(plan.flow_hist));
+          }
+        }
+      }
+}
+
 TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
   // 1 head, d 128, a 4096-position segment: q and partial output (2 x 128), logits, keys.
   EXPECT_EQ(sparq::kernels::fused_smem_bytes(1, 128, 4096), 4u * (256 + 4096 + 4096));

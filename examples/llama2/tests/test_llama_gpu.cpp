@@ -233,6 +233,28 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       }
 }
 
+// The attention workspace zeroed once (the default) instead of a memset before every layer's
+// launch: the same logits bit for bit, dense and SparQ, with and without --pdl (the attention
+// kernel then starts as a dependent), over 300 steps that cross a 256-position bucket (the
+// workspace grows and is zeroed again, and a second graph is captured).
+TEST(GpuZeroedWorkspace, SameLogitsAsAMemsetPerLaunch) {
+  LLAMA_REQUIRE_GPU();
+  const Reference ref = load_reference("bf16_tied");
+  for (const bool pdl : {false, true})
+    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+      SCOPED_TRACE(std::string(pdl ? "--pdl" : "plain") +
+                   (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
+      CudaOptions zeroed, memset;
+      zeroed.fused_matvec = memset.fused_matvec = true;
+      zeroed.dependent_launch = memset.dependent_launch = pdl;
+      memset.zeroed_workspace = false;
+      auto with = load("bf16_tied", zeroed), without = load("bf16_tied", memset);
+      with->attention.mode = without->attention.mode = mode;
+      with->attention.compression = without->attention.compression = 4;
+      expect_same_decoding(*with, *without, ref.prompt_ids, 300);
+    }
+}
+
 // The two prefill attention versions (prefill_attention.cuh) on the whole model: both match
 // transformers, and each other within kGemmVsSimpleTol (the gemm version also rounds
 // probabilities to bf16). The prompt

@@ -32,7 +32,7 @@ struct AttendParams {
   // Workspace.
   float2* partial_ml;  // [B, Hq, splits]
   float* partial_acc;  // [B, Hq, splits, D]
-  unsigned* counters;  // [B, units], zero on entry
+  unsigned* counters;  // [B, units], zero on entry; the merging block leaves its own zero
 };
 
 constexpr int kAttendThreads = 128;
@@ -118,13 +118,14 @@ struct AttendShared {
 };
 
 /// Split `split` of one (sequence, unit) by a block of kThreads; the last block of the unit
-/// to finish merges the splits and writes the output (returning early elsewhere).
+/// to finish merges the splits, writes the output, sets the unit's counter back to zero (no
+/// block of this launch touches it after) and returns true; the others return false early.
 /// kStaged (query heads sharing a KV head): the block loads each tile of rows once into
 /// shared memory (prefetching the next tile into registers meanwhile) and every warp reads
 /// its head's rows from there. Otherwise (one head per unit) each lane group loads its own
 /// rows straight into registers, 8 rows in flight.
 template <int kThreads, typename T, int D, bool kStaged>
-__device__ void attend_split(const AttendParams<T>& p, int b, int unit, int split,
+__device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int split,
                              AttendShared<kThreads, T, D, kStaged>& sh) {
   using G = device::RowGeometry<T, D>;
   using Tile = StageTile<T, D, kThreads>;
@@ -229,12 +230,16 @@ __device__ void attend_split(const AttendParams<T>& p, int b, int unit, int spli
   // The last block of this unit to finish merges all splits and writes the output.
   __threadfence();
   __syncthreads();
+  unsigned* counter = p.counters + b * p.units_per_batch + unit;
   if (threadIdx.x == 0) {
-    const unsigned prev = atomicAdd(p.counters + b * p.units_per_batch + unit, 1u);
+    const unsigned prev = atomicAdd(counter, 1u);
     s_last = prev == static_cast<unsigned>(p.splits - 1);
+    // Every split has counted: clean for the next launch (which the stream orders after
+    // this one), so a zeroed workspace needs no memset before it.
+    if (s_last) *counter = 0u;
   }
   __syncthreads();
-  if (!s_last) return;
+  if (!s_last) return false;
   __threadfence();
   const float* vsum = p.alpha ? p.cache.vsum_row(b, kvh) : nullptr;
   for (int idx = threadIdx.x; idx < p.heads_per_unit * D; idx += kThreads) {
@@ -248,6 +253,7 @@ __device__ void attend_split(const AttendParams<T>& p, int b, int unit, int spli
     }
     p.out[(static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * D + j] = from_float<T>(y);
   }
+  return true;
 }
 
 template <typename T, int D, bool kStaged>
@@ -266,7 +272,8 @@ int attend_slots(int heads_per_unit) {
 }
 
 /// How the attend kernel splits each unit's rows, and its piece of the workspace (the same
-/// for dense and SparQ): split partial states and one counter per unit.
+/// for dense and SparQ): split partial states, and one counter per unit in the workspace's
+/// counter region.
 template <typename T>
 struct AttendSplits {
   int splits = 0, rows_per_split = 0;
@@ -277,9 +284,10 @@ struct AttendSplits {
 
   AttendSplits() = default;
   /// Plans up to `rows` rows per unit (at least min_rows per split; exactly `fixed_splits`
-  /// splits where that is positive) and carves the workspace.
+  /// splits where that is positive) and carves the partial states; `counters`: batch_units
+  /// counters of the counter region (counter_region_count).
   AttendSplits(const DecodeProblem& p, int heads_per_unit, int64_t batch_units, int64_t rows,
-               int min_rows, WorkspaceCarver& w, int fixed_splits = 0) {
+               int min_rows, WorkspaceCarver& w, unsigned* counters_in, int fixed_splits = 0) {
     if (fixed_splits > 0) {
       splits = fixed_splits;
     } else {
@@ -294,27 +302,30 @@ struct AttendSplits {
     const int64_t q_rows = static_cast<int64_t>(p.batch) * p.num_q_heads;
     partial_ml = w.take<float2>(q_rows * splits);
     partial_acc = w.take<float>(q_rows * splits * p.head_dim);
-    counters = w.take<unsigned>(batch_units);
+    counters = counters_in;
     num_counters = batch_units;
   }
 };
 
-/// Clears the per-unit counters (the last block of each unit merges the splits) and launches
-/// the attend kernel over (splits, units, batch) blocks. `dependent` (sm_90): no memset; an
-/// earlier kernel of the same step cleared the counters, and the attend kernel launches as a
-/// programmatic dependent of the previous launch.
+/// Launches the attend kernel over (splits, units, batch) blocks. `clear`: a memset of the
+/// per-unit counters first (the last block of each unit merges the splits). Otherwise they are
+/// zero already (a zeroed workspace, or the scores kernel of the same step cleared them), and
+/// with `dependent` (sm_90) the kernel launches as a programmatic dependent of the previous
+/// launch (a memset between would break that chain).
 template <typename T, int D>
 Status launch_attend(const AttendParams<T>& ap, const AttendSplits<T>& splits, int batch,
-                     cudaStream_t stream, bool dependent = false) {
+                     cudaStream_t stream, bool clear, bool dependent) {
   const dim3 grid(ap.splits, ap.units_per_batch, batch);
   auto kernel = ap.heads_per_unit > 1 ? attend_kernel<T, D, true> : attend_kernel<T, D, false>;
-  if (dependent)
+  if (clear) {
+    if (cudaMemsetAsync(splits.counters, 0, sizeof(unsigned) * splits.num_counters, stream) !=
+        cudaSuccess)
+      return Status::kCudaError;
+  } else if (dependent) {
     return launch_ex(kernel, grid, dim3(kAttendThreads), 0, stream, 0, true, ap) == cudaSuccess
                ? Status::kSuccess
                : Status::kCudaError;
-  if (cudaMemsetAsync(splits.counters, 0, sizeof(unsigned) * splits.num_counters, stream) !=
-      cudaSuccess)
-    return Status::kCudaError;
+  }
   kernel<<<grid, kAttendThreads, 0, stream>>>(ap);
   return last_launch_status();
 }

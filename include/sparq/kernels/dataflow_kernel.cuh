@@ -98,13 +98,16 @@ __device__ inline void signal_done(unsigned* counter) {
 }  // namespace flow_detail
 
 /// One block per SM (launch with the device's resident count, or fewer); dynamic shared
-/// memory: flow_smem_bytes. Counters zero on entry.
+/// memory: flow_smem_bytes. Counters zero on entry, and zero again on exit: each unit's by the
+/// block that merges its attention (every item of the unit has passed its waits by then), the
+/// ticket by the block that draws the last one (every block has drawn its last by then).
 template <typename T, int D>
 __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowParams<T> p) {
   // A score item's queries, a selection's candidates, or an attend item's AttendShared.
   extern __shared__ __align__(16) uint32_t s_flow[];
   __shared__ stream_detail::StreamShared<kFlowThreads> s_select;
   __shared__ unsigned s_ticket;
+  device::begin_dependent_grid();  // a programmatic dependent launch waits here
   const int64_t total = p.schedule.total();
   const int units_per_batch = p.select.units_per_batch;
   if (threadIdx.x == 0) s_ticket = atomicAdd(p.ticket, 1u);
@@ -147,19 +150,29 @@ __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowPar
       flow_detail::signal_done(p.select_done + it.unit);
     } else {
       flow_detail::wait_for(p.select_done + it.unit, 1u);
-      if (p.attend.heads_per_unit > 1)
-        attend_split<kFlowThreads, T, D, true>(
-            p.attend, b, unit, it.index,
-            *reinterpret_cast<AttendShared<kFlowThreads, T, D, true>*>(s_flow));
-      else
-        attend_split<kFlowThreads, T, D, false>(
-            p.attend, b, unit, it.index,
-            *reinterpret_cast<AttendShared<kFlowThreads, T, D, false>*>(s_flow));
+      const bool merged =
+          p.attend.heads_per_unit > 1
+              ? attend_split<kFlowThreads, T, D, true>(
+                    p.attend, b, unit, it.index,
+                    *reinterpret_cast<AttendShared<kFlowThreads, T, D, true>*>(s_flow))
+              : attend_split<kFlowThreads, T, D, false>(
+                    p.attend, b, unit, it.index,
+                    *reinterpret_cast<AttendShared<kFlowThreads, T, D, false>*>(s_flow));
+      // The unit's last item: its other counters are done with (the attend counter cleared
+      // itself), so the workspace is clean for the next launch.
+      if (merged && threadIdx.x == 0) {
+        p.score_done[it.unit] = 0u;
+        p.select_done[it.unit] = 0u;
+        if (histograms) p.hist_done[it.unit] = 0u;
+      }
     }
     __syncthreads();
     if (threadIdx.x == 0) s_ticket = next;
     __syncthreads();
   }
+  // Each block draws tickets until one past the schedule, so total + gridDim.x in all: the
+  // last one drawn is the last use of the ticket.
+  if (threadIdx.x == 0 && static_cast<int64_t>(s_ticket) == total + gridDim.x - 1) *p.ticket = 0u;
 }
 
 /// Dynamic shared memory of the dataflow kernel: the largest of a score item's queries, the

@@ -24,7 +24,7 @@ Status decode_attention_workspace_size(AttentionMode mode, const DecodeProblem& 
 }
 
 /// Runs dense or SparQ attention as `mode` resolves for this problem. Dense ignores the
-/// config, Kt and Vsum.
+/// config, Kt and Vsum, and takes workspace_zeroed and dependent_launch as they are.
 template <typename T>
 Status decode_attention(AttentionMode mode, const SparqDecodeParams<T>& a, void* workspace,
                         size_t workspace_bytes, cudaStream_t stream, const AutoRule& rule = {}) {
@@ -36,6 +36,8 @@ Status decode_attention(AttentionMode mode, const SparqDecodeParams<T>& a, void*
   d.cache = a.cache;
   d.lengths = a.lengths;
   d.out = a.out;
+  d.workspace_zeroed = a.workspace_zeroed;
+  d.dependent_launch = a.dependent_launch;
   return dense_decode(d, workspace, workspace_bytes, stream);
 }
 

@@ -17,6 +17,13 @@ struct DenseDecodeParams {
   KVCacheView<T> cache;          ///< K and V are read; Kt and Vsum are not used
   const int* lengths = nullptr;  ///< device [B]
   T* out = nullptr;              ///< [B, Hq, d]
+  /// The workspace is clean: no memset before the kernel (the same contract as
+  /// SparqDecodeParams::workspace_zeroed, which it shares).
+  bool workspace_zeroed = false;
+  /// With workspace_zeroed, on sm_90: the kernel starts as a programmatic dependent of the
+  /// previous launch (as SparqDecodeParams::dependent_launch; ignored without
+  /// workspace_zeroed, where a memset comes between).
+  bool dependent_launch = false;
 };
 
 namespace kernels {
@@ -24,13 +31,15 @@ namespace kernels {
 template <typename T>
 struct DensePlan {
   WorkspaceCarver carver;
+  unsigned* counters;  // the counter region, first (counter_region_count)
   AttendSplits<T> attend;
   size_t bytes = 0;
 
   DensePlan(const DecodeProblem& p, void* workspace)
       : carver(workspace),
+        counters(carver.take<unsigned>(counter_region_count(p))),
         attend(p, p.group_size(), static_cast<int64_t>(p.batch) * p.num_kv_heads, p.length_bound(),
-               256, carver),
+               256, carver, counters),
         bytes(carver.bytes()) {}
 };
 
@@ -87,8 +96,11 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
                               plan.attend.partial_ml,
                               plan.attend.partial_acc,
                               plan.attend.counters};
+  const bool dependent =
+      a.workspace_zeroed && a.dependent_launch && kernels::dependent_launch_supported();
   return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
-    return kernels::launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream);
+    return kernels::launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream,
+                                                           !a.workspace_zeroed, dependent);
   });
 }
 

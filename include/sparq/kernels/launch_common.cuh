@@ -80,6 +80,22 @@ class WorkspaceCarver {
   int64_t offset_ = 0;
 };
 
+/// The counters every decode launch uses (the attend kernel's per-unit merge counts; the
+/// dataflow route's ticket and per-unit progress) live at the start of the workspace, in a
+/// region whose size depends on the batch and the query heads only: 1 + 4 counters per
+/// (sequence, query head), enough for any route (units are at most the query heads). So
+/// every plan, dense or SparQ, any route, bound or config, finds its counters at the same
+/// place, and since every launch leaves its counters zero, a workspace zeroed once stays
+/// clean for all of them (`workspace_zeroed` in the launch parameters).
+inline int64_t counter_region_count(const DecodeProblem& p) {
+  return 1 + 4 * static_cast<int64_t>(p.batch) * p.num_q_heads;
+}
+
+/// Bytes of the counter region as carved (the carver rounds each piece to 256 bytes).
+inline size_t counter_region_bytes(const DecodeProblem& p) {
+  return static_cast<size_t>((counter_region_count(p) * 4 + 255) / 256 * 256);
+}
+
 /// Returns the last launch error as a Status (launch errors are never swallowed).
 inline Status last_launch_status() {
   return cudaGetLastError() == cudaSuccess ? Status::kSuccess : Status::kCudaError;

@@ -3,8 +3,9 @@
 // for more units of one head each whose positions fit in shared memory, one fused launch with
 // a block per unit; otherwise three kernel launches (scores, selection, exact attention) and
 // one memset of counters. A fourth, the dataflow route (one persistent launch after a memset),
-// runs only where forced until a GPU run has timed it. No allocation, no host synchronisation
-// and no device reads on the host: capturable in a graph.
+// runs only where forced until a GPU run has timed it. On a workspace zeroed once
+// (workspace_zeroed) neither memset is needed. No allocation, no host synchronisation and no
+// device reads on the host: capturable in a graph.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -42,8 +43,17 @@ struct SparqDecodeParams {
   /// kernel before it in the stream finishes (they wait for it before touching memory), with
   /// no memset between them. griddepcontrol.wait waits for the previous grid only, so every
   /// kernel the caller launches as a dependent between two decode steps must wait too. Not
-  /// yet timed on a GPU; also switched on for every call by SPARQ_PDL=1.
+  /// yet timed on a GPU; also switched on for every call by SPARQ_PDL=1. With
+  /// workspace_zeroed, the dataflow route's kernel launches as a dependent too.
   bool dependent_launch = false;
+  /// The workspace is clean, so no memset of counters is launched before the kernels (one
+  /// graph node and one kernel boundary fewer per call; dependent launches are not broken
+  /// by it). It is clean when it was zeroed (cudaMemsetAsync over its bytes) before its first
+  /// launch and has since been used only by decode launches (sparq_decode, dense_decode,
+  /// decode_attention: any mode, route, config or length bound) with the same batch and
+  /// number of query heads: their counters sit at the workspace's start and every launch
+  /// leaves them zero. Not yet run on a GPU.
+  bool workspace_zeroed = false;
 };
 
 namespace kernels {
@@ -250,9 +260,9 @@ struct SparqPlan {
 
   /// The route comes from the rule (and SPARQ_ROUTE) unless `forced` names one, the selection
   /// kernel of the three launches from select_route (and SPARQ_SELECT) unless `forced_select`
-  /// does; the workspace holds that route's pieces only: the positions and alpha first (every
-  /// route writes them, at the same offsets), then, for the three launches, the logits, stats,
-  /// keys and splits.
+  /// does; the workspace holds that route's pieces only: the counter region (counter_region_count),
+  /// the positions and alpha (every route writes them, at the same offsets), then, for the three
+  /// launches and the dataflow route, the logits, stats, keys and splits.
   /// `flow_tuning`: the dataflow route's settings (null: SPARQ_FLOW's, else the rules'; the
   /// tuning benchmark tries others).
   SparqPlan(const DecodeProblem& p, const SparqConfig& c, void* workspace,
@@ -313,6 +323,8 @@ struct SparqPlan {
     dependent_launch = dependent_launch_requested() && dependent_launch_supported();
     logit_stride = (bound + 3) / 4 * 4;
     WorkspaceCarver& w = carver;
+    // The counter region first, at the same place for every decode plan (counter_region_count).
+    unsigned* const counter_region = w.take<unsigned>(counter_region_count(p));
     indices = w.take<int>(batch_units * kmax);
     alpha = w.take<float>(q_rows);
     if (route == SparqRoute::kThreeLaunches) {
@@ -320,7 +332,7 @@ struct SparqPlan {
       stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
       // Selection keys live in shared memory where the bound fits, else in the workspace.
       keys = w.take<uint32_t>(select == SelectRoute::kGlobalKeys ? batch_units * logit_stride : 0);
-      attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w);
+      attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w, counter_region);
     } else if (route == SparqRoute::kDataflow) {
       logits = w.take<float>(q_rows * logit_stride);
       stats = w.take<device::SoftmaxStats>(q_rows * stat_chunks);
@@ -338,7 +350,12 @@ struct SparqPlan {
       const int min_rows = tune.attend_rows > 0 ? tune.attend_rows : kFlowMinAttendRows;
       const int64_t splits =
           std::min<int64_t>({ceil_div(kmax > 0 ? kmax : 1, min_rows), most, 256});
+      // The ticket, then per unit the score count, the selection flag, the attend kernel's
+      // counter and the histogram count, in the counter region (1 + 4 per unit at most).
+      flow_counters = counter_region;
+      counter_bytes = sizeof(unsigned) * static_cast<size_t>(1 + 4 * batch_units);
       attend = AttendSplits<T>(p, units.heads_per_unit, batch_units, kmax, 32, w,
+                               flow_counters ? flow_counters + 1 + 2 * batch_units : nullptr,
                                static_cast<int>(splits));
       // The selection's first pass split over histogram items (a tile each) where it is
       // long and units are few, where the last selection is the critical path: by the timing
@@ -352,13 +369,6 @@ struct SparqPlan {
       flow_hist_items = (tune.hist < 0 ? hist_rule : tune.hist > 0 && tiles >= 2) ? tiles : 0;
       flow_hist =
           flow_hist_items > 0 ? w.take<unsigned>(batch_units * device::kStreamBins) : nullptr;
-      // One array, one memset: the ticket, then per unit the score count, the selection flag,
-      // the attend kernel's counter (in place of the one AttendSplits carved) and the
-      // histogram count.
-      const int64_t count = 1 + 4 * batch_units;
-      flow_counters = w.take<unsigned>(count);
-      attend.counters = flow_counters ? flow_counters + 1 + 2 * batch_units : nullptr;
-      counter_bytes = sizeof(unsigned) * static_cast<size_t>(count);
       flow =
           make_flow_schedule(static_cast<int>(batch_units), ceil_div(chunks, flow_chunks_per_item),
                              attend.splits, blocks, flow_hist_items);
@@ -509,10 +519,11 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return e == cudaSuccess ? Status::kSuccess : Status::kCudaError;
 }
 
-/// Launch 3 (after a memset of the counters, in launch_attend): exact attention on the selected
-/// rows, merge, interpolation with v-bar. `after_scores`: the scores launch of this step, from
-/// a plan with dependent launches, has cleared the counters, so no memset separates this launch
-/// from the previous one and it launches as a dependent.
+/// Launch 3 (after a memset of the counters, in launch_attend, where one is needed): exact
+/// attention on the selected rows, merge, interpolation with v-bar. No memset where the workspace
+/// is zeroed, or where
+/// (`after_scores`) the scores launch of this step, from a plan with dependent launches, has
+/// cleared the counters; then with dependent launches it launches as a dependent.
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream, bool after_scores = false) {
@@ -520,8 +531,9 @@ Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   if (plan.route != SparqRoute::kThreeLaunches) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
   const AttendParams<T> ap = attend_params(a, plan);
-  return launch_attend<T, D>(ap, plan.attend, p.batch, stream,
-                             after_scores && plan.dependent_launch);
+  const bool clear = !a.workspace_zeroed && !(after_scores && plan.dependent_launch);
+  return launch_attend<T, D>(ap, plan.attend, p.batch, stream, clear,
+                             plan.dependent_launch && !clear);
 }
 
 /// The three-launch route; the plan must have been made for it (SparqPlan(..., SparqRoute::
@@ -537,7 +549,8 @@ Status launch_sparq_three(const SparqDecodeParams<T>& a, const SparqPlan<T>& pla
   return launch_sparq_attend<T, D>(a, plan, stream, /*after_scores=*/true);
 }
 
-/// The dataflow route (one memset, one launch); the plan must have been made for it, else
+/// The dataflow route (one launch, after a memset unless the workspace is zeroed; the kernel
+/// leaves its counters zero); the plan must have been made for it, else
 /// kWorkspaceTooSmall and nothing is launched; kUnsupportedDevice where its selection's shared
 /// memory does not fit (no device).
 template <typename T, int D>
@@ -584,12 +597,17 @@ Status launch_sparq_dataflow(const SparqDecodeParams<T>& a, const SparqPlan<T>& 
   fp.select_done = plan.flow_counters + 1 + batch_units;
   fp.hist_done = plan.flow_counters + 1 + 3 * batch_units;
   fp.hist = hist > 0 ? plan.flow_hist : nullptr;
-  if (cudaMemsetAsync(plan.flow_counters, 0, plan.counter_bytes, stream) != cudaSuccess)
+  if (!a.workspace_zeroed &&
+      cudaMemsetAsync(plan.flow_counters, 0, plan.counter_bytes, stream) != cudaSuccess)
     return Status::kCudaError;
   int64_t grid = std::min<int64_t>(plan.flow.total(), limits.blocks);
   if (plan.flow_grid_limit > 0) grid = std::min<int64_t>(grid, plan.flow_grid_limit);
-  sparq_dataflow_kernel<T, D><<<static_cast<unsigned>(grid), kFlowThreads, smem, stream>>>(fp);
-  return last_launch_status();
+  // A dependent launch only without the memset (one between would break the chain).
+  return launch_ex(sparq_dataflow_kernel<T, D>, dim3(static_cast<unsigned>(grid)),
+                   dim3(kFlowThreads), smem, stream, 0, a.workspace_zeroed && plan.dependent_launch,
+                   fp) == cudaSuccess
+             ? Status::kSuccess
+             : Status::kCudaError;
 }
 
 template <typename T>
