@@ -101,6 +101,12 @@ if [ $bench = 1 ]; then
     timeout 150 "$build/bench/bench_kernels" --benchmark_filter=BM_SparqRouteDataflow \
       --benchmark_out="$kparts/2_dataflow.json" --benchmark_out_format=json >> "$log" 2>&1 &&
       row "bench_kernels dataflow" "done ($((SECONDS - t0)) s)" || row "bench_kernels dataflow" FAIL
+    # The Llama example's decode projections alone and chained (7B shapes; about 10 s).
+    t0=$SECONDS
+    echo "==== bench_llama_matvec ====" >> "$log"
+    timeout 90 "$build/bench/bench_llama_matvec" \
+      --benchmark_out="$kparts/3_llama_matvec.json" --benchmark_out_format=json >> "$log" 2>&1 &&
+      row bench_llama_matvec "done ($((SECONDS - t0)) s)" || row bench_llama_matvec FAIL
     python3 scripts/plot_bench.py --merge "$kparts" --merged "$out/bench_kernels.json" >> "$log" 2>&1
     # The fastest dataflow settings the tuning rows found (SPARQ_FLOW values; empty: the
     # defaults), for the Llama decode below: B1 S32k's at 32k, B1 S16k's at 4k (the nearest).

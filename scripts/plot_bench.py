@@ -143,7 +143,25 @@ def print_targets(kernels, sweep):
 
 OPTIONS = [("three", "BM_SparqRouteThree/"), ("stream", "BM_SparqRouteThreeStream/"),
            ("dependent", "BM_SparqRouteThreeDependent/"),
-           ("both", "BM_SparqRouteThreeStreamDependent/"), ("dataflow", "BM_SparqRouteDataflow/")]
+           ("both", "BM_SparqRouteThreeStreamDependent/"), ("dataflow", "BM_SparqRouteDataflow/"),
+           ("dense+memset", "BM_DenseDecodeMemset/")]
+
+
+def print_llama_matvec(kernels):
+    """bench_llama_matvec: one layer's four projections alone (their sum) against the same four
+    as a captured chain, per layer: the difference is what the kernel boundaries cost."""
+    t = {b["name"].split("/iterations")[0].replace("/manual_time", ""): b["time_us"]
+         for b in kernels if b["name"].startswith("BM_LlamaMatvec")}
+    singles = [t.get(f"BM_LlamaMatvec/{k}") for k in ("qkv_rope", "o", "gate_up_silu", "down")]
+    if None in singles:
+        return
+    total = sum(singles)
+    line = f"llama 7B matvecs per layer: alone {total:.1f} us"
+    for pdl in (0, 1):
+        chain = t.get(f"BM_LlamaMatvecLayerChain/pdl:{pdl}")
+        if chain is not None:
+            line += f"; chain{' --pdl' if pdl else ''} {chain:.1f} us ({(chain - total) / 4:+.1f} per kernel)"
+    print(line)
 
 
 def print_options(kernels):
@@ -319,6 +337,7 @@ def main():
         worst = min(sweep, key=lambda b: b["auto_vs_dense"])
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
     print_options(kernels)
+    print_llama_matvec(kernels)
     print_flow_tuning(kernels)
     print_targets(kernels, sweep)
     if args.markdown:

@@ -43,6 +43,22 @@ json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"
 print("ran", args.get("--benchmark_filter"))
 """
 
+# bench_llama_matvec: the four projections alone and the chain.
+FAKE_BENCH_MATVEC = """#!/usr/bin/env python3
+import json, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+def row(name, us):
+    return {"name": name, "time_us": us, "GBps": 2700.0, "pct_of_copy_bw": 90.0,
+            "real_time": us, "time_unit": "us"}
+rows = [row("BM_LlamaMatvec/qkv_rope/iterations:1/manual_time", 36.0),
+        row("BM_LlamaMatvec/o/iterations:1/manual_time", 13.0),
+        row("BM_LlamaMatvec/gate_up_silu/iterations:1/manual_time", 62.0),
+        row("BM_LlamaMatvec/down/iterations:1/manual_time", 31.0),
+        row("BM_LlamaMatvecLayerChain/pdl:0/iterations:1/manual_time", 150.0),
+        row("BM_LlamaMatvecLayerChain/pdl:1/iterations:1/manual_time", 145.0)]
+json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
+"""
+
 FAKE_BENCH_SWEEP = """#!/usr/bin/env python3
 import json, re, sys
 args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -83,6 +99,7 @@ class GpuCheckPlumbing(unittest.TestCase):
             executable(build / "tests/gpu/test_gpu_sparq_decode", "#!/bin/sh\nexit 0\n")
             executable(build / "bench/bench_kernels", FAKE_BENCH_KERNELS)
             executable(build / "bench/bench_sweep", FAKE_BENCH_SWEEP)
+            executable(build / "bench/bench_llama_matvec", FAKE_BENCH_MATVEC)
             executable(build / "examples/llama2/llama2_chat", FAKE_CHAT)
             env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
             env.pop("OUT", None)
@@ -122,7 +139,11 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertIn("dataflow tuning (best setting per shape", summary)
             self.assertRegex(summary, r"compute-sanitizer +skipped")
             merged = json.loads((out / "bench_kernels.json").read_text())
-            self.assertEqual(len(merged["benchmarks"]), 8, "both bench_kernels parts merged")
+            self.assertEqual(len(merged["benchmarks"]), 14,
+                             "both bench_kernels parts and the matvec rows merged")
+            self.assertRegex(summary, r"bench_llama_matvec +done", detail)
+            self.assertIn("llama 7B matvecs per layer: alone 142.0 us; chain 150.0 us (+2.0 per "
+                          "kernel); chain --pdl 145.0 us (+0.8 per kernel)", summary)
             self.assertEqual(run.returncode, 0, detail)
 
     def test_a_run_split_in_two(self):
