@@ -32,6 +32,7 @@
 #include <initializer_list>
 
 #include "sparq/device/dependent_launch.cuh"
+#include "sparq/device/kv_append_element.cuh"
 #include "sparq/kernels/launch_common.cuh"
 
 namespace llama::matvec {
@@ -319,7 +320,9 @@ struct NormMatvecOp : NormInput {
 /// the decode step's first launch in place of (a) and a RoPE kernel. A warp's two rows are a
 /// rotation pair, rows i and i + d/2 of one head (v's too, only rounded), so it rotates its own
 /// sums. Each row's sum is computed as in (a), whichever row it is paired with: the same bits
-/// as (a) followed by the RoPE kernel.
+/// as (a) followed by the RoPE kernel. With `append`, k and v also go into the KV cache of
+/// sequence 0 at position *pos0 (sparq's append stores, as sparq::kv_append would write them),
+/// in place of the append's launch.
 struct NormQkvRopeOp : NormInput {
   static constexpr int kRows = 2;
   const bf16 *wq, *wk, *wv;
@@ -329,6 +332,9 @@ struct NormQkvRopeOp : NormInput {
   const int* pos0;
   int groups;   // (hq + 2 hkv) · d / 2
   int pos = 0;  // *pos0, read after the kernel before has finished
+  bool append = false;
+  sparq::KVCacheView<bf16> cache{};  // with append; rows below cache_capacity only
+  int cache_capacity = 0;
 
   __device__ void load_input(float* xs) {
     pos = *pos0;
@@ -344,11 +350,25 @@ struct NormQkvRopeOp : NormInput {
   __device__ void store(int g, const float (&acc)[kRows]) const {
     const RopeGroup r = rope_group(g, hq, hkv, d / 2);
     bf16* y = (r.matrix == 0 ? q : r.matrix == 1 ? k : v) + first_row(r);
+    bf16 lo, hi;
     if (r.matrix == 2) {
-      y[0] = __float2bfloat16_rn(acc[0]);
-      y[d / 2] = __float2bfloat16_rn(acc[1]);
+      lo = __float2bfloat16_rn(acc[0]);
+      hi = __float2bfloat16_rn(acc[1]);
     } else {
-      rope_pair(acc[0], acc[1], pos, r.i, d, theta, &y[0], &y[d / 2]);
+      rope_pair(acc[0], acc[1], pos, r.i, d, theta, &lo, &hi);
+    }
+    y[0] = lo;
+    y[d / 2] = hi;
+    if (!append || r.matrix == 0 || pos < 0 || pos >= cache_capacity) return;
+    const int j = r.i, j2 = r.i + d / 2;
+    if (r.matrix == 1) {
+      sparq::device::append_k_element(cache, 0, r.head, pos, j, lo);
+      sparq::device::append_k_element(cache, 0, r.head, pos, j2, hi);
+    } else {
+      const float* sum = cache.vsum != nullptr ? cache.vsum_row(0, r.head) : nullptr;
+      const float s0 = sum != nullptr ? sum[j] : 0.0f, s1 = sum != nullptr ? sum[j2] : 0.0f;
+      sparq::device::append_v_element(cache, 0, r.head, pos, j, lo, s0);
+      sparq::device::append_v_element(cache, 0, r.head, pos, j2, hi, s1);
     }
   }
 };
@@ -471,13 +491,25 @@ class Matvec {
   }
 
   /// q, k, v (bf16, [hq·d], [hkv·d], [hkv·d]) = wq, wk, wv · bf16(RMSNorm(x)), q and k rotated
-  /// (RoPE, rotate-half, base `theta`) at position *pos; d even.
+  /// (RoPE, rotate-half, base `theta`) at position *pos; d even. With `cache` (batch 1, hkv KV
+  /// heads of d, capacity `capacity`), k and v are also appended at position *pos, as
+  /// sparq::kv_append with advance_lengths = false would (nothing where *pos is out of range).
   cudaError_t norm_qkv_rope(const float* x, const float* norm_w, float eps, int in, const bf16* wq,
                             const bf16* wk, const bf16* wv, int hq, int hkv, int d, float theta,
-                            const int* pos, bf16* q, bf16* k, bf16* v, cudaStream_t stream) const {
+                            const int* pos, bf16* q, bf16* k, bf16* v, cudaStream_t stream,
+                            const sparq::KVCacheView<bf16>* cache = nullptr,
+                            int capacity = 0) const {
     if (hq < 1 || hkv < 1 || d < 2 || d % 2 != 0 || pos == nullptr) return cudaErrorInvalidValue;
+    if (cache != nullptr &&
+        (capacity < 1 || cache->k == nullptr || cache->kt == nullptr || cache->v == nullptr))
+      return cudaErrorInvalidValue;
     NormQkvRopeOp op{{x, norm_w, eps, in}, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
     op.groups = (hq + 2 * hkv) * (d / 2);
+    if (cache != nullptr) {
+      op.append = true;
+      op.cache = *cache;
+      op.cache_capacity = capacity;
+    }
     return launch(op, in, blocks_qkv_rope_, dependent_, stream);
   }
 

@@ -550,16 +550,19 @@ class CudaModel : public Model {
     const bool fused = decode && opt_.fused_matvec;    // n == 1: matvec.cuh's kernels
     const bool pdl = decode && pdl_;                   // dependent launches: decode steps only
     const bool fused_rope = fused && opt_.fused_rope;  // RoPE in the q/k/v matvec's epilogue
+    const bool fused_append = fused_rope && opt_.fused_append;  // and the KV append
     matvec_.set_dependent_launch(pdl);
     const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
     embed_kernel<<<dim3(n, (H + 255) / 256), 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
+      const sparq::KVCacheView<bf16> cache = view(L);
       if (fused_rope) {
         CK(matvec_.norm_qkv_rope(s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads,
                                  c.num_kv_heads, d, static_cast<float>(c.rope_theta), d_len_.p,
-                                 s.q16.p, s.k16.p, s.v16.p, stream_));
+                                 s.q16.p, s.k16.p, s.v16.p, stream_,
+                                 fused_append ? &cache : nullptr, capacity()));
       } else if (fused) {
         CK(matvec_.norm_matvec(
             s.x.p, L.attn_norm.p, eps, H,
@@ -577,22 +580,24 @@ class CudaModel : public Model {
             0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
             static_cast<float>(c.rope_theta), static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p,
             s.v16.p));
-      sparq::KVAppendParams<bf16> a;
-      a.problem = problem_;
-      a.cache = view(L);
-      a.lengths = d_len_.p;
-      a.num_new = n;
-      a.new_k = s.k16.p;
-      a.new_v = s.v16.p;
-      a.advance_lengths = false;  // every layer appends at the same positions
-      a.dependent_launch = pdl;
-      sparq_check(sparq::kv_append(a, stream_), "kv_append");
+      if (!fused_append) {
+        sparq::KVAppendParams<bf16> a;
+        a.problem = problem_;
+        a.cache = cache;
+        a.lengths = d_len_.p;
+        a.num_new = n;
+        a.new_k = s.k16.p;
+        a.new_v = s.v16.p;
+        a.advance_lengths = false;  // every layer appends at the same positions
+        a.dependent_launch = pdl;
+        sparq_check(sparq::kv_append(a, stream_), "kv_append");
+      }
       if (decode) {
         sparq::SparqDecodeParams<bf16> p;
         p.problem = step_problem_;
         p.config = last_step.config;
         p.q = s.q16.p;
-        p.cache = a.cache;
+        p.cache = cache;
         p.lengths = d_len_after_.p;
         p.out = s.att.p;
         p.dependent_launch = pdl;
@@ -602,7 +607,7 @@ class CudaModel : public Model {
                                             p, attn_ws_.p, attn_ws_.n, stream_),
                     "decode_attention");
       } else {
-        prefill_attention(n, s.q16.p, a.cache, s.att.p);
+        prefill_attention(n, s.q16.p, cache, s.att.p);
       }
       if (fused) {
         CK(matvec_.matvec_add(s.att.p, c.q_dim(), L.wo.p, H, s.x.p, stream_));

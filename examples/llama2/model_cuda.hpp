@@ -26,6 +26,10 @@ struct CudaOptions {
   /// With fused_matvec: RoPE and the bf16 rounding of q, k, v in the q/k/v matvec's epilogue
   /// instead of a kernel of their own (the same bits; one launch fewer per layer).
   bool fused_rope = true;
+  /// With fused_rope: the same epilogue also appends k and v to the KV cache (sparq's append
+  /// stores, sparq/device/kv_append_element.cuh) in place of sparq::kv_append's launch (the
+  /// same cache contents; one launch fewer per layer).
+  bool fused_append = true;
   /// Decode steps launch their kernels (the fused matvecs, RoPE, sparq's append and attention
   /// launches; dense and the dataflow route only with zeroed_workspace) as programmatic
   /// dependent launches, each starting while the one before finishes

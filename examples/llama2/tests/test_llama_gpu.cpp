@@ -233,6 +233,27 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       }
 }
 
+// The KV append in the q/k/v matvec's epilogue (the default with fused RoPE) writes what
+// sparq::kv_append writes: the same logits bit for bit, dense and SparQ (which also reads K
+// transposed and the V sum), with and without --pdl, over 300 steps (a second graph).
+TEST(GpuFusedAppend, SameLogitsAsTheAppendKernel) {
+  LLAMA_REQUIRE_GPU();
+  const Reference ref = load_reference("bf16_tied");
+  for (const bool pdl : {false, true})
+    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
+      SCOPED_TRACE(std::string(pdl ? "--pdl" : "plain") +
+                   (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
+      CudaOptions fused, separate;
+      fused.fused_matvec = separate.fused_matvec = true;
+      fused.dependent_launch = separate.dependent_launch = pdl;
+      separate.fused_append = false;
+      auto with = load("bf16_tied", fused), without = load("bf16_tied", separate);
+      with->attention.mode = without->attention.mode = mode;
+      with->attention.compression = without->attention.compression = 4;
+      expect_same_decoding(*with, *without, ref.prompt_ids, 300);
+    }
+}
+
 // The attention workspace zeroed once (the default) instead of a memset before every layer's
 // launch: the same logits bit for bit, dense and SparQ, with and without --pdl (the attention
 // kernel then starts as a dependent), over 300 steps that cross a 256-position bucket (the

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "matvec.cuh"
+#include "sparq/cuda.cuh"
 #include "test_support.hpp"
 
 namespace llama::test {
@@ -293,6 +295,87 @@ TEST(GpuMatvec, NormQkvRope) {
 }
 
 // The rotation-pair groups cover every q, k and v row exactly once, each pair in one head.
+// With a cache, the q/k/v epilogue also appends k and v: the cache (K, K transposed, V and the
+// running V sum) ends bit for bit as sparq::kv_append of the kernel's own k and v outputs leaves
+// it, and a position past the capacity leaves it untouched.
+void check_norm_qkv_rope_append(int hq, int hkv, int d, int capacity, int pos) {
+  SCOPED_TRACE("heads " + std::to_string(hq) + "/" + std::to_string(hkv) + ", d " +
+               std::to_string(d) + ", position " + std::to_string(pos) + " of " +
+               std::to_string(capacity));
+  const int in = 512;
+  std::mt19937 rng(hq * 131 + d + pos);
+  const std::vector<float> x = uniform(in, -2, 2, rng), nw = uniform(in, 0.5f, 1.5f, rng);
+  const DeviceVector<float> dx(x), dn(nw);
+  const DeviceVector<bf16> wq(uniform_bf16(size_t(hq) * d * in, 0.05f, rng)),
+      wk(uniform_bf16(size_t(hkv) * d * in, 0.05f, rng)),
+      wv(uniform_bf16(size_t(hkv) * d * in, 0.05f, rng));
+  const DeviceVector<bf16> q(std::vector<bf16>(size_t(hq) * d)),
+      k(std::vector<bf16>(size_t(hkv) * d)), v(std::vector<bf16>(size_t(hkv) * d));
+  const DeviceVector<int> dpos(std::vector<int>{pos});
+  sparq::DecodeProblem p;
+  p.batch = 1;
+  p.num_q_heads = hq;
+  p.num_kv_heads = hkv;
+  p.head_dim = d;
+  p.capacity = capacity;
+  const sparq::KVCacheSizes sizes = sparq::packed_cache_sizes(p);
+  // Two caches with the same random contents: one the epilogue appends to, one kv_append does.
+  const std::vector<bf16> kc = uniform_bf16(sizes.k, 1.0f, rng),
+                          ktc = uniform_bf16(sizes.kt, 1.0f, rng),
+                          vc = uniform_bf16(sizes.v, 1.0f, rng);
+  const std::vector<float> sc = uniform(sizes.vsum, -3, 3, rng);
+  DeviceVector<bf16> k1(kc), kt1(ktc), v1(vc), k2(kc), kt2(ktc), v2(vc);
+  DeviceVector<float> s1(sc), s2(sc);
+  const auto fused =
+      sparq::make_packed_cache_view<bf16>(p, k1.get(), kt1.get(), v1.get(), s1.get());
+  const auto plain =
+      sparq::make_packed_cache_view<bf16>(p, k2.get(), kt2.get(), v2.get(), s2.get());
+  matvec::Matvec mv;
+  ASSERT_EQ(mv.init(in, in), cudaSuccess);
+  ASSERT_EQ(
+      mv.norm_qkv_rope(dx.get(), dn.get(), 1e-5f, in, wq.get(), wk.get(), wv.get(), hq, hkv, d,
+                       1e4f, dpos.get(), q.get(), k.get(), v.get(), nullptr, &fused, capacity),
+      cudaSuccess);
+  sparq::KVAppendParams<bf16> a;
+  a.problem = p;
+  a.cache = plain;
+  a.lengths = dpos.get();
+  a.new_k = k.get();
+  a.new_v = v.get();
+  a.advance_lengths = false;
+  ASSERT_EQ(sparq::kv_append(a, nullptr), sparq::Status::kSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  auto same = [](const auto& x, const auto& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0;
+  };
+  EXPECT_TRUE(same(k1.host(), k2.host())) << "K";
+  EXPECT_TRUE(same(kt1.host(), kt2.host())) << "K transposed";
+  EXPECT_TRUE(same(v1.host(), v2.host())) << "V";
+  EXPECT_TRUE(same(s1.host(), s2.host())) << "V sum";
+  const bool appended = pos < capacity;
+  EXPECT_EQ(!same(k1.host(), kc), appended) << "the cache changed only where in range";
+  EXPECT_EQ(!same(s1.host(), sc), appended);
+}
+
+TEST(GpuMatvec, NormQkvRopeAppendsLikeKvAppend) {
+  LLAMA_REQUIRE_GPU();
+  check_norm_qkv_rope_append(4, 2, 128, 300, 299);  // GQA, the last row
+  check_norm_qkv_rope_append(3, 3, 64, 100, 0);     // position 0
+  check_norm_qkv_rope_append(2, 1, 64, 50, 50);     // full: nothing appended
+  // A cache without K transposed is refused before anything is launched.
+  matvec::Matvec mv;
+  ASSERT_EQ(mv.init(64, 64), cudaSuccess);
+  const DeviceVector<float> x(std::vector<float>(64, 1.0f));
+  const DeviceVector<bf16> w(std::vector<bf16>(64 * 64, __float2bfloat16(0.0f)));
+  const DeviceVector<bf16> y(std::vector<bf16>(64, __float2bfloat16(0.0f)));
+  const DeviceVector<int> pos(std::vector<int>{0});
+  sparq::KVCacheView<bf16> no_kt{};
+  no_kt.k = no_kt.v = y.get();
+  EXPECT_EQ(mv.norm_qkv_rope(x.get(), x.get(), 1e-5f, 64, w.get(), w.get(), w.get(), 1, 1, 64, 1e4f,
+                             pos.get(), y.get(), y.get(), y.get(), nullptr, &no_kt, 1),
+            cudaErrorInvalidValue);
+}
+
 TEST(Matvec, RopeGroupsCoverEveryRowOnce) {  // host arithmetic: runs on the CPU too
   for (const auto& [hq, hkv, d] : {std::tuple{32, 32, 128}, {32, 8, 128}, {3, 1, 64}, {1, 1, 2}}) {
     const int half = d / 2, groups = (hq + 2 * hkv) * half;

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "sparq/device/dependent_launch.cuh"
+#include "sparq/device/kv_append_element.cuh"
 #include "sparq/dtype.hpp"
 #include "sparq/kernels/launch_common.cuh"
 #include "sparq/problem.hpp"
@@ -50,10 +51,8 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_kernel(KVAppendParam
       const T kj = nk[j], vj = nv[j];
       const float s = vsum != nullptr ? vsum[j] : 0.f;
       if (!in_range(0)) continue;
-      a.cache.k_row(b, h, len0)[j] = kj;
-      a.cache.v_row(b, h, len0)[j] = vj;
-      a.cache.kt_row(b, h, j)[len0] = kj;
-      if (vsum != nullptr) vsum[j] = s + to_float(vj);
+      device::append_k_element(a.cache, b, h, len0, j, kj);
+      device::append_v_element(a.cache, b, h, len0, j, vj, s);
     }
     return;
   }
