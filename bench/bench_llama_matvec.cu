@@ -1,9 +1,10 @@
 // The Llama example's decode projections (examples/llama2/matvec.cuh) at Llama 2 7B shapes,
 // each alone and as one layer's chain of four, in GB/s and % of the measured copy bandwidth.
 // Run 7's whole-model decode at 4k spent about 40 µs per layer more than its weight bytes at
-// the copy bandwidth outside attention; these rows split that into each kernel's own
-// efficiency (the single rows) and the cost of the boundaries between them (the chain, with
-// and without programmatic dependent launches, against the sum of the single rows).
+// the copy bandwidth outside attention. The single rows give each kernel's efficiency (each
+// timed with its own launch); the chain, captured in a graph with and without programmatic
+// dependent launches, what a layer's four cost as the decode step runs them, against the
+// layer's weight bytes at the copy bandwidth.
 #include "bench/bench_support.cuh"
 #include "examples/llama2/matvec.cuh"
 
@@ -18,7 +19,18 @@ constexpr float kEps = 1e-5f;
 
 struct LayerWeights {
   const bf16 *wq, *wk, *wv, *wo, *wg, *wu, *wd;
+  sparq::KVCacheView<bf16> cache;  // the layer's KV cache: the q/k/v epilogue appends to it
 };
+
+constexpr int kCapacity = 4096;  // cache positions; the step appends at the last
+
+sparq::DecodeProblem cache_problem() {
+  sparq::DecodeProblem p;
+  p.num_q_heads = p.num_kv_heads = kHeads;
+  p.head_dim = kHeadDim;
+  p.capacity = kCapacity;
+  return p;
+}
 
 double layer_weight_bytes() {
   return 2.0 * (4.0 * kHidden * kHidden + 3.0 * kHidden * kInter);
@@ -36,7 +48,10 @@ struct MatvecSetup {
   bool fits = false;
 
   explicit MatvecSetup(int copies) {
-    const size_t per_layer = static_cast<size_t>(layer_weight_bytes()) + 7 * 256;
+    const sparq::KVCacheSizes cs = sparq::packed_cache_sizes(cache_problem());
+    const size_t per_layer = static_cast<size_t>(layer_weight_bytes()) + 7 * 256 +
+                             (cs.k + cs.kt + cs.v) * sizeof(bf16) + cs.vsum * sizeof(float) +
+                             4 * 256;
     const size_t vectors = 4 * (kHidden + kVocab + kInter) * sizeof(float) + 16 * 256;
     const size_t need = copies * per_layer + size_t(kVocab) * kHidden * 2 + vectors;
     if (need > sb::device_budget_bytes() + sb::Pool::get().capacity()) return;
@@ -58,6 +73,12 @@ struct MatvecSetup {
       w.wg = matrix(kInter, kHidden);
       w.wu = matrix(kInter, kHidden);
       w.wd = matrix(kHidden, kInter);
+      bf16* k = reinterpret_cast<bf16*>(carve(cs.k * sizeof(bf16)));
+      bf16* kt = reinterpret_cast<bf16*>(carve(cs.kt * sizeof(bf16)));
+      bf16* v = reinterpret_cast<bf16*>(carve(cs.v * sizeof(bf16)));
+      float* vsum = reinterpret_cast<float*>(carve(cs.vsum * sizeof(float)));
+      sb::fill_random(vsum, cs.vsum, 7 + i);  // running sums of a plausible size
+      w.cache = sparq::make_packed_cache_view<bf16>(cache_problem(), k, kt, v, vsum);
       layers.push_back(w);
     }
     lm_head = matrix(kVocab, kHidden);
@@ -75,18 +96,19 @@ struct MatvecSetup {
     sb::fill_random(norm_w, kHidden, 4);
     sb::fill_random(att, kHidden, 5);
     sb::fill_random(h, kInter, 6);
-    const int p0 = 4095;
+    const int p0 = kCapacity - 1;
     BENCH_CUDA(cudaMemcpy(pos, &p0, sizeof(int), cudaMemcpyHostToDevice));
     BENCH_CUDA(m.init(kHidden, kInter));
     BENCH_CUDA(cudaDeviceSynchronize());
     fits = true;
   }
 
-  // One projection of layer copy i, by kind.
-  void qkv(int i, cudaStream_t s) const {
+  // One projection of layer copy i, by kind; the q/k/v one appends k and v to the layer's
+  // cache (as the decode step does by default) where `append`.
+  void qkv(int i, cudaStream_t s, bool append = true) const {
     const LayerWeights& w = layers[i % layers.size()];
     BENCH_CUDA(m.norm_qkv_rope(x, norm_w, kEps, kHidden, w.wq, w.wk, w.wv, kHeads, kHeads, kHeadDim,
-                               10000.0f, pos, q, k, v, s));
+                               10000.0f, pos, q, k, v, s, append ? &w.cache : nullptr, kCapacity));
   }
   void o(int i, cudaStream_t s) const {
     BENCH_CUDA(m.matvec_add(att, kHidden, layers[i % layers.size()].wo, kHidden, x, s));
@@ -103,21 +125,22 @@ struct MatvecSetup {
 // Enough layer copies that four in a row exceed the L2 several times over (one is 405 MB).
 constexpr int kCopies = 4;
 
-enum Kind { kQkvRope, kO, kGateUp, kDown, kLmHead };
+enum Kind { kQkvRope, kQkvRopeAppend, kO, kGateUp, kDown, kLmHead };
 
 template <Kind kKind>
 void BM_LlamaMatvec(benchmark::State& state) {
   MatvecSetup s(kCopies);
   if (!s.fits) return state.SkipWithError("does not fit in device memory");
-  const double bytes = kKind == kQkvRope  ? 2.0 * 3 * kHidden * kHidden
-                       : kKind == kO      ? 2.0 * kHidden * kHidden
-                       : kKind == kGateUp ? 2.0 * 2 * kInter * kHidden
-                       : kKind == kDown   ? 2.0 * kHidden * kInter
-                                          : 2.0 * kVocab * kHidden;
+  const double bytes = kKind == kQkvRope || kKind == kQkvRopeAppend ? 2.0 * 3 * kHidden * kHidden
+                       : kKind == kO                                ? 2.0 * kHidden * kHidden
+                       : kKind == kGateUp                           ? 2.0 * 2 * kInter * kHidden
+                       : kKind == kDown                             ? 2.0 * kHidden * kInter
+                                                                    : 2.0 * kVocab * kHidden;
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
-          if (kKind == kQkvRope) s.qkv(i, nullptr);
+          if (kKind == kQkvRope) s.qkv(i, nullptr, false);
+          if (kKind == kQkvRopeAppend) s.qkv(i, nullptr, true);
           if (kKind == kO) s.o(i, nullptr);
           if (kKind == kGateUp) s.gate_up(i, nullptr);
           if (kKind == kDown) s.down(i, nullptr);
@@ -131,9 +154,9 @@ void BM_LlamaMatvec(benchmark::State& state) {
 }
 
 // The four projections of kLayers layers (rotating over the copies) captured in one graph, as
-// the decode step runs them (without attention, the append and the norms' neighbours); time
-// and bytes per layer. Arg: dependent launches (1: each kernel a programmatic dependent of the
-// one before, sm_90).
+// the decode step runs them (the q/k/v one appending to the cache; without attention); time
+// and weight bytes per layer. Arg: dependent launches (1: each kernel a programmatic dependent
+// of the one before, sm_90).
 void BM_LlamaMatvecLayerChain(benchmark::State& state) {
   constexpr int kLayers = 8;
   const bool dependent = state.range(0) != 0;
@@ -174,6 +197,7 @@ void BM_LlamaMatvecLayerChain(benchmark::State& state) {
       ->Unit(benchmark::kMicrosecond)
 
 LLAMA_ROW(kQkvRope, "BM_LlamaMatvec/qkv_rope");
+LLAMA_ROW(kQkvRopeAppend, "BM_LlamaMatvec/qkv_rope_append");
 LLAMA_ROW(kO, "BM_LlamaMatvec/o");
 LLAMA_ROW(kGateUp, "BM_LlamaMatvec/gate_up_silu");
 LLAMA_ROW(kDown, "BM_LlamaMatvec/down");

@@ -294,7 +294,6 @@ TEST(GpuMatvec, NormQkvRope) {
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
-// The rotation-pair groups cover every q, k and v row exactly once, each pair in one head.
 // With a cache, the q/k/v epilogue also appends k and v: the cache (K, K transposed, V and the
 // running V sum) ends bit for bit as sparq::kv_append of the kernel's own k and v outputs leaves
 // it, and a position past the capacity leaves it untouched.
@@ -376,6 +375,7 @@ TEST(GpuMatvec, NormQkvRopeAppendsLikeKvAppend) {
             cudaErrorInvalidValue);
 }
 
+// The rotation-pair groups cover every q, k and v row exactly once, each pair in one head.
 TEST(Matvec, RopeGroupsCoverEveryRowOnce) {  // host arithmetic: runs on the CPU too
   for (const auto& [hq, hkv, d] : {std::tuple{32, 32, 128}, {32, 8, 128}, {3, 1, 64}, {1, 1, 2}}) {
     const int half = d / 2, groups = (hq + 2 * hkv) * half;
