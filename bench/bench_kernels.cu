@@ -65,6 +65,32 @@ void BM_DenseDecodeMemset(benchmark::State& state) {
   }
 }
 
+// Dense decoding with a fixed number of splits per head (the plan's rule picks by occupancy,
+// at least 256 rows each): at batch 1 the launch's fixed costs (ramp, the last block's merge)
+// weigh most, and the split count trades them against parallelism. Counter `default_splits`:
+// the rule's choice for the shape.
+void BM_DenseDecodeSplits(benchmark::State& state) {
+  const int batch = state.range(0), seq = state.range(1), splits = state.range(2);
+  sb::DecodeSetup<T> s(batch, kHeads, kHeads, kDim, seq, config_for(seq), false);
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  const sparq::kernels::DensePlan<T> sized(s.p, nullptr, splits);
+  void* ws = nullptr;
+  BENCH_CUDA(cudaMalloc(&ws, sized.bytes));
+  BENCH_CUDA(cudaMemset(ws, 0, sized.bytes));
+  const sparq::kernels::DensePlan<T> plan(s.p, ws, splits);
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          sb::check_status(sparq::kernels::launch_dense(s.dense_params(i), plan, nullptr),
+                           "dense decode, fixed splits");
+        },
+        reps_for(s.dense_bytes()));
+    sb::report(state, ms, s.dense_bytes());
+  }
+  state.counters["default_splits"] = sparq::kernels::DensePlan<T>(s.p, nullptr).attend.splits;
+  BENCH_CUDA(cudaFree(ws));
+}
+
 enum Stage {
   kWhole,
   kFused,
@@ -273,6 +299,19 @@ void flow_shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_CopyCeiling)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseDecode)->Apply(shapes);
+BENCHMARK(BM_DenseDecodeSplits)
+    ->Args({1, 4096, 8})
+    ->Args({1, 4096, 16})
+    ->Args({1, 4096, 32})
+    ->Args({1, 4096, 64})
+    ->Args({1, 16384, 16})
+    ->Args({1, 16384, 32})
+    ->Args({1, 16384, 64})
+    ->Args({1, 16384, 128})
+    ->ArgNames({"B", "S", "splits"})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseDecodeMemset)  // three of BM_DenseDecode's shapes
     ->Args({1, 16384})
     ->Args({1, 32768})

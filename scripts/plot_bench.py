@@ -166,6 +166,26 @@ def print_llama_matvec(kernels):
     print(line)
 
 
+def print_dense_splits(kernels):
+    """BM_DenseDecodeSplits: dense decoding at batch 1 with a fixed split count per head, the
+    fastest per shape against the plan's own choice (counter default_splits)."""
+    shapes = defaultdict(list)
+    default = {}
+    for b in kernels:
+        if b["name"].startswith("BM_DenseDecodeSplits/"):
+            fields = dict(part.split(":", 1) for part in b["name"].split("/") if ":" in part)
+            shape = kernel_args(b["name"])
+            shapes[shape].append((b["time_us"], int(fields["splits"])))
+            default[shape] = int(b.get("default_splits", 0))
+    for shape in sorted(shapes):
+        rows = sorted(shapes[shape])
+        at_default = [t for t, n in rows if n == default[shape]]
+        vs = f", the plan's {default[shape]}: {at_default[0]:.1f} us" if at_default else \
+            f" (the plan's {default[shape]} not timed)"
+        print(f"dense splits B{shape[0]} S{shape[1]}: fastest {rows[0][1]} splits "
+              f"{rows[0][0]:.1f} us{vs}")
+
+
 def print_options(kernels):
     """The three launches with and without the options not yet in the rule (streaming
     selection, dependent launches), and the dataflow route, per shape: time and speedup over
@@ -255,6 +275,8 @@ def markdown_tables(kernels, sweep):
         if name == "LlamaMatvec":  # the projection's name is the second part
             name += " " + b["name"].split("/")[1]
         fields = dict(part.split(":", 1) for part in b["name"].split("/") if ":" in part)
+        if "splits" in fields:
+            name += f" ({fields['splits']} splits)"
         if "lag_pct" in fields:
             hist = ", histogram items" if fields.get("hist", "0") == "1" else ""
             name += f" (lags {fields['lag_pct']}%, {fields.get('steps', '1')}x items{hist})"
@@ -342,6 +364,7 @@ def main():
         print(f"auto worst case vs dense: {worst['auto_vs_dense']:.3f} at {worst['name']}")
     print_options(kernels)
     print_llama_matvec(kernels)
+    print_dense_splits(kernels)
     print_flow_tuning(kernels)
     print_targets(kernels, sweep)
     if args.markdown:

@@ -32,10 +32,13 @@ std::vector<DenseCase> cases() {
   };
 }
 
+/// `fixed_splits` > 0: through launch_dense with a plan of exactly that many splits (what
+/// BM_DenseDecodeSplits times), including more splits than rows.
 template <typename T>
-void run_dense(const DenseCase& c, uint64_t seed) {
+void run_dense(const DenseCase& c, uint64_t seed, int fixed_splits = 0) {
   SCOPED_TRACE("case " + c.name + ", seed " + std::to_string(seed) + ", type " +
-               sparq::dtype_name(sparq::ElementTraits<T>::kDType));
+               sparq::dtype_name(sparq::ElementTraits<T>::kDType) + ", splits " +
+               std::to_string(fixed_splits));
   sparq::DecodeProblem p;
   p.batch = c.batch;
   p.num_q_heads = c.hq;
@@ -55,6 +58,7 @@ void run_dense(const DenseCase& c, uint64_t seed) {
   sparq::test::DeviceBuffer<int> dlen(c.lengths);
   size_t ws = 0;
   SPARQ_ASSERT_OK(sparq::dense_decode_workspace_size<T>(p, &ws));
+  if (fixed_splits > 0) ws = sparq::kernels::DensePlan<T>(p, nullptr, fixed_splits).bytes;
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
   dws.poison();
   dout.poison();
@@ -64,7 +68,11 @@ void run_dense(const DenseCase& c, uint64_t seed) {
   a.cache = dev.view();
   a.lengths = dlen.get();
   a.out = dout.get();
-  SPARQ_ASSERT_OK(sparq::dense_decode(a, dws.get(), ws, nullptr));
+  if (fixed_splits > 0)
+    SPARQ_ASSERT_OK(sparq::kernels::launch_dense(
+        a, sparq::kernels::DensePlan<T>(p, dws.get(), fixed_splits), nullptr));
+  else
+    SPARQ_ASSERT_OK(sparq::dense_decode(a, dws.get(), ws, nullptr));
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<double> out = sparq::test::to_double(dout.download());
   ASSERT_EQ(sparq::test::count_non_finite(out), 0u) << "output elements not written (or NaN)";
@@ -89,6 +97,17 @@ TEST_P(DenseDecodeGpu, BFloat16MatchesReference) {
 TEST_P(DenseDecodeGpu, Float16MatchesReference) {
   SPARQ_REQUIRE_GPU();
   run_dense<__half>(GetParam(), fresh_seed() + 2);
+}
+
+// Any split count gives the reference's output: one split, an odd count, and more splits than
+// some sequences have rows (empty splits merge as nothing).
+TEST(DenseDecodeGpuSplits, FixedSplitCountsMatchReference) {
+  SPARQ_REQUIRE_GPU();
+  for (const DenseCase& c : cases()) {
+    if (c.name != "many_short" && c.name != "mha_d128" && c.name != "gqa4_d64") continue;
+    for (int splits : {1, 3, 64})
+      run_dense<__nv_bfloat16>(c, fresh_seed() + 7, splits);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, DenseDecodeGpu, ::testing::ValuesIn(cases()),

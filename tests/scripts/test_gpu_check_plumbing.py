@@ -39,6 +39,9 @@ if args.get("--benchmark_filter") == "BM_SparqRouteDataflow":
             row("BM_SparqRouteDataflow/B:1/S:32768/manual_time", 40.0)]
 else:
     rows = [row("BM_CopyCeiling/manual_time", 700.0), row("BM_DenseDecode/B:1/S:32768/manual_time", 187.0)]
+    for n, us in ((8, 36.0), (16, 34.0), (32, 31.0)):
+        rows.append(dict(row(f"BM_DenseDecodeSplits/B:1/S:4096/splits:{n}/iterations:1/manual_time", us),
+                         default_splits=16))
 json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
 print("ran", args.get("--benchmark_filter"))
 """
@@ -140,7 +143,9 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertIn("dataflow tuning (best setting per shape", summary)
             self.assertRegex(summary, r"compute-sanitizer +skipped")
             merged = json.loads((out / "bench_kernels.json").read_text())
-            self.assertEqual(len(merged["benchmarks"]), 15,
+            self.assertIn("dense splits B1 S4096: fastest 32 splits 31.0 us, the plan's 16: 34.0 us",
+                          summary)
+            self.assertEqual(len(merged["benchmarks"]), 18,
                              "both bench_kernels parts and the matvec rows merged")
             self.assertRegex(summary, r"bench_llama_matvec +done", detail)
             self.assertIn("llama 7B matvecs per layer: alone 143.0 us; chain 150.0 us (90% of "

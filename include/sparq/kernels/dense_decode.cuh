@@ -35,11 +35,13 @@ struct DensePlan {
   AttendSplits<T> attend;
   size_t bytes = 0;
 
-  DensePlan(const DecodeProblem& p, void* workspace)
+  /// `fixed_splits` > 0: exactly that many splits per unit (the benchmark's split rows);
+  /// otherwise the occupancy rule with at least 256 rows per split.
+  DensePlan(const DecodeProblem& p, void* workspace, int fixed_splits = 0)
       : carver(workspace),
         counters(carver.take<unsigned>(counter_region_count(p))),
         attend(p, p.group_size(), static_cast<int64_t>(p.batch) * p.num_kv_heads, p.length_bound(),
-               256, carver, counters),
+               256, carver, counters, fixed_splits),
         bytes(carver.bytes()) {}
 };
 
@@ -56,6 +58,37 @@ Status validate_dense(const DenseDecodeParams<T>& a) {
       c.v_stride_h < 1 || c.v_stride_b < 1)
     return Status::kInvalidStride;
   return check_cache_alignment(a.cache, /*need_kt=*/false);
+}
+
+/// The attend kernel over every row, as `plan` splits it (validated parameters; the plan
+/// carved from the workspace the launch uses).
+template <typename T>
+Status launch_dense(const DenseDecodeParams<T>& a, const DensePlan<T>& plan, cudaStream_t stream) {
+  const DecodeProblem& p = a.problem;
+  const int g = p.group_size();
+  AttendParams<T> ap{a.q,
+                     a.cache,
+                     a.lengths,
+                     a.out,
+                     p.num_q_heads,
+                     p.num_kv_heads,
+                     g,
+                     g,
+                     p.length_bound(),
+                     plan.attend.rows_per_split,
+                     plan.attend.splits,
+                     nullptr,
+                     0,
+                     0,
+                     nullptr,
+                     plan.attend.partial_ml,
+                     plan.attend.partial_acc,
+                     plan.attend.counters};
+  const bool dependent = a.workspace_zeroed && a.dependent_launch && dependent_launch_supported();
+  return dispatch_head_dim(p.head_dim, [&](auto dim) {
+    return launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream,
+                                                  !a.workspace_zeroed, dependent);
+  });
 }
 
 }  // namespace kernels
@@ -77,31 +110,7 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
   const DecodeProblem& p = a.problem;
   const kernels::DensePlan<T> plan(p, workspace);
   if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
-  const int g = p.group_size();
-  kernels::AttendParams<T> ap{a.q,
-                              a.cache,
-                              a.lengths,
-                              a.out,
-                              p.num_q_heads,
-                              p.num_kv_heads,
-                              g,
-                              g,
-                              p.length_bound(),
-                              plan.attend.rows_per_split,
-                              plan.attend.splits,
-                              nullptr,
-                              0,
-                              0,
-                              nullptr,
-                              plan.attend.partial_ml,
-                              plan.attend.partial_acc,
-                              plan.attend.counters};
-  const bool dependent =
-      a.workspace_zeroed && a.dependent_launch && kernels::dependent_launch_supported();
-  return kernels::dispatch_head_dim(p.head_dim, [&](auto dim) {
-    return kernels::launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream,
-                                                           !a.workspace_zeroed, dependent);
-  });
+  return kernels::launch_dense(a, plan, stream);
 }
 
 }  // namespace sparq
