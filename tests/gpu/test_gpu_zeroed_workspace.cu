@@ -24,21 +24,12 @@ struct Case {
   sparq::test::HostKVCache<T> host;
   std::vector<T> q;
   Case(int batch, int hq, int hkv, int capacity, std::vector<int> lens)
-      : p(make(batch, hq, hkv, capacity)), lengths(std::move(lens)), host(p) {
+      : p{batch, hq, hkv, /*head_dim=*/128, capacity}, lengths(std::move(lens)), host(p) {
     cfg.r = 16;
     cfg.k = 256;
     cfg.local_window = 16;
     host.fill_random(lengths, 4321);
     q = sparq::test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, 77);
-  }
-  static sparq::DecodeProblem make(int batch, int hq, int hkv, int capacity) {
-    sparq::DecodeProblem p;
-    p.batch = batch;
-    p.num_q_heads = hq;
-    p.num_kv_heads = hkv;
-    p.head_dim = 128;
-    p.capacity = capacity;
-    return p;
   }
 };
 

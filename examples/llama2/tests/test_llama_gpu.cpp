@@ -233,47 +233,40 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       }
 }
 
-// The KV append in the q/k/v matvec's epilogue (the default with fused RoPE) writes what
-// sparq::kv_append writes: the same logits bit for bit, dense and SparQ (which also reads K
-// transposed and the V sum), with and without --pdl, over 300 steps (a second graph).
-TEST(GpuFusedAppend, SameLogitsAsTheAppendKernel) {
-  LLAMA_REQUIRE_GPU();
+/// Decoding with the fused matvecs and a default option, against the same with `off` switched
+/// off: the same logits bit for bit, dense and SparQ, with and without --pdl, over 300 steps
+/// that cross a 256-position bucket (a second graph, and a grown attention workspace).
+void expect_option_changes_no_logit(void (*off)(CudaOptions&)) {
   const Reference ref = load_reference("bf16_tied");
   for (const bool pdl : {false, true})
     for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
       SCOPED_TRACE(std::string(pdl ? "--pdl" : "plain") +
                    (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
-      CudaOptions fused, separate;
-      fused.fused_matvec = separate.fused_matvec = true;
-      fused.dependent_launch = separate.dependent_launch = pdl;
-      separate.fused_append = false;
-      auto with = load("bf16_tied", fused), without = load("bf16_tied", separate);
+      CudaOptions on;
+      on.fused_matvec = true;
+      on.dependent_launch = pdl;
+      CudaOptions other = on;
+      off(other);
+      auto with = load("bf16_tied", on), without = load("bf16_tied", other);
       with->attention.mode = without->attention.mode = mode;
       with->attention.compression = without->attention.compression = 4;
       expect_same_decoding(*with, *without, ref.prompt_ids, 300);
     }
 }
 
+// The KV append in the q/k/v matvec's epilogue (the default with fused RoPE) writes what
+// sparq::kv_append writes (SparQ also reads K transposed and the V sum).
+TEST(GpuFusedAppend, SameLogitsAsTheAppendKernel) {
+  LLAMA_REQUIRE_GPU();
+  expect_option_changes_no_logit([](CudaOptions& o) { o.fused_append = false; });
+}
+
 // The attention workspace zeroed once (the default) instead of a memset before every layer's
-// launch: the same logits bit for bit, dense and SparQ, with and without --pdl (the attention
-// kernel then starts as a dependent), over 300 steps that cross a 256-position bucket (the
-// workspace grows and is zeroed again, and a second graph is captured).
+// launch (with --pdl the attention kernel then starts as a dependent; the grown workspace is
+// zeroed again).
 TEST(GpuZeroedWorkspace, SameLogitsAsAMemsetPerLaunch) {
   LLAMA_REQUIRE_GPU();
-  const Reference ref = load_reference("bf16_tied");
-  for (const bool pdl : {false, true})
-    for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
-      SCOPED_TRACE(std::string(pdl ? "--pdl" : "plain") +
-                   (mode == sparq::AttentionMode::kDense ? ", dense" : ", SparQ"));
-      CudaOptions zeroed, memset;
-      zeroed.fused_matvec = memset.fused_matvec = true;
-      zeroed.dependent_launch = memset.dependent_launch = pdl;
-      memset.zeroed_workspace = false;
-      auto with = load("bf16_tied", zeroed), without = load("bf16_tied", memset);
-      with->attention.mode = without->attention.mode = mode;
-      with->attention.compression = without->attention.compression = 4;
-      expect_same_decoding(*with, *without, ref.prompt_ids, 300);
-    }
+  expect_option_changes_no_logit([](CudaOptions& o) { o.zeroed_workspace = false; });
 }
 
 // The two prefill attention versions (prefill_attention.cuh) on the whole model: both match

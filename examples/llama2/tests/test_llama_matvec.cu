@@ -276,21 +276,29 @@ void check_norm_qkv_rope(int in, int hq, int hkv, int d, int pos) {
   }
 }
 
+/// One-head q/k/v buffers of 64 inputs (zero weights) that a launch could use: for the
+/// refusals, which must return before launching anything.
+struct SmallQkv {
+  mutable matvec::Matvec mv;
+  const DeviceVector<float> x{std::vector<float>(64, 1.0f)};
+  const DeviceVector<bf16> w{std::vector<bf16>(64 * 64, __float2bfloat16(0.0f))};
+  const DeviceVector<bf16> y{std::vector<bf16>(64, __float2bfloat16(0.0f))};
+  const DeviceVector<int> pos{std::vector<int>{0}};
+  cudaError_t launch(int d, const sparq::KVCacheView<bf16>* cache = nullptr) const {
+    return mv.norm_qkv_rope(x.get(), x.get(), 1e-5f, 64, w.get(), w.get(), w.get(), 1, 1, d, 1e4f,
+                            pos.get(), y.get(), y.get(), y.get(), nullptr, cache, 1);
+  }
+};
+
 TEST(GpuMatvec, NormQkvRope) {
   LLAMA_REQUIRE_GPU();
   check_norm_qkv_rope(4096, 4, 2, 128, 4095);  // GQA, 7B-like rows
   check_norm_qkv_rope(1000, 3, 3, 64, 0);      // position 0: q and k only rounded
   check_norm_qkv_rope(1003, 2, 1, 64, 77);     // in % 8 != 0: scalar rows
   // An odd d is refused before anything is launched (the buffers would hold a launch).
-  matvec::Matvec mv;
-  ASSERT_EQ(mv.init(64, 64), cudaSuccess);
-  const DeviceVector<float> x(std::vector<float>(64, 1.0f));
-  const DeviceVector<bf16> w(std::vector<bf16>(64 * 64, __float2bfloat16(0.0f)));
-  const DeviceVector<bf16> y(std::vector<bf16>(64, __float2bfloat16(0.0f)));
-  const DeviceVector<int> pos(std::vector<int>{0});
-  EXPECT_EQ(mv.norm_qkv_rope(x.get(), x.get(), 1e-5f, 64, w.get(), w.get(), w.get(), 1, 1, 63, 1e4f,
-                             pos.get(), y.get(), y.get(), y.get(), nullptr),
-            cudaErrorInvalidValue);
+  const SmallQkv s;
+  ASSERT_EQ(s.mv.init(64, 64), cudaSuccess);
+  EXPECT_EQ(s.launch(63), cudaErrorInvalidValue);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
@@ -362,17 +370,11 @@ TEST(GpuMatvec, NormQkvRopeAppendsLikeKvAppend) {
   check_norm_qkv_rope_append(3, 3, 64, 100, 0);     // position 0
   check_norm_qkv_rope_append(2, 1, 64, 50, 50);     // full: nothing appended
   // A cache without K transposed is refused before anything is launched.
-  matvec::Matvec mv;
-  ASSERT_EQ(mv.init(64, 64), cudaSuccess);
-  const DeviceVector<float> x(std::vector<float>(64, 1.0f));
-  const DeviceVector<bf16> w(std::vector<bf16>(64 * 64, __float2bfloat16(0.0f)));
-  const DeviceVector<bf16> y(std::vector<bf16>(64, __float2bfloat16(0.0f)));
-  const DeviceVector<int> pos(std::vector<int>{0});
+  const SmallQkv s;
+  ASSERT_EQ(s.mv.init(64, 64), cudaSuccess);
   sparq::KVCacheView<bf16> no_kt{};
-  no_kt.k = no_kt.v = y.get();
-  EXPECT_EQ(mv.norm_qkv_rope(x.get(), x.get(), 1e-5f, 64, w.get(), w.get(), w.get(), 1, 1, 64, 1e4f,
-                             pos.get(), y.get(), y.get(), y.get(), nullptr, &no_kt, 1),
-            cudaErrorInvalidValue);
+  no_kt.k = no_kt.v = s.y.get();
+  EXPECT_EQ(s.launch(64, &no_kt), cudaErrorInvalidValue);
 }
 
 // The rotation-pair groups cover every q, k and v row exactly once, each pair in one head.

@@ -31,17 +31,15 @@ namespace kernels {
 template <typename T>
 struct DensePlan {
   WorkspaceCarver carver;
-  unsigned* counters;  // the counter region, first (counter_region_count)
-  AttendSplits<T> attend;
+  AttendSplits<T> attend;  // its counters: the counter region, carved first
   size_t bytes = 0;
 
   /// `fixed_splits` > 0: exactly that many splits per unit (the benchmark's split rows);
   /// otherwise the occupancy rule with at least 256 rows per split.
   DensePlan(const DecodeProblem& p, void* workspace, int fixed_splits = 0)
       : carver(workspace),
-        counters(carver.take<unsigned>(counter_region_count(p))),
         attend(p, p.group_size(), static_cast<int64_t>(p.batch) * p.num_kv_heads, p.length_bound(),
-               256, carver, counters, fixed_splits),
+               256, carver, carver.take<unsigned>(counter_region_count(p)), fixed_splits),
         bytes(carver.bytes()) {}
 };
 

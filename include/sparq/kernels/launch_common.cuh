@@ -91,9 +91,11 @@ inline int64_t counter_region_count(const DecodeProblem& p) {
   return 1 + 4 * static_cast<int64_t>(p.batch) * p.num_q_heads;
 }
 
-/// Bytes of the counter region as carved (the carver rounds each piece to 256 bytes).
+/// Bytes of the counter region as the carver carves it.
 inline size_t counter_region_bytes(const DecodeProblem& p) {
-  return static_cast<size_t>((counter_region_count(p) * 4 + 255) / 256 * 256);
+  WorkspaceCarver w(nullptr);
+  w.take<unsigned>(counter_region_count(p));
+  return w.bytes();
 }
 
 /// Returns the last launch error as a Status (launch errors are never swallowed).

@@ -519,11 +519,10 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   return e == cudaSuccess ? Status::kSuccess : Status::kCudaError;
 }
 
-/// Launch 3 (after a memset of the counters, in launch_attend, where one is needed): exact
-/// attention on the selected rows, merge, interpolation with v-bar. No memset where the workspace
-/// is zeroed, or where
-/// (`after_scores`) the scores launch of this step, from a plan with dependent launches, has
-/// cleared the counters; then with dependent launches it launches as a dependent.
+/// Launch 3: exact attention on the selected rows, merge, interpolation with v-bar. A memset of
+/// the counters comes first unless the workspace is zeroed or (`after_scores`) this step's
+/// scores launch, from a plan with dependent launches, cleared them; without it, a plan with
+/// dependent launches launches this one as a dependent.
 template <typename T, int D>
 Status launch_sparq_attend(const SparqDecodeParams<T>& a, const SparqPlan<T>& plan,
                            cudaStream_t stream, bool after_scores = false) {
