@@ -52,6 +52,11 @@ TEST(ValidateProblem, InvalidBatch) {
   EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidBatch);
   p.batch = sparq::kMaxBatch;
   EXPECT_EQ(sparq::validate_problem(p), Status::kSuccess);
+  // batch x query heads past kMaxQueryRows (each within its own limit).
+  p.num_q_heads = p.num_kv_heads = 128;
+  EXPECT_EQ(sparq::validate_problem(p), Status::kInvalidBatch);
+  p.batch = static_cast<int>(sparq::kMaxQueryRows / 128);
+  EXPECT_EQ(sparq::validate_problem(p), Status::kSuccess);
 }
 
 TEST(ValidateProblem, InvalidHeads) {
@@ -193,6 +198,16 @@ TEST(ValidateStrides, BadStrides) {
     breaker(c);
     EXPECT_EQ(sparq::validate_strides(p, c), Status::kInvalidStride) << name;
   }
+}
+
+TEST(ValidateStrides, NullVsumNeedsNoStrides) {
+  // Without reallocation vsum may be null; its strides, left at zero, are then not checked.
+  const DecodeProblem p = valid_problem();
+  sparq::test::HostKVCache<float> cache(p);
+  sparq::KVCacheView<float> c = cache.view();
+  c.vsum = nullptr;
+  c.vsum_stride_h = c.vsum_stride_b = 0;
+  EXPECT_EQ(sparq::validate_strides(p, c), Status::kSuccess);
 }
 
 // The reference entry points return the same errors.

@@ -440,7 +440,9 @@ class CudaModel : public Model {
         try {
           forward(decode_, 1, /*decode=*/true, 1);
         } catch (...) {
-          cudaStreamEndCapture(stream_, &graph);
+          graph = nullptr;
+          if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph != nullptr)
+            cudaGraphDestroy(graph);  // the partial capture
           throw;
         }
         CK(cudaStreamEndCapture(stream_, &graph));

@@ -33,6 +33,9 @@ inline bool supported_head_dim(int d) {
 constexpr int kMaxBatch = 65535;
 /// Most query heads (grid y dimension limit; kernels put heads or units there).
 constexpr int kMaxHeads = 65535;
+/// Most query rows per step (batch x query heads): keeps per-row and per-unit indices and the
+/// dataflow route's ticket count in 32 bits, four million rows, far past any real batch.
+constexpr int64_t kMaxQueryRows = int64_t{1} << 22;
 /// Most rows per sequence: a billion positions, far past any real context, low enough that
 /// position arithmetic in int (a length plus a tile or a cluster's blocks) cannot overflow.
 constexpr int kMaxCapacity = 1 << 30;
@@ -41,6 +44,7 @@ inline Status validate_problem(const DecodeProblem& p) {
   if (p.batch < 1 || p.batch > kMaxBatch) return Status::kInvalidBatch;
   if (p.num_q_heads < 1 || p.num_kv_heads < 1 || p.num_q_heads > kMaxHeads)
     return Status::kInvalidHeads;
+  if (static_cast<int64_t>(p.batch) * p.num_q_heads > kMaxQueryRows) return Status::kInvalidBatch;
   if (p.num_q_heads % p.num_kv_heads != 0) return Status::kGroupSizeMismatch;
   if (!supported_head_dim(p.head_dim)) return Status::kUnsupportedHeadDim;
   if (p.capacity < 1 || p.capacity > kMaxCapacity) return Status::kInvalidCapacity;
@@ -132,14 +136,16 @@ KVCacheView<T> make_packed_cache_view(const DecodeProblem& p, T* k, T* kt, T* v,
   return c;
 }
 
-/// Strides must be positive and large enough that rows do not overlap.
+/// Strides must be positive and large enough that rows do not overlap. A null vsum (allowed
+/// without reallocation) is never indexed, so its strides are not checked.
 template <typename T>
 Status validate_strides(const DecodeProblem& p, const KVCacheView<T>& c) {
   const int64_t d = p.head_dim, smax = p.capacity;
   if (c.k_stride_s < d || c.k_stride_h < 1 || c.k_stride_b < 1) return Status::kInvalidStride;
   if (c.v_stride_s < d || c.v_stride_h < 1 || c.v_stride_b < 1) return Status::kInvalidStride;
   if (c.kt_stride_d < smax || c.kt_stride_h < 1 || c.kt_stride_b < 1) return Status::kInvalidStride;
-  if (c.vsum_stride_h < d || c.vsum_stride_b < 1) return Status::kInvalidStride;
+  if (c.vsum != nullptr && (c.vsum_stride_h < d || c.vsum_stride_b < 1))
+    return Status::kInvalidStride;
   return Status::kSuccess;
 }
 

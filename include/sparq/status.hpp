@@ -5,7 +5,7 @@ namespace sparq {
 
 enum class Status : int {
   kSuccess = 0,
-  kInvalidBatch,          // batch < 1 or > kMaxBatch
+  kInvalidBatch,          // batch < 1 or > kMaxBatch, or batch x num_q_heads > kMaxQueryRows
   kInvalidHeads,          // a head count < 1 or num_q_heads > kMaxHeads
   kGroupSizeMismatch,     // num_q_heads is not a multiple of num_kv_heads
   kUnsupportedHeadDim,    // head_dim not in {64, 128, 256}
@@ -32,7 +32,7 @@ inline const char* status_string(Status s) {
     case Status::kSuccess:
       return "success";
     case Status::kInvalidBatch:
-      return "invalid batch size: must be in [1, 65535]";
+      return "invalid batch size: must be in [1, 65535], with batch x num_q_heads at most 4194304";
     case Status::kInvalidHeads:
       return "invalid head count: num_q_heads and num_kv_heads must be >= 1, num_q_heads <= 65535";
     case Status::kGroupSizeMismatch:

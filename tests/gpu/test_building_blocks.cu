@@ -3,6 +3,7 @@
 // selections run in small test kernels against the reference's top_indices.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -41,6 +42,26 @@ TEST(BuildingBlocksHost, RankOfFollowsTheTieRule) {
   const std::vector<float> v{3.f, 1.f, 3.f, 2.f, 1.f, 5.f};
   std::vector<double> vd(v.begin(), v.end());
   const std::vector<int> order = top_indices(vd, static_cast<int>(v.size()));
+  for (int pos = 0; pos < static_cast<int>(order.size()); ++pos)
+    EXPECT_EQ(sparq::device::rank_of(v.data(), static_cast<int>(v.size()), order[pos]), pos);
+}
+
+TEST(BuildingBlocksHost, NanRanksBelowEveryNumber) {
+  // Both NaN encodings (the host's 0xFFC00000, the device's canonical 0x7FFFFFFF) key as 1:
+  // above the padding key 0, below -inf, never the forced window key.
+  for (uint32_t bits : {0x7FFFFFFFu, 0xFFC00000u, 0x7FC00000u, 0xFF800001u}) {
+    float nan;
+    std::memcpy(&nan, &bits, sizeof(nan));
+    ASSERT_TRUE(std::isnan(nan));
+    EXPECT_EQ(sparq::device::float_to_ordered(nan), 1u) << std::hex << bits;
+    EXPECT_LT(sparq::device::float_to_ordered(nan), sparq::device::float_to_ordered(-INFINITY));
+  }
+  // rank_of stays a permutation with NaNs in |q| (every selected slot written), and agrees
+  // with the reference's top_indices.
+  const std::vector<float> v{NAN, 1.f, 3.f, NAN, -INFINITY, 3.f, 0.f};
+  const std::vector<double> vd(v.begin(), v.end());
+  const std::vector<int> order = top_indices(vd, static_cast<int>(v.size()));
+  EXPECT_EQ(order, (std::vector<int>{2, 5, 1, 6, 4, 0, 3}));
   for (int pos = 0; pos < static_cast<int>(order.size()); ++pos)
     EXPECT_EQ(sparq::device::rank_of(v.data(), static_cast<int>(v.size()), order[pos]), pos);
 }

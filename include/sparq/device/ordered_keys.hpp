@@ -11,8 +11,11 @@
 
 namespace sparq::device {
 
-/// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0).
+/// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0). Every NaN
+/// maps to 1: below -inf (as ranks_before orders it), above the key 0 of padding past a
+/// length, and never kForcedKey (the device's canonical NaN 0x7FFFFFFF would map to it).
 SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
+  if (f != f) return 1u;
   uint32_t u;
   memcpy(&u, &f, sizeof(u));
   if (u == 0x80000000u) u = 0;  // -0 ranks as +0

@@ -232,6 +232,7 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
   __syncthreads();
   unsigned* counter = p.counters + b * p.units_per_batch + unit;
   if (threadIdx.x == 0) {
+    __threadfence();  // release in the counting thread, after the barrier (PTX memory model)
     const unsigned prev = atomicAdd(counter, 1u);
     s_last = prev == static_cast<unsigned>(p.splits - 1);
     // Every split has counted: clean for the next launch (which the stream orders after

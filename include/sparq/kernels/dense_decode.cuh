@@ -59,7 +59,8 @@ Status validate_dense(const DenseDecodeParams<T>& a) {
 }
 
 /// The attend kernel over every row, as `plan` splits it (validated parameters; the plan
-/// carved from the workspace the launch uses).
+/// carved from the workspace the launch uses, which must hold plan.bytes: a plan with more
+/// fixed splits than the workspace was sized for writes past it).
 template <typename T>
 Status launch_dense(const DenseDecodeParams<T>& a, const DensePlan<T>& plan, cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
