@@ -130,10 +130,14 @@ void BM_SparqDecode(benchmark::State& state) {
   const double rows = s.kv_rows(), S = seq, r = s.cfg.r, k = s.cfg.k, g = 1;
   double bytes = s.sparq_bytes();
   if (kStage == kScores) bytes = rows * (S * r * sizeof(T) + 4.0 * S * g);
-  // select_kernel: the logits once, keys written and read once; the streaming one reads the
-  // logits twice instead (counted once here, so both rows compare time on the same bytes).
-  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectStream)
-    bytes = rows * (4.0 * S * g + 8.0 * S);
+  // select_kernel: the logits once, and the keys written and read once where they do not fit
+  // in shared memory (the global-keys route); the streaming one reads the logits twice
+  // instead (counted once here, so the rows compare time on the same bytes).
+  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectStream) {
+    const bool global_keys =
+        kStage != kSelectStream && plan.select == sparq::kernels::SelectRoute::kGlobalKeys;
+    bytes = rows * (4.0 * S * g + (global_keys ? 8.0 * S : 0.0));
+  }
   if (kStage == kAttend) bytes = rows * (2.0 * k * kDim * sizeof(T));
   for (auto _ : state) {
     const double ms = sb::median_ms(

@@ -91,14 +91,46 @@ class Pool {
   size_t filled_as_ = 0;
 };
 
-/// Median milliseconds of `reps` runs of fn(i), each bracketed by its own events.
-inline double median_ms(const std::function<void(int)>& fn, int reps, int warmup = 3) {
+/// Reads every 16-byte word of p[0, n); stores only if the data hashes to a value it cannot
+/// have (so the loads are kept, and nothing is written).
+__global__ void l2_flush_kernel(const uint4* p, size_t n, unsigned* sink) {
+  unsigned x = 0;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const uint4 v = p[i];
+    x ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (x == 0x12345679u) *sink = x;  // the buffer holds bytes 0x01: never
+}
+
+/// Evicts whatever a launch left in L2 by reading a buffer of four times its size (reads, not
+/// a memset: dirty lines would be written back during the next timed launch). Runs between
+/// repeats, outside their events, so every timed launch starts from a cold L2, as a decode
+/// step does after the rest of a layer's traffic. The rotated cache copies alone could not
+/// promise that: a SparQ launch reads the same few selected rows of a copy every time.
+inline void flush_l2() {
+  static uint4* buf = nullptr;
+  static size_t words = 0;
+  if (buf == nullptr) {
+    words = 4 * l2_bytes() / sizeof(uint4);
+    BENCH_CUDA(cudaMalloc(&buf, (words + 1) * sizeof(uint4)));
+    BENCH_CUDA(cudaMemset(buf, 1, (words + 1) * sizeof(uint4)));
+  }
+  l2_flush_kernel<<<1024, 256>>>(buf, words, reinterpret_cast<unsigned*>(buf + words));
+  BENCH_CUDA(cudaGetLastError());
+}
+
+/// Median milliseconds of `reps` runs of fn(i), each bracketed by its own events, each after
+/// an untimed flush_l2() (`cold_l2`).
+inline double median_ms(const std::function<void(int)>& fn, int reps, int warmup = 3,
+                        bool cold_l2 = true) {
   for (int i = 0; i < warmup; ++i)
     fn(i);
   std::vector<cudaEvent_t> ev(2 * reps);
   for (auto& e : ev)
     BENCH_CUDA(cudaEventCreate(&e));
   for (int i = 0; i < reps; ++i) {
+    if (cold_l2) flush_l2();
     BENCH_CUDA(cudaEventRecord(ev[2 * i]));
     fn(i);
     BENCH_CUDA(cudaEventRecord(ev[2 * i + 1]));
@@ -124,7 +156,8 @@ inline double copy_bandwidth_bytes_per_s() {
   BENCH_CUDA(cudaMalloc(&b, n));
   BENCH_CUDA(cudaMemset(a, 1, n));
   const double ms =
-      median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20);
+      median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20,
+                3, /*cold_l2=*/false);  // 2 GiB: L2 is irrelevant
   BENCH_CUDA(cudaFree(a));
   BENCH_CUDA(cudaFree(b));
   bw = 2.0 * n / (ms * 1e-3);
@@ -132,7 +165,7 @@ inline double copy_bandwidth_bytes_per_s() {
 }
 
 /// A decode step of every sequence at length S, laid out in the pool, with `copies` rotated
-/// copies of the cache so that repeated launches do not run from L2.
+/// copies of the cache (and median_ms's L2 flush between launches).
 template <typename T>
 struct DecodeSetup {
   DecodeProblem p;
@@ -198,9 +231,18 @@ struct DecodeSetup {
     BENCH_CUDA(cudaMemset(workspace, 0, workspace_bytes));
     std::vector<int> lens(batch, seq_len);
     BENCH_CUDA(cudaMemcpy(lengths, lens.data(), batch * sizeof(int), cudaMemcpyHostToDevice));
-    // The V sums are read as floats: give them finite values.
-    for (auto& c2 : caches)
-      fill_random(c2.vsum, s.vsum, 7);
+    // Random data in this setup's own buffers: the pool only fills itself when it grows, and
+    // an earlier setup may have left workspace contents (zeros, floats read as T) where this
+    // one's cache now lies. Each copy its own values; the V sums as floats (finite).
+    for (int i = 0; i < copies; ++i) {
+      const KVCacheView<T>& c2 = caches[i];
+      fill_random(c2.k, s.k, 101 + 4 * i);
+      fill_random(c2.kt, s.kt, 102 + 4 * i);
+      fill_random(c2.v, s.v, 103 + 4 * i);
+      fill_random(c2.vsum, s.vsum, 104 + 4 * i);
+    }
+    fill_random(q, size_t(batch) * hq * d, 99);
+    BENCH_CUDA(cudaDeviceSynchronize());
     fits = true;
   }
 
