@@ -4,7 +4,12 @@
 # plots); then compute-sanitizer memcheck and racecheck on a subset of the tests.
 #
 #   scripts/gpu-check.sh [--bench [--profile]] [--bench-only] [--no-sanitizers]
-#                        [--sanitizers-only] [--build-dir DIR] [--out DIR]
+#                        [--sanitizers-only] [--budget SECONDS] [--build-dir DIR] [--out DIR]
+#
+# --budget S: finish within S seconds of the start (0, the default: no limit). Each step's
+# timeout is cut to what is left (the tests leave 240 s for the benchmarks), a step with
+# under 10 s left is skipped ("skipped (budget)"), and the JSON is merged into --out after
+# each benchmark process, so a command killed at the device's limit still returns the rest.
 #
 # --profile adds Nsight Compute summaries of the SparQ and dense kernels to bench.log.
 # --bench-only skips the tests and sanitizers (to repeat only the measurements).
@@ -24,6 +29,7 @@ bench=0
 tests=1
 sanitize=1
 profile=0
+budget=0
 build=build/gpu
 out=${OUT:-out/gpu-check}
 while [ $# -gt 0 ]; do
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
     --no-sanitizers) sanitize=0 ;;
     --sanitizers-only) bench=0; tests=0; sanitize=1 ;;
     --profile) profile=1 ;;
+    --budget) budget=$2; shift ;;
     --build-dir) build=$2; shift ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -48,6 +55,16 @@ export LLAMA2_CHAT_BIN="$PWD/$build/examples/llama2/llama2_chat"
 summary="$out/summary.txt"
 : > "$summary"
 row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$summary"; }
+# lim LIMIT [RESERVE]: the timeout for a step that may take LIMIT seconds, cut so that RESERVE
+# seconds (default 20: the plots) of the budget stay free; 0: skip the step.
+lim() {
+  local want=$1 reserve=${2:-20}
+  if [ "$budget" = 0 ]; then echo "$want"; return; fi
+  local left=$((budget - SECONDS - reserve))
+  if [ $left -lt 10 ]; then echo 0; elif [ $left -lt "$want" ]; then echo $left; else echo "$want"; fi
+}
+# rc_word RC: how a timed step ended, for the summary.
+rc_word() { case $1 in 0) echo pass ;; 124|137) echo TIMEOUT ;; *) echo "FAIL (rc $1)" ;; esac; }
 
 if ! nvidia-smi -L >/dev/null 2>&1; then echo "no NVIDIA GPU visible" >&2; exit 2; fi
 card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
@@ -70,19 +87,30 @@ for t in "$build"/tests/gpu/test_* "$build"/tests/test_* "$build"/examples/llama
   [ $tests = 1 ] && [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s)
+  # The benchmarks keep 240 s of a budget (a hang here must not eat the measurements).
+  t_lim=$(lim 150 $([ $bench = 1 ] && echo 240 || echo 20))
+  if [ "$t_lim" = 0 ]; then row "$name" "skipped (budget)"; fail=1; continue; fi
   pids=()
   for ((i = 0; i < shards; ++i)); do
-    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout 150 "$t" --gtest_brief=1 \
+    # Full output ([ RUN ] lines): a shard that times out shows which test it was in.
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout -k 5 "$t_lim" "$t" \
       > "$shard_dir/$name.$i" 2>&1 &
     pids+=($!)
   done
   res=pass
-  for pid in "${pids[@]}"; do wait "$pid" || res=FAIL; done
+  for pid in "${pids[@]}"; do
+    wait "$pid"
+    rc=$?
+    [ $rc = 0 ] || [ "$res" = TIMEOUT ] || res=$(rc_word $rc)
+  done
   cat "$shard_dir/$name".* >> "$tests_log"
-  [ $res = pass ] || fail=1
-  row "$name" "$res ($(( $(date +%s) - start )) s)"
+  [ "$res" = pass ] || fail=1
+  # Skipped tests counted: a run where the device is not seen skips them all and passes.
+  # (GoogleTest prints each twice: as it ends, "(N ms)", and in the closing list.)
+  skipped=$(cat "$shard_dir/$name".* | grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$')
+  row "$name" "$res ($(( $(date +%s) - start )) s$([ "$skipped" = 0 ] || echo ", $skipped skipped"))"
 done
-grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | sort -u | head -40
+grep -E '^\[  (FAILED|SKIPPED) ' "$tests_log" | grep -v ' listed below' | sort -u | head -40
 
 if [ $bench = 1 ]; then
   if [ -x "$build/bench/bench_kernels" ]; then
@@ -93,25 +121,36 @@ if [ $bench = 1 ]; then
     # include BM_SparqRouteDataflowTuning (the schedule's lags scaled, larger score items,
     # with or without histogram items, attend items of 128 or 256 rows: 60 timed rows).
     kparts=$(mktemp -d)
-    timeout 300 "$build/bench/bench_kernels" --benchmark_filter=-BM_SparqRouteDataflow \
-      --benchmark_out="$kparts/1_main.json" --benchmark_out_format=json > "$log" 2>&1 &&
-      row bench_kernels "done ($((SECONDS - t0)) s)" || row bench_kernels FAIL
-    t0=$SECONDS
-    echo "==== bench_kernels: BM_SparqRouteDataflow ====" >> "$log"
-    timeout 150 "$build/bench/bench_kernels" --benchmark_filter=BM_SparqRouteDataflow \
-      --benchmark_out="$kparts/2_dataflow.json" --benchmark_out_format=json >> "$log" 2>&1 &&
-      row "bench_kernels dataflow" "done ($((SECONDS - t0)) s)" || row "bench_kernels dataflow" FAIL
+    : > "$log"
+    # run_bench NAME LIMIT JSON ARGS...: one benchmark process under the budget, its JSON part
+    # merged into $out/bench_kernels.json at once.
+    run_bench() {
+      local name=$1 want=$2 json=$3 b_lim rc
+      shift 3
+      b_lim=$(lim "$want")
+      if [ "$b_lim" = 0 ]; then row "$name" "skipped (budget)"; return; fi
+      echo "==== $name ====" >> "$log"
+      local t0=$SECONDS
+      timeout -k 5 "$b_lim" "$@" --benchmark_out="$kparts/$json" --benchmark_out_format=json \
+        >> "$log" 2>&1
+      rc=$?
+      if [ $rc = 0 ]; then row "$name" "done ($((SECONDS - t0)) s)"; else row "$name" "$(rc_word $rc)"; fi
+      python3 scripts/plot_bench.py --merge "$kparts" --merged "$out/bench_kernels.json" >> "$log" 2>&1
+    }
+    # Routes and options never timed before (the streaming selection, dependent launches)
+    # in a process of their own too, after the rows every earlier run had.
+    run_bench bench_kernels 150 1_main.json "$build/bench/bench_kernels" \
+      --benchmark_filter='-BM_SparqRouteDataflow|Stream|Dependent'
+    run_bench "bench_kernels stream/dependent" 60 2_new.json "$build/bench/bench_kernels" \
+      --benchmark_filter='Stream|Dependent'
+    run_bench "bench_kernels dataflow" 120 3_dataflow.json "$build/bench/bench_kernels" \
+      --benchmark_filter=BM_SparqRouteDataflow
     # The Llama example's decode projections alone and chained (7B shapes; about 10 s).
-    t0=$SECONDS
-    echo "==== bench_llama_matvec ====" >> "$log"
     if [ -x "$build/bench/bench_llama_matvec" ]; then
-      timeout 90 "$build/bench/bench_llama_matvec" \
-        --benchmark_out="$kparts/3_llama_matvec.json" --benchmark_out_format=json >> "$log" 2>&1 &&
-        row bench_llama_matvec "done ($((SECONDS - t0)) s)" || row bench_llama_matvec FAIL
+      run_bench bench_llama_matvec 60 4_llama_matvec.json "$build/bench/bench_llama_matvec"
     else
       row bench_llama_matvec "not built"
     fi
-    python3 scripts/plot_bench.py --merge "$kparts" --merged "$out/bench_kernels.json" >> "$log" 2>&1
     # The fastest dataflow settings the tuning rows found (SPARQ_FLOW values; empty: the
     # defaults), for the Llama decode below: B1 S32k's at 32k, B1 S16k's at 4k (the nearest).
     flow32=$(python3 scripts/plot_bench.py --kernels "$out/bench_kernels.json" --flow-setting 1:32768)
@@ -124,19 +163,23 @@ if [ $bench = 1 ]; then
     sweep_fail=0
     for hkv in 32 8; do
       for batch in 1 8 32 64; do
+        s_lim=$(lim 90)
+        if [ "$s_lim" = 0 ]; then sweep_fail=1; echo "Hkv$hkv B$batch skipped (budget)" >> "$log"; continue; fi
         echo "==== bench_sweep Hkv$hkv B$batch (stderr) ====" >> "$log"
-        timeout 120 "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/" \
+        timeout -k 5 "$s_lim" "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/" \
           --benchmark_out="$parts/sweep_${hkv}_$batch.json" --benchmark_out_format=json \
           2>> "$log" > /dev/null || {
             echo "rc $? for Hkv$hkv B$batch; memcheck of its first point:" >> "$log"
-            [ $sweep_fail = 1 ] || timeout 60 compute-sanitizer --tool memcheck --print-limit 3 \
+            m_lim=$(lim 60)
+            [ $sweep_fail = 1 ] || [ "$m_lim" = 0 ] || timeout -k 5 "$m_lim" compute-sanitizer --tool memcheck --print-limit 3 \
               "$build/bench/bench_sweep" --benchmark_filter="^sweep/Hq32_Hkv$hkv/B$batch/S1024/c2" \
               >> "$log" 2>&1
             sweep_fail=1
           }
+        # Merged after every group: a run killed later keeps the groups done.
+        python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
       done
     done
-    python3 scripts/plot_bench.py --merge "$parts" --merged "$out/bench_sweep.json" >> "$log" 2>&1
     if [ $sweep_fail = 0 ]; then row bench_sweep "done ($((SECONDS - t0)) s)"; else row bench_sweep "FAIL (see bench.log)"; fi
     chat="$build/examples/llama2/llama2_chat"
     if [ -x "$chat" ]; then
@@ -147,20 +190,21 @@ if [ $bench = 1 ]; then
       # random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
       # docs/benchmarks.md.)
       for s_len in 4096 32768; do
-        limit=$([ $s_len = 4096 ] && echo 60 || echo 90)
         for variant in default new dataflow dataflow-pdl; do
           name="llama2-7b decode $s_len $variant"
+          limit=$(lim $([ $s_len = 4096 ] && echo 60 || echo 90))
+          if [ "$limit" = 0 ]; then row "$name" "skipped (budget)"; continue; fi
           res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
           sel=auto route=auto flow="" flags=()
           [ $variant = new ] && sel=stream flags=(--pdl)
           [ $variant = dataflow-pdl ] && flags=(--pdl)
           [[ $variant = dataflow* ]] && route=dataflow flow=$([ $s_len = 4096 ] && echo "$flow16" || echo "$flow32")
           echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
-          if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout $limit "$chat" --random-weights llama2-7b \
+          if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout -k 5 $limit "$chat" --random-weights llama2-7b \
               --bench-decode $s_len --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
             row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
-            row "$name" "FAIL (rc $?)"
+            row "$name" "$(rc_word $?)"
           fi
           cat "$res" >> "$log"
         done
@@ -171,13 +215,15 @@ if [ $bench = 1 ]; then
       for spec in "4096 gemm" "32768 gemm"; do
         read -r s_len kind <<< "$spec"
         res="$parts/bench_prefill_${s_len}_$kind.txt"
+        p_lim=$(lim $([ $s_len = 4096 ] && echo 90 || echo 150))
+        if [ "$p_lim" = 0 ]; then row "llama2-7b prefill $s_len $kind" "skipped (budget)"; continue; fi
         echo "==== llama2_chat --random-weights llama2-7b --bench-decode $s_len --bench-fill prefill --prefill-attention $kind ====" >> "$log"
-        if timeout $([ $s_len = 4096 ] && echo 90 || echo 150) "$chat" --random-weights llama2-7b \
+        if timeout -k 5 "$p_lim" "$chat" --random-weights llama2-7b \
             --bench-decode $s_len --bench-fill prefill \
             --bench-steps 2 --prefill-attention $kind > "$res" 2>&1; then
           row "llama2-7b prefill $s_len $kind" "$(grep -o 'prefill of .*' "$res")"
         else
-          row "llama2-7b prefill $s_len $kind" "FAIL (rc $?)"
+          row "llama2-7b prefill $s_len $kind" "$(rc_word $?)"
         fi
         cat "$res" >> "$log"
       done
@@ -205,39 +251,39 @@ if [ $bench = 1 ]; then
   fi
 fi
 
-san_log="$out/sanitizer.log"
-: > "$san_log"
+san_log="$out/sanitizer.log"  # only when sanitizing: $OUT returns 8 files at most
 if [ $sanitize = 0 ]; then
   row compute-sanitizer "skipped"
 elif command -v compute-sanitizer >/dev/null 2>&1; then
+  : > "$san_log"
+  # san LIMIT PROGRAM ARGS...: PROGRAM under compute-sanitizer's $tool within the budget.
+  san() {
+    local s_lim
+    s_lim=$(lim "$1")
+    shift
+    if [ "$s_lim" = 0 ]; then echo "skipped (budget): $*" >> "$san_log"; ok=0; return; fi
+    timeout -k 5 "$s_lim" compute-sanitizer --tool $tool --error-exitcode 3 "$@" >> "$san_log" 2>&1 || ok=0
+  }
   # The chosen route (fused, a cluster per unit, for these shapes on an H100), the block route
   # and the three launches.
   filter='*Float32MatchesReference/odd_tiles:*BFloat16MatchesReference/gqa4_window:*Float16MatchesReference/per_head_gqa4_d256:*Float32MatchesReference/length_one:*Float32FusedBlockRoute/odd_tiles:*BFloat16ThreeLaunches/gqa4_window:*BFloat16ThreeLaunches/odd_tiles:*BFloat16StreamSelect/gqa4_window:*Float32StreamSelectFallback/odd_tiles:*BFloat16DependentLaunches/gqa4_window'
   for tool in memcheck racecheck; do
     ok=1
-    timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 \
-      "$build/tests/gpu/test_gpu_sparq_decode" --gtest_filter="$filter" >> "$san_log" 2>&1 || ok=0
-    timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
-      "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64' >> "$san_log" 2>&1 || ok=0
-    timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 \
-      "$build/tests/gpu/test_gpu_kv_append" >> "$san_log" 2>&1 || ok=0
+    san 150 "$build/tests/gpu/test_gpu_sparq_decode" --gtest_filter="$filter"
+    san 45 "$build/tests/gpu/test_gpu_dense_decode" --gtest_filter='*Float32*gqa4_d64'
+    san 45 "$build/tests/gpu/test_gpu_kv_append"
     # The dataflow route: racecheck only on a grid of one block (blocks that wait on each
     # other might not both progress under the tool); memcheck also on full grids.
     flow_filter='*BFloat16OneBlock/gqa4_window:*BFloat16OneBlock/odd_tiles'
     [ $tool = memcheck ] && flow_filter="$flow_filter:*BFloat16MatchesReference/gqa4_window:*Float32MatchesReference/odd_tiles:*SmallGrids*/B3*"
-    timeout 120 compute-sanitizer --tool $tool --error-exitcode 3 \
-      "$build/tests/gpu/test_gpu_sparq_dataflow" --gtest_filter="$flow_filter" >> "$san_log" 2>&1 || ok=0
-    timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 \
-      "$build/tests/gpu/test_gpu_stream_select" \
-      --gtest_filter='*short_and_odd:*zero_query_ties' >> "$san_log" 2>&1 || ok=0
+    san 120 "$build/tests/gpu/test_gpu_sparq_dataflow" --gtest_filter="$flow_filter"
+    san 90 "$build/tests/gpu/test_gpu_stream_select" \
+      --gtest_filter='*short_and_odd:*zero_query_ties'
     if [ $tool = memcheck ]; then
-      timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$build/tests/gpu/test_building_blocks" >> "$san_log" 2>&1 || ok=0
+      san 60 "$build/tests/gpu/test_building_blocks"
       # Launches without a memset on a workspace zeroed once (every route in turn).
-      timeout 120 compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$build/tests/gpu/test_gpu_zeroed_workspace" --gtest_filter='*Batch4Gqa' >> "$san_log" 2>&1 || ok=0
-      timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$build/examples/llama2/tests/test_llama_prefill" >> "$san_log" 2>&1 || ok=0
+      san 120 "$build/tests/gpu/test_gpu_zeroed_workspace" --gtest_filter='*Batch4Gqa'
+      san 60 "$build/examples/llama2/tests/test_llama_prefill"
     fi
     if [ $ok = 1 ]; then row "compute-sanitizer $tool" clean; else row "compute-sanitizer $tool" FAIL; fail=1; fi
   done

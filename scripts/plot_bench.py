@@ -19,7 +19,8 @@ def parse(text, name):
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        cut = text.rfind("\n    },")
+        # The last finished entry ends "\n    }", with a comma only if another was begun.
+        cut = text.rfind("\n    }")
         try:
             data = json.loads(text[:cut + 6] + "]}") if cut > 0 else {"benchmarks": []}
         except json.JSONDecodeError:

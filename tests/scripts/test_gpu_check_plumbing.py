@@ -23,8 +23,8 @@ case "$1" in
 esac
 """
 
-# bench_kernels: the main rows, or (filter BM_SparqRouteDataflow) the dataflow rows with a
-# tuning row at B1 S32k that beats the default.
+# bench_kernels: the main rows, (filter Stream|Dependent) the options never timed, or (filter
+# BM_SparqRouteDataflow) the dataflow rows with a tuning row at B1 S32k that beats the default.
 FAKE_BENCH_KERNELS = """#!/usr/bin/env python3
 import json, sys
 args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -37,6 +37,8 @@ if args.get("--benchmark_filter") == "BM_SparqRouteDataflow":
             row(t.format(32768, 50, 1, 0, 128), 38.0), row(t.format(16384, 100, 1, 0, 128), 25.0),
             row(t.format(16384, 50, 1, 0, 128), 22.0),
             row("BM_SparqRouteDataflow/B:1/S:32768/manual_time", 40.0)]
+elif args.get("--benchmark_filter") == "Stream|Dependent":
+    rows = [row("BM_SparqRouteThreeStream/B:1/S:32768/manual_time", 70.0)]
 else:
     rows = [row("BM_CopyCeiling/manual_time", 700.0), row("BM_DenseDecode/B:1/S:32768/manual_time", 187.0)]
     for n, us in ((8, 36.0), (16, 34.0), (32, 31.0)):
@@ -117,6 +119,7 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertIn("card: Stand-in GPU", summary, detail)
             self.assertRegex(summary, r"bench_kernels +done", detail)
             self.assertRegex(summary, r"bench_kernels dataflow +done", detail)
+            self.assertRegex(summary, r"bench_kernels stream/dependent +done", detail)
             self.assertRegex(summary, r"bench_sweep +done", detail)
             self.assertRegex(summary, r"dataflow best B1 S16k +lag_pct=50,steps=1,hist=0,rows=128")
             self.assertRegex(summary,
@@ -145,12 +148,43 @@ class GpuCheckPlumbing(unittest.TestCase):
             merged = json.loads((out / "bench_kernels.json").read_text())
             self.assertIn("dense splits B1 S4096: fastest 32 splits 31.0 us, the plan's 16: 34.0 us",
                           summary)
-            self.assertEqual(len(merged["benchmarks"]), 18,
-                             "both bench_kernels parts and the matvec rows merged")
+            self.assertEqual(len(merged["benchmarks"]), 19,
+                             "the three bench_kernels parts and the matvec rows merged")
             self.assertRegex(summary, r"bench_llama_matvec +done", detail)
             self.assertIn("llama 7B matvecs per layer: alone 143.0 us; chain 150.0 us (90% of "
                           "copy bw); chain --pdl 145.0 us (90% of copy bw)", summary)
             self.assertEqual(run.returncode, 0, detail)
+
+    def test_a_budget_cuts_a_hung_test_and_keeps_the_benchmarks(self):
+        """--budget: a test binary that hangs is stopped in time for the benchmarks (its row
+        says TIMEOUT), skipped tests are counted, and the sweep JSON is there."""
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            build, out, bin_dir = tmp / "build", tmp / "out", tmp / "bin"
+            executable(bin_dir / "nvidia-smi", FAKE_SMI)
+            executable(build / "tests/gpu/test_gpu_sparq_decode", "#!/bin/sh\nexec sleep 600\n")
+            executable(build / "tests/gpu/test_gpu_kv_append",
+                       "#!/bin/sh\necho '[  SKIPPED ] KvAppend.Gpu (0 ms)'\n"
+                       "echo '[  SKIPPED ] 1 test, listed below:'\n"
+                       "echo '[  SKIPPED ] KvAppend.Gpu'\n")
+            executable(build / "bench/bench_kernels", FAKE_BENCH_KERNELS)
+            executable(build / "bench/bench_sweep", FAKE_BENCH_SWEEP)
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            env.pop("OUT", None)
+            run = subprocess.run(
+                ["bash", "scripts/gpu-check.sh", "--bench", "--no-sanitizers", "--budget", "256",
+                 "--build-dir", str(build), "--out", str(out)],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=200)
+            summary = (out / "summary.txt").read_text()
+            detail = f"rc {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            self.assertRegex(summary, r"test_gpu_sparq_decode +TIMEOUT \(1[0-9] s\)", detail)
+            self.assertRegex(summary, r"test_gpu_kv_append +pass \(\d+ s, 4 skipped\)", detail)
+            self.assertRegex(summary, r"bench_kernels +done", detail)
+            self.assertRegex(summary, r"bench_sweep +done", detail)
+            sweep = json.loads((out / "bench_sweep.json").read_text())
+            self.assertEqual(len(sweep["benchmarks"]), 24, "every sweep group merged")
+            self.assertFalse((out / "sanitizer.log").exists(), "no empty sanitizer log")
+            self.assertEqual(run.returncode, 1, detail)
 
     def test_a_run_split_in_two(self):
         """--no-sanitizers runs the tests but no sanitizer; --sanitizers-only runs each
