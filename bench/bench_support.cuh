@@ -156,8 +156,8 @@ inline double copy_bandwidth_bytes_per_s() {
   BENCH_CUDA(cudaMalloc(&b, n));
   BENCH_CUDA(cudaMemset(a, 1, n));
   const double ms =
-      median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20,
-                3, /*cold_l2=*/false);  // 2 GiB: L2 is irrelevant
+      median_ms([&](int) { BENCH_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice)); }, 20, 3,
+                /*cold_l2=*/false);  // 2 GiB: L2 is irrelevant
   BENCH_CUDA(cudaFree(a));
   BENCH_CUDA(cudaFree(b));
   bw = 2.0 * n / (ms * 1e-3);
