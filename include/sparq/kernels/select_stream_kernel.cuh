@@ -231,7 +231,7 @@ __device__ void select_stream_unit(const SelectParams& p, int b, int unit, uint3
               eq += (i < n && b == bin) ? 1 : 0;
             }
             int pre, total;
-            TopK::Scan(sh.topk.scan).ExclusiveSum(gt | (eq << 16), pre, total);
+            typename TopK::Scan(sh.topk.scan).ExclusiveSum(gt | (eq << 16), pre, total);
             int out_at = written + (pre & 0xFFFF), cand_at = kept + (pre >> 16);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {

@@ -1,0 +1,511 @@
+// The SparQ kernels executed on the CPU (tests/emu/shim.hpp: each block's threads are fibers)
+// and checked against the reference: the three launches with the streaming selection (also
+// its fallback, and against select_kernel bit for bit), the dataflow kernel on grids of one
+// to eight blocks (interleaved at its spin-waits), workspace_zeroed over two steps (every
+// counter zero after each launch), the dependent-launch counter clearing. Poisoned outputs and
+// workspace, NaN rows past each length, exact ties.
+//   emulated_kernels [all|NAME|fuzz|long|hist] [REPEATS] [SEED]
+// NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
+// lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
+// barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
+// What it cannot show: memory ordering (the emulation is sequentially consistent), warp
+// divergence (__activemask() is the calling lane), clusters, the launchers, performance.
+#include "sparq/cuda.cuh"
+#include "support/host_cache.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace sparq;
+namespace k = sparq::kernels;
+#ifndef EMU_T
+#define EMU_T __nv_bfloat16
+#endif
+using T = EMU_T;
+static const double g_tol =
+    ElementTraits<T>::kDType == DType::kFloat32 ? 1e-5 : 2e-2;  // tests/gpu output_tolerance
+
+static int g_fail = 0, g_cases = 0;
+static bool g_strict = false;
+static const int g_resident =
+    std::getenv("EMU_RESIDENT") ? std::atoi(std::getenv("EMU_RESIDENT")) : 1;
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      ++g_fail;                                                     \
+      std::printf("  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                     \
+      std::printf("\n");                                            \
+    }                                                               \
+  } while (0)
+
+struct Case {
+  std::string name;
+  int batch, hq, hkv, d, capacity;
+  std::vector<int> lengths;
+  int r, kk, window;
+  bool realloc;
+  GqaMode gqa;
+  int tie_period =
+      0;  // > 0: K row s = K row s % tie_period (exact ties; selection must match exactly)
+};
+
+enum class Mode {
+  kThreeStream,
+  kThreeStreamFallback,
+  kThreeZeroed,
+  kFlow1,
+  kFlow2,
+  kFlowHist1,
+  kThreeDependent,
+  kFlowZeroed2,
+  kFlowConc3,
+  kFlowConc8,
+  kFlowHistConc4
+};
+static const char* mode_name(Mode m) {
+  switch (m) {
+    case Mode::kThreeStream:
+      return "three+stream";
+    case Mode::kThreeStreamFallback:
+      return "three+stream(cand=4)";
+    case Mode::kThreeZeroed:
+      return "three+stream,workspace_zeroed";
+    case Mode::kFlow1:
+      return "dataflow grid=1";
+    case Mode::kFlow2:
+      return "dataflow grid=2(sequential)";
+    case Mode::kFlowHist1:
+      return "dataflow grid=1 hist items, zeroed x2";
+    case Mode::kThreeDependent:
+      return "three+stream,dependent(score clears)";
+    case Mode::kFlowZeroed2:
+      return "dataflow grid=1 zeroed x2";
+    case Mode::kFlowConc3:
+      return "dataflow grid=3 concurrent";
+    case Mode::kFlowConc8:
+      return "dataflow grid=8 concurrent, zeroed x2";
+    case Mode::kFlowHistConc4:
+      return "dataflow grid=4 concurrent hist items, zeroed x2";
+  }
+  return "?";
+}
+
+static double rel_l2(const std::vector<double>& g, const std::vector<double>& w) {
+  double n = 0, d = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    n += (g[i] - w[i]) * (g[i] - w[i]);
+    d += w[i] * w[i];
+  }
+  return d > 0 ? std::sqrt(n / d) : std::sqrt(n);
+}
+
+// tests/gpu/sparq_decode_cases.cuh expect_same_selection, as a check.
+static void check_selection(const std::vector<int>& gpu, const std::vector<int>& ref,
+                            const std::vector<double>& key, int window_begin, const char* where) {
+  std::set<int> g(gpu.begin(), gpu.end()), r(ref.begin(), ref.end());
+  CHECK(g.size() == gpu.size(), "%s: duplicate positions", where);
+  CHECK(gpu.size() == ref.size(), "%s: sizes %zu vs %zu", where, gpu.size(), ref.size());
+  for (int s : gpu)
+    CHECK(s >= 0 && s < (int)key.size(), "%s: position %d out of range", where, s);
+  for (int s = window_begin; s < (int)key.size(); ++s)
+    CHECK(g.count(s), "%s: window position %d not selected", where, s);
+  CHECK(std::is_sorted(gpu.begin(), gpu.end()), "%s: positions not sorted", where);
+  if (g == r) return;
+  if (g_strict) {
+    CHECK(false,
+          "%s: exact ties: selection differs from the reference's tie rule (lowest position first)",
+          where);
+    return;
+  }
+  double kth = 1e300;
+  for (int s : ref)
+    if (s < window_begin) kth = std::min(kth, key[s]);
+  int bad = 0;
+  for (int s : gpu)
+    if (!r.count(s) && s >= 0 && s < (int)key.size() && std::fabs(key[s] - kth) > 1e-4 * kth) ++bad;
+  for (int s : ref)
+    if (!g.count(s) && std::fabs(key[s] - kth) > 1e-4 * kth) ++bad;
+  CHECK(bad == 0, "%s: %d positions differ from the reference beyond a near tie", where, bad);
+}
+
+template <int D>
+void run(const Case& c, Mode mode, uint64_t seed) {
+  ++g_cases;
+  const auto t0 = std::chrono::steady_clock::now();
+  g_strict = c.tie_period > 0;
+  DecodeProblem p;
+  p.batch = c.batch;
+  p.num_q_heads = c.hq;
+  p.num_kv_heads = c.hkv;
+  p.head_dim = c.d;
+  p.capacity = c.capacity;
+  SparqConfig cfg;
+  cfg.r = c.r;
+  cfg.k = c.kk;
+  cfg.local_window = c.window;
+  cfg.reallocation = c.realloc;
+  cfg.gqa = c.gqa;
+  test::HostKVCache<T> host(p);
+  host.fill_random(c.lengths, seed);
+  if (c.tie_period > 0) {
+    KVCacheView<T> cv = host.view();
+    for (int b = 0; b < p.batch; ++b)
+      for (int kv = 0; kv < p.num_kv_heads; ++kv)
+        for (int s = c.tie_period; s < c.lengths[b]; ++s) {
+          std::vector<T> kr(p.head_dim), vr(p.head_dim);
+          for (int j = 0; j < p.head_dim; ++j) {
+            kr[j] = cv.k_row(b, kv, s % c.tie_period)[j];
+            vr[j] = cv.v_row(b, kv, s)[j];
+          }
+          host.set_row(b, kv, s, kr.data(), vr.data());
+        }
+  }
+  host.poison_tail(NAN);  // rows past each length: NaN (a read past the length shows)
+  {                       // exact vsum (test::set_exact_vsum)
+    KVCacheView<T> cv = host.view();
+    for (int b = 0; b < p.batch; ++b)
+      for (int kv = 0; kv < p.num_kv_heads; ++kv)
+        for (int j = 0; j < p.head_dim; ++j) {
+          double s = 0;
+          for (int r = 0; r < c.lengths[b]; ++r)
+            s += to_float(cv.v_row(b, kv, r)[j]);
+          cv.vsum_row(b, kv)[j] = (float)s;
+        }
+  }
+  const std::vector<T> q =
+      test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, seed + 1);
+  reference::SparqTrace trace;
+  std::vector<double> ref(q.size());
+  if (!ok(reference::sparq_decode(p, cfg, q.data(), host.view(), c.lengths.data(), ref.data(),
+                                  &trace))) {
+    std::printf("reference failed\n");
+    std::abort();
+  }
+  const bool flow = mode == Mode::kFlow1 || mode == Mode::kFlow2 || mode == Mode::kFlowHist1 ||
+                    mode == Mode::kFlowZeroed2 || mode == Mode::kFlowConc3 ||
+                    mode == Mode::kFlowConc8 || mode == Mode::kFlowHistConc4;
+  const std::optional<k::SparqRoute> route =
+      flow ? k::SparqRoute::kDataflow : k::SparqRoute::kThreeLaunches;
+  const std::optional<k::SelectRoute> sel_route =
+      flow ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
+  FlowTuning tune;
+  if (mode == Mode::kFlowHist1 || mode == Mode::kFlowHistConc4) tune.hist = 1;
+  const size_t bytes = k::SparqPlan<T>(p, cfg, nullptr, route, sel_route, tune).bytes;
+  const size_t alloc = (bytes + 255) / 256 * 256 + 256;
+  unsigned char* ws = static_cast<unsigned char*>(std::aligned_alloc(256, alloc));
+  std::memset(ws, 0xFF, alloc);  // poisoned, as the GPU tests do
+  k::SparqPlan<T> plan(p, cfg, ws, route, sel_route, tune);
+  // No device: the plan's device queries gave zero capacities; set what a 227 KB device gives.
+  const k::StreamCapacity cap = k::stream_capacity(plan.kmax, 227 * 1024);
+  plan.stream_candidates = cap.candidates;
+  plan.stream_above = cap.above;
+  if (mode == Mode::kThreeStreamFallback) plan.stream_candidates = 4;
+  std::vector<T> out(q.size());
+  std::memset(out.data(), 0xFF, out.size() * sizeof(T));  // NaN
+  std::vector<int> lengths = c.lengths;
+  SparqDecodeParams<T> a;
+  a.problem = p;
+  a.config = cfg;
+  a.q = q.data();
+  a.cache = host.view();
+  a.lengths = lengths.data();
+  a.out = out.data();
+  a.workspace_zeroed = mode == Mode::kThreeZeroed || mode == Mode::kFlowZeroed2 ||
+                       mode == Mode::kFlowHist1 || mode == Mode::kFlowConc8 ||
+                       mode == Mode::kFlowHistConc4;
+  const int launches =
+      a.workspace_zeroed ? 2 : 1;  // zeroed: a second step on the same workspace, no memset
+  const int64_t batch_units = int64_t(p.batch) * plan.units.per_batch;
+  if (a.workspace_zeroed) std::memset(ws, 0, k::counter_region_bytes(p));
+  char label[256];
+  std::snprintf(label, sizeof label, "%s [%s] seed %llu", c.name.c_str(), mode_name(mode),
+                (unsigned long long)seed);
+
+  for (int launch = 0; launch < launches; ++launch) {
+    if (launch > 0) std::memset(out.data(), 0xFF, out.size() * sizeof(T));
+    if (!flow) {
+      // launch_sparq_scores (attend_counters: the score kernel clears them with dependent launches)
+      const bool dep = mode == Mode::kThreeDependent;
+      if (dep) plan.dependent_launch = true;
+      const k::ScoreParams<T> sp = k::score_params(a, plan, dep ? plan.attend.counters : nullptr);
+      const dim3 sgrid(k::ceil_div(plan.chunks, plan.score_iters), plan.units.per_batch, p.batch);
+      emu::launch(
+          sgrid, dim3(k::kScoreThreads), k::score_smem_bytes(plan.units.heads_per_unit, D),
+          [&] { k::score_kernel<T, D>(sp); }, "score_kernel", g_resident);
+      // launch_sparq_select, SelectRoute::kStream
+      const k::SelectParams sel = k::select_params(a, plan);
+      emu::launch(
+          dim3(plan.units.per_batch, p.batch), dim3(k::kStreamThreads),
+          k::stream_smem_bytes(plan.stream_candidates, plan.stream_above),
+          [&] { k::select_stream_kernel<>(sel); }, "select_stream_kernel", g_resident);
+      if (launch == 0) {
+        // Cross-check: select_kernel (keys in shared memory) must pick exactly the same positions
+        // and alphas ("It selects exactly the positions select_kernel does").
+        const size_t ni = size_t(batch_units) * plan.kmax, na = size_t(p.batch) * p.num_q_heads;
+        std::vector<int> idx_stream(plan.indices, plan.indices + ni);
+        std::vector<float> alpha_stream(plan.alpha, plan.alpha + na);
+        std::memset(plan.indices, 0xFF, ni * sizeof(int));
+        std::memset(plan.alpha, 0xFF, na * sizeof(float));
+        emu::launch(
+            dim3(plan.units.per_batch, p.batch), dim3(k::kSelectThreads),
+            sizeof(uint32_t) * size_t(p.length_bound()),
+            [&] { k::select_kernel<true, k::kSelectThreads>(sel); }, "select_kernel");
+        size_t diff_i = 0, diff_a = 0;
+        for (size_t i = 0; i < ni; ++i)
+          diff_i += idx_stream[i] != plan.indices[i];
+        for (size_t i = 0; i < na; ++i)
+          diff_a += std::memcmp(&alpha_stream[i], &plan.alpha[i], 4) != 0;
+        CHECK(diff_i == 0, "%s: select_stream_kernel and select_kernel differ in %zu index slots",
+              label, diff_i);
+        CHECK(diff_a == 0,
+              "%s: select_stream_kernel and select_kernel alphas differ in %zu (bitwise)", label,
+              diff_a);
+        std::copy(idx_stream.begin(), idx_stream.end(), plan.indices);
+        std::copy(alpha_stream.begin(), alpha_stream.end(), plan.alpha);
+      }
+      // launch_sparq_attend -> launch_attend (clear unless workspace_zeroed)
+      const k::AttendParams<T> ap = k::attend_params(a, plan);
+      // launch_sparq_attend: clear = !workspace_zeroed && !(after_scores && dependent_launch)
+      if (!a.workspace_zeroed && !dep)
+        std::memset(plan.attend.counters, 0, sizeof(unsigned) * plan.attend.num_counters);
+      emu::launch(
+          dim3(ap.splits, ap.units_per_batch, p.batch), dim3(k::kAttendThreads), 0,
+          [&] {
+            if (ap.heads_per_unit > 1)
+              k::attend_kernel<T, D, true>(ap);
+            else
+              k::attend_kernel<T, D, false>(ap);
+          },
+          "attend_kernel", g_resident);
+      for (int64_t i = 0; i < plan.attend.num_counters; ++i)
+        CHECK(plan.attend.counters[i] == 0u, "%s: attend counter %lld = %u after the launch", label,
+              (long long)i, plan.attend.counters[i]);
+    } else {
+      // launch_sparq_dataflow's body (no device: limits replaced by a 227 KB device's)
+      const size_t smem = k::flow_smem_bytes<T, D>(plan.units.heads_per_unit,
+                                                   plan.stream_candidates, plan.stream_above);
+      const int cpi = plan.flow_chunks_per_item;
+      CHECK(!(cpi < k::kFlowChunksPerItem || cpi % k::kFlowChunksPerItem != 0 ||
+              int64_t(plan.flow.score_items) * cpi < plan.chunks ||
+              int64_t(plan.flow.score_items - 1) * cpi >= plan.chunks),
+            "%s: launcher would refuse the chunks per item", label);
+      const int hist = plan.flow.hist_items;
+      CHECK(!(hist != 0 &&
+              (plan.flow_hist == nullptr || hist != k::flow_hist_tiles(p.length_bound()))),
+            "%s: hist", label);
+      if (mode == Mode::kFlowHist1 || mode == Mode::kFlowHistConc4)
+        CHECK(hist > 0, "%s: no histogram items planned (bound %d)", label, p.length_bound());
+      const FlowSchedule& f = plan.flow;
+      CHECK(!(f.units != batch_units || f.attend_items != plan.attend.splits || f.hist_lag < 1 ||
+              f.select_lag < 1 || (hist > 0 && f.select_lag <= f.hist_lag) ||
+              f.attend_lag <= f.select_lag),
+            "%s: launcher would refuse the schedule", label);
+      k::FlowParams<T> fp;
+      fp.score = k::score_params(a, plan, nullptr);
+      fp.select = k::select_params(a, plan);
+      fp.attend = k::attend_params(a, plan);
+      fp.schedule = plan.flow;
+      fp.chunks_per_item = cpi;
+      fp.ticket = plan.flow_counters;
+      fp.score_done = plan.flow_counters + 1;
+      fp.select_done = plan.flow_counters + 1 + batch_units;
+      fp.hist_done = plan.flow_counters + 1 + 3 * batch_units;
+      fp.hist = hist > 0 ? plan.flow_hist : nullptr;
+      if (!a.workspace_zeroed) std::memset(plan.flow_counters, 0, plan.counter_bytes);
+      int64_t grid = plan.flow.total();
+      const int limit = mode == Mode::kFlow2           ? 2
+                        : mode == Mode::kFlowConc3     ? 3
+                        : mode == Mode::kFlowConc8     ? 8
+                        : mode == Mode::kFlowHistConc4 ? 4
+                                                       : 1;
+      grid = std::min<int64_t>(grid, limit);
+      const bool concurrent =
+          mode == Mode::kFlowConc3 || mode == Mode::kFlowConc8 || mode == Mode::kFlowHistConc4;
+      emu::launch(
+          dim3(unsigned(grid)), dim3(k::kFlowThreads), smem,
+          [&] { k::sparq_dataflow_kernel<T, D>(fp); }, "sparq_dataflow_kernel",
+          concurrent ? int(grid) : 1);
+      for (size_t i = 0; i < plan.counter_bytes / sizeof(unsigned); ++i)
+        CHECK(plan.flow_counters[i] == 0u, "%s: flow counter %zu = %u after the launch", label, i,
+              plan.flow_counters[i]);
+    }
+
+  }  // launches
+  // Positions (workspace indices) against the reference.
+  std::vector<std::vector<int>> pos(trace.positions.size());
+  for (int b = 0; b < p.batch; ++b)
+    for (int u = 0; u < plan.units.per_batch; ++u) {
+      const size_t un = size_t(b) * plan.units.per_batch + u;
+      const int keff = std::min(cfg.k, c.lengths[b]);
+      pos[un].assign(plan.indices + un * plan.kmax, plan.indices + un * plan.kmax + keff);
+      char where[300];
+      std::snprintf(where, sizeof where, "%s b%d u%d", label, b, u);
+      for (int i = keff; i < plan.kmax; ++i)
+        CHECK(plan.indices[un * plan.kmax + i] == -1,
+              "%s b%d u%d: index slot %d past k_eff=%d written (%d)", label, b, u, i, keff,
+              plan.indices[un * plan.kmax + i]);
+      check_selection(pos[un], trace.positions[un], trace.unit_scores[un],
+                      c.lengths[b] - std::min(cfg.local_window, c.lengths[b]), where);
+    }
+  reference::SparqTrace tr2;
+  std::vector<double> ref2(q.size());
+  if (!ok(reference::sparq_decode(p, cfg, q.data(), host.view(), c.lengths.data(), ref2.data(),
+                                  &tr2, &pos))) {
+    std::printf("  %s: reference on the emulated selection failed (invalid positions)\n", label);
+    ++g_fail;
+  } else {
+    std::vector<double> got(out.size());
+    size_t nonfinite = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      got[i] = to_float(out[i]);
+      nonfinite += std::isfinite(got[i]) ? 0 : 1;
+    }
+    CHECK(nonfinite == 0, "%s: %zu output elements not written (NaN)", label, nonfinite);
+    const double err = rel_l2(got, ref2);
+    CHECK(err <= g_tol, "%s: relative L2 error %g", label, err);
+    for (size_t h = 0; h < tr2.alpha.size(); ++h)
+      CHECK(std::fabs(plan.alpha[h] - tr2.alpha[h]) <= 1e-4, "%s: alpha[%zu] %g vs %g", label, h,
+            plan.alpha[h], tr2.alpha[h]);
+  }
+  for (size_t i = bytes; i < alloc; ++i)
+    if (ws[i] != 0xFF) {
+      CHECK(false, "%s: workspace byte %zu past plan.bytes=%zu written", label, i, bytes);
+      break;
+    }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
+  std::fflush(stdout);
+  std::free(ws);
+}
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
+  const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
+  std::vector<Case> cases = {
+      {"mha_len7_k3", 1, 2, 2, 64, 7, {7}, 8, 3, 1, true, GqaMode::kShared},
+      {"len1", 2, 2, 2, 128, 8, {1, 1}, 16, 4, 0, true, GqaMode::kShared},
+      {"two_lengths_300", 2, 4, 4, 64, 300, {300, 217}, 16, 64, 0, true, GqaMode::kShared},
+      {"gqa4_shared_1000", 2, 8, 2, 128, 1000, {1000, 517}, 32, 100, 16, true, GqaMode::kShared},
+      {"k_eq_len", 1, 2, 2, 64, 300, {300}, 64, 300, 0, true, GqaMode::kShared},
+      {"r1_k1", 1, 2, 2, 64, 300, {300}, 1, 1, 0, true, GqaMode::kShared},
+      {"r_eq_d_window_eq_k", 1, 2, 2, 64, 1000, {1000}, 64, 50, 50, false, GqaMode::kShared},
+      {"per_head_gqa4", 1, 8, 2, 64, 600, {600}, 16, 50, 4, true, GqaMode::kPerQueryHead},
+      {"len4500_k700", 1, 4, 4, 128, 4500, {4500}, 16, 700, 8, true, GqaMode::kShared},
+      {"ties_period1_4500", 1, 2, 2, 64, 4500, {4500}, 8, 300, 4, true, GqaMode::kShared, 1},
+      {"ties_period3_1000_gqa4",
+       2,
+       8,
+       2,
+       64,
+       1000,
+       {1000, 999},
+       16,
+       100,
+       0,
+       true,
+       GqaMode::kShared,
+       3},
+      {"ties_period1_k_small", 1, 2, 2, 128, 300, {300}, 4, 1, 0, true, GqaMode::kShared, 1},
+      {"batch3_odd", 3, 2, 2, 64, 1031, {1031, 1, 513}, 13, 77, 3, true, GqaMode::kShared},
+  };
+  const Mode modes[] = {
+      Mode::kThreeStream, Mode::kThreeStreamFallback, Mode::kThreeZeroed, Mode::kFlow1,
+      Mode::kFlow2,       Mode::kThreeDependent,      Mode::kFlowZeroed2, Mode::kFlowConc3,
+      Mode::kFlowConc8};
+  for (int rep = 0; rep < reps; ++rep)
+    for (const Case& c : cases)
+      for (Mode m : modes) {
+        if (!only.empty() && c.name.find(only) == std::string::npos &&
+            std::string(mode_name(m)).find(only) == std::string::npos)
+          continue;
+        k::dispatch_head_dim(c.d, [&](auto dim) {
+          run<decltype(dim)::value>(c, m, 1234 + g_cases);
+          return Status::kSuccess;
+        });
+      }
+  if (only == "fuzz") {  // random shapes: fuzz N [seed]
+    std::mt19937_64 rng(argc > 3 ? std::atoll(argv[3]) : 7);
+    auto pick = [&](int lo, int hi) { return lo + int(rng() % uint64_t(hi - lo + 1)); };
+    for (int i = 0; i < reps; ++i) {
+      Case c;
+      c.batch = pick(1, 3);
+      const int hkv = pick(1, 2), group = std::vector<int>{1, 2, 4}[pick(0, 2)];
+      c.hkv = hkv;
+      c.hq = hkv * group;
+      c.d = pick(0, 1) ? 64 : 128;
+      c.capacity = std::vector<int>{1, 7, 33, 300, 1000, 2049, 4500}[pick(0, 6)];
+      c.lengths.clear();
+      for (int b = 0; b < c.batch; ++b)
+        c.lengths.push_back(pick(0, 3) == 0 ? c.capacity : pick(1, c.capacity));
+      c.r = pick(1, c.d);
+      c.kk = pick(1, c.capacity + 5);
+      c.window = pick(0, c.kk);
+      c.realloc = pick(0, 3) != 0;
+      c.gqa = pick(0, 1) ? GqaMode::kShared : GqaMode::kPerQueryHead;
+      c.tie_period = pick(0, 4) == 0 ? pick(1, 5) : 0;
+      char nm[200];
+      std::snprintf(nm, sizeof nm, "fuzz%d B%d Hq%d Hkv%d d%d cap%d r%d k%d w%d re%d %s tie%d", i,
+                    c.batch, c.hq, c.hkv, c.d, c.capacity, c.r, c.kk, c.window, int(c.realloc),
+                    c.gqa == GqaMode::kShared ? "shared" : "perhead", c.tie_period);
+      c.name = nm;
+      const Mode m = modes[pick(0, 8)];
+      k::dispatch_head_dim(c.d, [&](auto dim) {
+        run<decltype(dim)::value>(c, m, rng());
+        return Status::kSuccess;
+      });
+    }
+    std::printf("%d runs, %d failed checks\n", g_cases, g_fail);
+    return g_fail ? 1 : 0;
+  }
+  // The dataflow route's histogram items need two tiles (8192 positions each) or more.
+  if (only ==
+      "long") {  // several tiles of pass 2; k > kStreamAbove (the higher bins' list overflows)
+    Case l1{"long_20000_k500", 1, 2, 2, 64, 20000, {20000}, 8, 500, 3, true, GqaMode::kShared};
+    Case l2{"long_20000_k10000", 1, 2, 2, 64, 20000, {20000}, 8, 10000, 10, true, GqaMode::kShared};
+    Case l3{"long_17000_gqa4_k9000_b2",
+            2,
+            8,
+            2,
+            64,
+            17000,
+            {17000, 12001},
+            16,
+            9000,
+            0,
+            true,
+            GqaMode::kShared};
+    for (const Case* c : {&l1, &l2, &l3})
+      for (Mode m : {Mode::kThreeStream, Mode::kThreeStreamFallback, Mode::kFlowConc3})
+        run<64>(*c, m, 500 + g_cases);
+  }
+  if (only.empty() || only == "hist") {
+    Case h{"hist_items_17000", 1, 2, 2, 64, 17000, {17000}, 8, 300, 4, true, GqaMode::kShared};
+    run<64>(h, Mode::kFlowHist1, 99);
+    Case h2{"hist_items_20000_gqa4_b2",
+            2,
+            8,
+            2,
+            128,
+            20000,
+            {20000, 9000},
+            16,
+            500,
+            0,
+            true,
+            GqaMode::kShared};
+    run<128>(h2, Mode::kFlowHist1, 98);
+    Case h3{"hist_items_ties_17000", 1, 2, 2, 64, 17000, {17000}, 8, 300, 4, true,
+            GqaMode::kShared,        1};
+    run<64>(h3, Mode::kFlowHist1, 97);
+    run<128>(h2, Mode::kFlowHistConc4, 96);
+    run<64>(h3, Mode::kFlowHistConc4, 95);
+  }
+  std::printf("%d runs, %d failed checks, %lld fiber switches, %lld spin-waits\n", g_cases, g_fail,
+              emu::switches, emu::spins);
+  return g_fail ? 1 : 0;
+}

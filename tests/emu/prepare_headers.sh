@@ -1,0 +1,31 @@
+#!/bin/sh
+# Copies the library's headers (SRC, the include/ folder) to DEST and makes the four textual
+# changes the CPU emulation needs; everything else compiles unchanged with shim.hpp included
+# first. A change that no longer applies fails here, so the emulation cannot silently run
+# other code than the library's.
+#   tests/emu/prepare_headers.sh SRC DEST
+set -eu
+src=$1
+dest=$2
+rm -rf "$dest"
+mkdir -p "$dest"
+cp -r "$src/sparq" "$dest/"
+cd "$dest/sparq"
+applied() {  # applied FILE PATTERN: the change left no trace of PATTERN
+  if grep -qE "$2" "$1"; then echo "prepare_headers: '$2' still in $1" >&2; exit 1; fi
+}
+# 1. Dynamic shared memory, `extern __shared__ [__align__(16)] T name[];`: a pointer to the
+#    emulator's per-launch buffer (poisoned at every launch).
+sed -i -E 's/extern __shared__ (__align__\(16\) )?([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\2* \3 = reinterpret_cast<\2*>(::emu::dyn_smem);/' \
+  kernels/*.cuh
+for f in kernels/*.cuh; do applied "$f" 'extern __shared__'; done
+# 2. The dataflow kernel's inline PTX: the acquire load becomes a volatile load (the emulation
+#    is sequentially consistent), %globaltimer the emulator's clock.
+sed -i -E 's/asm volatile\("ld\.acquire\.gpu\.global\.u32.*$/v = *reinterpret_cast<const volatile unsigned*>(p);/' \
+  kernels/dataflow_kernel.cuh
+sed -i -E 's/asm volatile\("mov\.u64 %0, %%globaltimer;".*$/t = ::emu::now_ns();/' kernels/dataflow_kernel.cuh
+applied kernels/dataflow_kernel.cuh 'ld\.acquire|globaltimer;'
+# 3. Triple-chevron launches (host launchers, never called by the emulation): plain calls, so
+#    a host compiler parses them.
+perl -0pi -e 's/<<<.*?>>>//gs' kernels/*.cuh
+for f in kernels/*.cuh; do applied "$f" '<<<'; done

@@ -1,0 +1,424 @@
+// Host emulation of CUDA device code: each block's threads are fibers (ucontext) run one block
+// at a time on one OS thread; __syncthreads and warp collectives are rendezvous between fibers.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <ucontext.h>
+#include <csignal>
+#include <unistd.h>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __shared__
+#undef __forceinline__
+#undef __launch_bounds__
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static __attribute__((section("emu_shared"), aligned(16)))
+#define __forceinline__
+#define __launch_bounds__(...)
+
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+extern "C" char __start_emu_shared[], __stop_emu_shared[];
+#include <random>
+namespace emu {
+inline unsigned char* dyn_smem = nullptr;
+inline long long shared_bytes = 0;
+struct Fiber {
+  ucontext_t ctx;
+  bool done = false;
+  const unsigned* wait_ptr = nullptr;  // blocked while *wait_ptr == wait_val
+  unsigned wait_val = 0;
+  char* stack = nullptr;
+};
+struct Warp {
+  unsigned gen = 0, arrived = 0, live = 0;
+  uint64_t slot[32];
+};
+/// One resident block: its threads, barrier state, shared memory (dynamic, and a saved copy of
+/// the static section while another block runs).
+struct Block {
+  uint3 idx;
+  std::vector<Fiber> fibers;
+  int live = 0;
+  unsigned bar_gen = 0, bar_arrived = 0;
+  Warp warps[64];
+  std::vector<unsigned char> dyn, saved_static;
+  unsigned char* dyn_aligned = nullptr;
+};
+inline ucontext_t sched_ctx;
+inline std::vector<char*> stacks;  // pool
+inline Block* cb = nullptr;        // the running block
+inline int cur = 0;                // the running thread of cb
+inline std::function<void()>* body = nullptr;
+inline long long switches = 0, spins = 0;
+inline int resident_blocks = 1;
+inline const char* cur_kernel = "(host)";
+constexpr size_t kStack = 256 * 1024;
+inline void on_fault(int sig) {
+  char buf[256];
+  const int n = std::snprintf(buf, sizeof buf, "emu: signal %d in %s block (%u,%u,%u) thread %u\n",
+                              sig, cur_kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
+  (void)!write(2, buf, n);
+  _exit(128 + sig);
+}
+inline const bool fault_handler_installed = [] {
+  static char alt[1 << 16];
+  stack_t ss{};
+  ss.ss_sp = alt;
+  ss.ss_size = sizeof alt;
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = on_fault;
+  sa.sa_flags = SA_ONSTACK;
+  sigaction(SIGSEGV, &sa, nullptr);
+  sigaction(SIGBUS, &sa, nullptr);
+  sigaction(SIGFPE, &sa, nullptr);
+  return true;
+}();
+
+inline void wait_until_changed(const unsigned* p, unsigned v) {
+  Fiber& f = cb->fibers[cur];
+  f.wait_ptr = p;
+  f.wait_val = v;
+  ++switches;
+  swapcontext(&f.ctx, &sched_ctx);
+}
+inline void yield_spin() {  // a spin-wait: runnable again at the next sweep
+  Fiber& f = cb->fibers[cur];
+  ++switches;
+  swapcontext(&f.ctx, &sched_ctx);
+}
+inline void block_barrier() {
+  const unsigned g = cb->bar_gen;
+  if (++cb->bar_arrived >= static_cast<unsigned>(cb->live)) {
+    cb->bar_arrived = 0;
+    ++cb->bar_gen;
+    return;
+  }
+  wait_until_changed(&cb->bar_gen, g);
+}
+inline void warp_barrier() {
+  Warp& w = cb->warps[cur / 32];
+  const unsigned g = w.gen;
+  if (++w.arrived >= w.live) {
+    w.arrived = 0;
+    ++w.gen;
+    return;
+  }
+  wait_until_changed(&w.gen, g);
+}
+inline void trampoline() {
+  (*body)();
+  Block& b = *cb;
+  Fiber& f = b.fibers[cur];
+  f.done = true;
+  --b.live;
+  Warp& w = b.warps[cur / 32];
+  --w.live;
+  // Exited threads count as arrived.
+  if (b.bar_arrived > 0 && b.bar_arrived >= static_cast<unsigned>(b.live)) {
+    b.bar_arrived = 0;
+    ++b.bar_gen;
+  }
+  if (w.arrived > 0 && w.arrived >= w.live) {
+    w.arrived = 0;
+    ++w.gen;
+  }
+  swapcontext(&f.ctx, &sched_ctx);
+}
+inline char* take_stack() {
+  if (stacks.empty()) return static_cast<char*>(std::malloc(kStack));
+  char* s = stacks.back();
+  stacks.pop_back();
+  return s;
+}
+inline unsigned char* static_begin() {
+  return reinterpret_cast<unsigned char*>(__start_emu_shared);
+}
+inline size_t static_size() {
+  return static_cast<size_t>(__stop_emu_shared - __start_emu_shared);
+}
+
+/// Runs grid x block. `resident` blocks run at once (interleaved at barriers and spin-waits; a
+/// finished block's slot takes the next block of the grid, in x, y, z order or reversed with
+/// EMU_BLOCKS=rev). Static __shared__ variables (section emu_shared) are swapped per block and
+/// poisoned (0xFF) at each block's start, as is its dynamic shared memory.
+inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& kernel,
+                   const char* name, int resident = 1) {
+  const int n = static_cast<int>(block.x * block.y * block.z);
+  if (block.y != 1 || block.z != 1 || n % 32 != 0 || n > 2048) {
+    std::fprintf(stderr, "emu: block shape\n");
+    std::abort();
+  }
+  gridDim = grid;
+  blockDim = block;
+  cur_kernel = name;
+  resident_blocks = resident;
+  std::function<void()> k = kernel;
+  body = &k;
+  static const bool rev_blocks = [] {
+    const char* e = std::getenv("EMU_BLOCKS");
+    return e && std::string(e) == "rev";
+  }();
+  static const int order = [] {
+    const char* e = std::getenv("EMU_ORDER");
+    return e && std::string(e) == "rev" ? 1 : (e && std::string(e) == "rand" ? 2 : 0);
+  }();
+  static std::mt19937 rng(12345);
+  shared_bytes = static_cast<long long>(static_size());
+  const long long nblocks = static_cast<long long>(grid.x) * grid.y * grid.z;
+  long long next = 0;
+  std::vector<std::unique_ptr<Block>> res;
+  Block* in_section = nullptr;  // whose static shared memory the section holds
+  auto start_block = [&]() {
+    const long long lin = rev_blocks ? nblocks - 1 - next : next;
+    ++next;
+    auto b = std::make_unique<Block>();
+    b->idx = make_uint3(static_cast<unsigned>(lin % grid.x),
+                        static_cast<unsigned>(lin / grid.x % grid.y),
+                        static_cast<unsigned>(lin / grid.x / grid.y));
+    b->dyn.assign(smem + 16, 0xFF);
+    b->dyn_aligned = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(b->dyn.data()) + 15) & ~uintptr_t{15});
+    b->saved_static.assign(static_size(), 0xFF);  // poisoned static shared memory
+    b->fibers.assign(n, Fiber{});
+    b->live = n;
+    for (int w = 0; w < n / 32; ++w)
+      b->warps[w] = Warp{0, 0, 32, {}};
+    for (int i = 0; i < n; ++i) {
+      Fiber& f = b->fibers[i];
+      f.stack = take_stack();
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = f.stack;
+      f.ctx.uc_stack.ss_size = kStack;
+      f.ctx.uc_link = nullptr;
+      makecontext(&f.ctx, trampoline, 0);
+    }
+    res.push_back(std::move(b));
+  };
+  while (next < nblocks && static_cast<int>(res.size()) < resident)
+    start_block();
+  std::vector<int> perm(n);
+  while (!res.empty()) {
+    bool ran = false;
+    for (size_t bi = 0; bi < res.size(); ++bi) {
+      Block* b = res[bi].get();
+      if (in_section != b) {  // swap the static shared memory
+        if (in_section) std::memcpy(in_section->saved_static.data(), static_begin(), static_size());
+        std::memcpy(static_begin(), b->saved_static.data(), static_size());
+        in_section = b;
+      }
+      cb = b;
+      dyn_smem = b->dyn_aligned;
+      blockIdx = b->idx;
+      for (int i = 0; i < n; ++i)
+        perm[i] = order == 1 ? n - 1 - i : i;
+      if (order == 2) std::shuffle(perm.begin(), perm.end(), rng);
+      for (int pi = 0; pi < n; ++pi) {
+        const int i = perm[pi];
+        Fiber& f = b->fibers[i];
+        if (f.done) continue;
+        if (f.wait_ptr && *f.wait_ptr == f.wait_val) continue;
+        f.wait_ptr = nullptr;
+        cur = i;
+        threadIdx = make_uint3(i, 0, 0);
+        ran = true;
+        swapcontext(&sched_ctx, &f.ctx);
+      }
+    }
+    if (!ran) {
+      std::fprintf(stderr, "emu: DEADLOCK in %s: every thread of the %zu resident blocks waits\n",
+                   name, res.size());
+      for (auto& b : res)
+        std::fprintf(stderr, "  block (%u,%u,%u): %d live, bar arrived %u\n", b->idx.x, b->idx.y,
+                     b->idx.z, b->live, b->bar_arrived);
+      std::abort();
+    }
+    // Retire finished blocks; start the next ones of the grid.
+    for (size_t bi = 0; bi < res.size();) {
+      if (res[bi]->live == 0) {
+        for (Fiber& f : res[bi]->fibers)
+          stacks.push_back(f.stack);
+        if (in_section == res[bi].get()) in_section = nullptr;
+        res.erase(res.begin() + static_cast<long>(bi));
+      } else {
+        ++bi;
+      }
+    }
+    while (next < nblocks && static_cast<int>(res.size()) < resident)
+      start_block();
+    if (order == 2 && res.size() > 1) std::shuffle(res.begin(), res.end(), rng);
+  }
+  cb = nullptr;
+  body = nullptr;
+}
+}  // namespace emu
+
+inline void __syncthreads() {
+  emu::block_barrier();
+}
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  emu::warp_barrier();
+}
+inline void __threadfence() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+inline void __nanosleep(unsigned) {
+  if (emu::resident_blocks <= 1) {
+    std::fprintf(stderr,
+                 "emu: __nanosleep: a spin-wait in a one-block emulation can never end "
+                 "(thread %u block %u)\n",
+                 threadIdx.x, blockIdx.x);
+    std::abort();
+  }
+  if (++emu::spins > 200000000LL) {
+    std::fprintf(stderr, "emu: spin limit (livelock?)\n");
+    std::abort();
+  }
+  emu::yield_spin();
+}
+[[noreturn]] inline void __trap() {
+  std::fprintf(stderr, "emu: __trap\n");
+  std::abort();
+}
+inline unsigned __activemask() {
+  return 1u << (threadIdx.x & 31);
+}  // see README: own lane only
+inline unsigned __match_any_sync(unsigned mask, unsigned v) {
+  if (mask == (1u << (threadIdx.x & 31))) return mask;
+  std::fprintf(stderr, "emu: __match_any_sync with mask %x not emulated\n", mask);
+  std::abort();
+}
+template <typename T>
+inline T emu_shfl(unsigned mask, T v, int src_of_lane_ok, int src) {
+  if (mask != 0xffffffffu) {
+    std::fprintf(stderr, "emu: partial shuffle mask\n");
+    std::abort();
+  }
+  static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
+  emu::Warp& w = emu::cb->warps[threadIdx.x / 32];
+  const int lane = threadIdx.x & 31;
+  std::memcpy(&w.slot[lane], &v, sizeof(T));
+  emu::warp_barrier();
+  T r = v;
+  if (src_of_lane_ok) std::memcpy(&r, &w.slot[src & 31], sizeof(T));
+  emu::warp_barrier();
+  (void)lane;
+  return r;
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned m, T v, int o, int = 32) {
+  return emu_shfl(m, v, 1, (threadIdx.x & 31) ^ o);
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned m, T v, unsigned o, int = 32) {
+  const int lane = threadIdx.x & 31;
+  return emu_shfl(m, v, lane >= static_cast<int>(o), lane - static_cast<int>(o));
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned m, T v, unsigned o, int = 32) {
+  const int lane = threadIdx.x & 31;
+  return emu_shfl(m, v, lane + static_cast<int>(o) < 32, lane + static_cast<int>(o));
+}
+template <typename T>
+inline T __shfl_sync(unsigned m, T v, int s, int = 32) {
+  return emu_shfl(m, v, 1, s);
+}
+inline int __popc(unsigned x) {
+  return __builtin_popcount(x);
+}
+inline int __ffs(unsigned x) {
+  return __builtin_ffs(static_cast<int>(x));
+}
+inline float __expf(float x) {
+  return expf(x);
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+template <typename T>
+inline T atomicAdd(T* p, T v) {
+  T old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+inline T __ldcg(const T* p) {
+  return *p;
+}
+template <typename T>
+inline T __ldcs(const T* p) {
+  return *p;
+}
+namespace emu {
+inline unsigned long long now_ns() {
+  return 0;
+}
+}  // namespace emu
+inline int min(int a, int b) {
+  return a < b ? a : b;
+}
+inline int max(int a, int b) {
+  return a > b ? a : b;
+}
+inline unsigned min(unsigned a, unsigned b) {
+  return a < b ? a : b;
+}
+inline unsigned max(unsigned a, unsigned b) {
+  return a > b ? a : b;
+}
+inline long long min(long long a, long long b) {
+  return a < b ? a : b;
+}
+inline long long max(long long a, long long b) {
+  return a > b ? a : b;
+}
+inline long min(long a, long b) {
+  return a < b ? a : b;
+}
+inline long max(long a, long b) {
+  return a > b ? a : b;
+}
+// Host templates that nvcc's cuda_runtime.h declares only under __CUDACC__ (no device here:
+// they fail, as the real ones do on a machine without a GPU).
+template <typename... A>
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, void (*k)(A...)) {
+  return ::cudaFuncGetAttributes(a, reinterpret_cast<const void*>(k));
+}
+template <typename... A>
+cudaError_t cudaFuncSetAttribute(void (*k)(A...), cudaFuncAttribute at, int v) {
+  return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(k), at, v);
+}
+template <typename... A>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, void (*k)(A...), int t,
+                                                          size_t s) {
+  return ::cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, reinterpret_cast<const void*>(k), t, s);
+}
+template <typename... A>
+cudaError_t cudaOccupancyMaxActiveClusters(int* n, void (*k)(A...), const cudaLaunchConfig_t* c) {
+  return ::cudaOccupancyMaxActiveClusters(n, reinterpret_cast<const void*>(k), c);
+}
