@@ -2,8 +2,11 @@
 // and checked against the reference: the three launches with the streaming selection (also
 // its fallback, and against select_kernel bit for bit), the dataflow kernel on grids of one
 // to eight blocks (interleaved at its spin-waits), workspace_zeroed over two steps (every
-// counter zero after each launch), the dependent-launch counter clearing. Poisoned outputs and
-// workspace, NaN rows past each length, exact ties.
+// counter zero after each launch), the dependent-launch counter clearing, the fused block
+// route (units of one head). Dense decode (the attend kernel as launch_dense launches it, planned
+// and fixed split counts, workspace_zeroed over two launches) against reference::dense_decode;
+// the KV append and length update bit for bit against the reference append (rows past the
+// capacity dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties.
 //   emulated_kernels [all|NAME|fuzz|long|hist] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
@@ -65,7 +68,8 @@ enum class Mode {
   kFlowZeroed2,
   kFlowConc3,
   kFlowConc8,
-  kFlowHistConc4
+  kFlowHistConc4,
+  kFusedBlock
 };
 static const char* mode_name(Mode m) {
   switch (m) {
@@ -91,6 +95,8 @@ static const char* mode_name(Mode m) {
       return "dataflow grid=8 concurrent, zeroed x2";
     case Mode::kFlowHistConc4:
       return "dataflow grid=4 concurrent hist items, zeroed x2";
+    case Mode::kFusedBlock:
+      return "fused block";
   }
   return "?";
 }
@@ -135,6 +141,9 @@ static void check_selection(const std::vector<int>& gpu, const std::vector<int>&
 
 template <int D>
 void run(const Case& c, Mode mode, uint64_t seed) {
+  const bool fused = mode == Mode::kFusedBlock;
+  // The block route's in-place kernel serves units of one head (several: the cluster kernel).
+  if (fused && c.gqa == GqaMode::kShared && c.hq != c.hkv) return;
   ++g_cases;
   const auto t0 = std::chrono::steady_clock::now();
   g_strict = c.tie_period > 0;
@@ -189,10 +198,11 @@ void run(const Case& c, Mode mode, uint64_t seed) {
   const bool flow = mode == Mode::kFlow1 || mode == Mode::kFlow2 || mode == Mode::kFlowHist1 ||
                     mode == Mode::kFlowZeroed2 || mode == Mode::kFlowConc3 ||
                     mode == Mode::kFlowConc8 || mode == Mode::kFlowHistConc4;
-  const std::optional<k::SparqRoute> route =
-      flow ? k::SparqRoute::kDataflow : k::SparqRoute::kThreeLaunches;
+  const std::optional<k::SparqRoute> route = fused  ? k::SparqRoute::kFusedBlock
+                                             : flow ? k::SparqRoute::kDataflow
+                                                    : k::SparqRoute::kThreeLaunches;
   const std::optional<k::SelectRoute> sel_route =
-      flow ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
+      flow || fused ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
   FlowTuning tune;
   if (mode == Mode::kFlowHist1 || mode == Mode::kFlowHistConc4) tune.hist = 1;
   const size_t bytes = k::SparqPlan<T>(p, cfg, nullptr, route, sel_route, tune).bytes;
@@ -228,7 +238,16 @@ void run(const Case& c, Mode mode, uint64_t seed) {
 
   for (int launch = 0; launch < launches; ++launch) {
     if (launch > 0) std::memset(out.data(), 0xFF, out.size() * sizeof(T));
-    if (!flow) {
+    if (fused) {
+      // launch_sparq_fused_block, units of one head: sparq_fused_block_kernel. fused_block_fits
+      // (no device: a 227 KB device's opt-in limit, less the 1 KB raise_dynamic_smem keeps).
+      const size_t smem = k::fused_block_smem_bytes(D, p.length_bound());
+      CHECK(plan.units.heads_per_unit == 1 && smem <= 226 * 1024, "%s: block route refused", label);
+      const k::FusedParams<T> fp = k::fused_params(a, plan);
+      emu::launch(
+          dim3(plan.units.per_batch, p.batch), dim3(k::kFusedBlockThreads), smem,
+          [&] { k::sparq_fused_block_kernel<T, D>(fp); }, "sparq_fused_block_kernel", g_resident);
+    } else if (!flow) {
       // launch_sparq_scores (attend_counters: the score kernel clears them with dependent launches)
       const bool dep = mode == Mode::kThreeDependent;
       if (dep) plan.dependent_launch = true;
@@ -383,6 +402,207 @@ void run(const Case& c, Mode mode, uint64_t seed) {
   std::free(ws);
 }
 
+struct DenseCase {
+  std::string name;
+  int batch, hq, hkv, d, capacity, max_length;
+  std::vector<int> lengths;
+};
+
+// Dense decode: the attend kernel as launch_dense launches it (DensePlan, rules or fixed split
+// counts; units of a KV head's group, staged tiles when the group has several heads), the
+// counters cleared first, or a zeroed workspace over two launches with no memset between.
+template <int D>
+void run_dense(const DenseCase& c, int fixed_splits, bool zeroed, uint64_t seed) {
+  ++g_cases;
+  const auto t0 = std::chrono::steady_clock::now();
+  DecodeProblem p;
+  p.batch = c.batch;
+  p.num_q_heads = c.hq;
+  p.num_kv_heads = c.hkv;
+  p.head_dim = c.d;
+  p.capacity = c.capacity;
+  p.max_length = c.max_length;
+  test::HostKVCache<T> host(p);
+  host.fill_random(c.lengths, seed);
+  host.poison_tail(NAN);  // rows past each length must never be read into the result
+  const std::vector<T> q =
+      test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, seed + 1);
+  std::vector<double> ref(q.size());
+  if (!ok(reference::dense_decode(p, q.data(), host.view(), c.lengths.data(), ref.data()))) {
+    std::printf("reference failed\n");
+    std::abort();
+  }
+  const size_t bytes = k::DensePlan<T>(p, nullptr, fixed_splits).bytes;
+  const size_t alloc = (bytes + 255) / 256 * 256 + 256;
+  unsigned char* ws = static_cast<unsigned char*>(std::aligned_alloc(256, alloc));
+  std::memset(ws, 0xFF, alloc);  // poisoned
+  const k::DensePlan<T> plan(p, ws, fixed_splits);
+  std::vector<T> out(q.size());
+  std::vector<int> lengths = c.lengths;
+  DenseDecodeParams<T> a;
+  a.problem = p;
+  a.q = q.data();
+  a.cache = host.view();
+  a.lengths = lengths.data();
+  a.out = out.data();
+  a.workspace_zeroed = zeroed;
+  if (zeroed) std::memset(ws, 0, k::counter_region_bytes(p));
+  char label[256];
+  std::snprintf(label, sizeof label, "%s [dense splits=%d%s%s] seed %llu", c.name.c_str(),
+                plan.attend.splits, fixed_splits > 0 ? " fixed" : " planned",
+                zeroed ? ", workspace_zeroed x2" : "", (unsigned long long)seed);
+  CHECK(plan.attend.counters == reinterpret_cast<unsigned*>(ws) &&
+            plan.attend.num_counters == int64_t(p.batch) * p.num_kv_heads,
+        "%s: counters not the counter region's first %d", label, p.batch * p.num_kv_heads);
+  if (fixed_splits > 0)
+    CHECK(plan.attend.splits == fixed_splits, "%s: %d splits planned", label, plan.attend.splits);
+  // launch_dense
+  const int g = p.group_size();
+  const k::AttendParams<T> ap{a.q,
+                              a.cache,
+                              a.lengths,
+                              a.out,
+                              p.num_q_heads,
+                              p.num_kv_heads,
+                              g,
+                              g,
+                              p.length_bound(),
+                              plan.attend.rows_per_split,
+                              plan.attend.splits,
+                              nullptr,
+                              0,
+                              0,
+                              nullptr,
+                              plan.attend.partial_ml,
+                              plan.attend.partial_acc,
+                              plan.attend.counters};
+  CHECK(int64_t(ap.rows_per_split) * ap.splits >= p.length_bound(), "%s: splits miss rows", label);
+  for (int launch = 0; launch < (zeroed ? 2 : 1); ++launch) {
+    std::memset(out.data(), 0xFF, out.size() * sizeof(T));  // NaN
+    // launch_attend: clear = !workspace_zeroed
+    if (!zeroed) std::memset(plan.attend.counters, 0, sizeof(unsigned) * plan.attend.num_counters);
+    emu::launch(
+        dim3(ap.splits, ap.units_per_batch, p.batch), dim3(k::kAttendThreads), 0,
+        [&] {
+          if (ap.heads_per_unit > 1)
+            k::attend_kernel<T, D, true>(ap);
+          else
+            k::attend_kernel<T, D, false>(ap);
+        },
+        "attend_kernel(dense)", g_resident);
+    for (int64_t i = 0; i < plan.attend.num_counters; ++i)
+      CHECK(plan.attend.counters[i] == 0u, "%s: launch %d: attend counter %lld = %u after it",
+            label, launch, (long long)i, plan.attend.counters[i]);
+    std::vector<double> got(out.size());
+    size_t nonfinite = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      got[i] = to_float(out[i]);
+      nonfinite += std::isfinite(got[i]) ? 0 : 1;
+    }
+    CHECK(nonfinite == 0, "%s: launch %d: %zu output elements not written (NaN)", label, launch,
+          nonfinite);
+    const double err = rel_l2(got, ref);
+    CHECK(err <= g_tol, "%s: launch %d: relative L2 error %g", label, launch, err);
+    for (int b = 0; b < p.batch; ++b) {  // per sequence too (a short one hides in the total)
+      const size_t n = size_t(p.num_q_heads) * p.head_dim, o = b * n;
+      const double eb = rel_l2(std::vector<double>(got.begin() + o, got.begin() + o + n),
+                               std::vector<double>(ref.begin() + o, ref.begin() + o + n));
+      CHECK(eb <= g_tol, "%s: launch %d: sequence %d (length %d): relative L2 error %g", label,
+            launch, b, c.lengths[b], eb);
+    }
+  }
+  for (size_t i = bytes; i < alloc; ++i)
+    if (ws[i] != 0xFF) {
+      CHECK(false, "%s: workspace byte %zu past plan.bytes=%zu written", label, i, bytes);
+      break;
+    }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
+  std::fflush(stdout);
+  std::free(ws);
+}
+
+template <typename U>
+static size_t bits_differ(const std::vector<U>& x, const std::vector<U>& y) {
+  size_t n = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    n += std::memcmp(&x[i], &y[i], sizeof(U)) != 0;
+  return n + (x.size() > y.size() ? x.size() - y.size() : y.size() - x.size());
+}
+
+// KV append (kv_append_kernel, then advance_lengths_kernel, as kv_append launches them)
+// against the reference append of each sequence's rows that fit (rows at or past the capacity
+// are dropped): K, Kt (its padding too), V and Vsum bit for bit; lengths advanced, clamped.
+static void run_append(const char* name, int hkv, int d, int capacity,
+                       const std::vector<int>& lengths0, int n, bool with_vsum, uint64_t seed) {
+  ++g_cases;
+  const auto t0 = std::chrono::steady_clock::now();
+  DecodeProblem p;
+  p.batch = int(lengths0.size());
+  p.num_q_heads = 2 * hkv;
+  p.num_kv_heads = hkv;
+  p.head_dim = d;
+  p.capacity = capacity;
+  std::vector<int> fill(lengths0);
+  for (int& l : fill)
+    l = std::max(0, std::min(l, capacity));
+  test::HostKVCache<T> want(p);
+  want.fill_random(fill, seed);
+  test::HostKVCache<T> got = want;  // the kernel's copy
+  const size_t new_elems = size_t(p.batch) * n * hkv * d;
+  const std::vector<T> nk = test::random_normal<T>(new_elems, seed + 1);
+  const std::vector<T> nv = test::random_normal<T>(new_elems, seed + 2);
+  char label[256];
+  std::snprintf(label, sizeof label, "%s [kv_append n=%d%s] seed %llu", name, n,
+                with_vsum ? "" : ", no vsum", (unsigned long long)seed);
+  // Reference: each sequence alone (a batch-1 problem), its rows below the capacity.
+  DecodeProblem one = p;
+  one.batch = 1;
+  for (int b = 0; b < p.batch; ++b) {
+    const int fits = lengths0[b] < 0 ? 0 : std::min(n, capacity - lengths0[b]);
+    if (fits <= 0) continue;
+    // [1, fits, Hkv, d]: the first `fits` tokens of sequence b's [n, Hkv, d] block.
+    const size_t off = size_t(b) * n * hkv * d;
+    if (!ok(reference::append_kv(one, want.sequence_view(b), &lengths0[b], fits, nk.data() + off,
+                                 nv.data() + off))) {
+      std::printf("reference append failed\n");
+      std::abort();
+    }
+  }
+  if (!with_vsum)  // the kernel leaves a cache without Vsum's sums alone
+    want.vsum = got.vsum;
+  std::vector<int> lengths = lengths0;
+  KVAppendParams<T> a;
+  a.problem = p;
+  a.cache = got.view();
+  if (!with_vsum) a.cache.vsum = nullptr;
+  a.lengths = lengths.data();
+  a.num_new = n;
+  a.new_k = nk.data();
+  a.new_v = nv.data();
+  // kv_append
+  emu::launch(
+      dim3(p.num_kv_heads, p.batch), dim3(k::kAppendThreads), 0, [&] { k::kv_append_kernel<T>(a); },
+      "kv_append_kernel", g_resident);
+  CHECK(lengths == lengths0, "%s: the append kernel changed the lengths", label);
+  emu::launch(
+      dim3(k::ceil_div(p.batch, 256)), dim3(256), 0,
+      [&] { k::advance_lengths_kernel<>(a.lengths, p.batch, a.num_new, p.capacity); },
+      "advance_lengths_kernel", g_resident);
+  const size_t dk = bits_differ(got.k, want.k), dkt = bits_differ(got.kt, want.kt),
+               dv = bits_differ(got.v, want.v), ds = bits_differ(got.vsum, want.vsum);
+  CHECK(dk == 0, "%s: K differs in %zu elements", label, dk);
+  CHECK(dkt == 0, "%s: K transposed differs in %zu elements", label, dkt);
+  CHECK(dv == 0, "%s: V differs in %zu elements", label, dv);
+  CHECK(ds == 0, "%s: V sum differs in %zu elements (bitwise)", label, ds);
+  for (int b = 0; b < p.batch; ++b)
+    CHECK(lengths[b] == std::min(lengths0[b] + n, capacity), "%s: length %d: %d -> %d", label, b,
+          lengths0[b], lengths[b]);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
+  std::fflush(stdout);
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
@@ -416,7 +636,7 @@ int main(int argc, char** argv) {
   const Mode modes[] = {
       Mode::kThreeStream, Mode::kThreeStreamFallback, Mode::kThreeZeroed, Mode::kFlow1,
       Mode::kFlow2,       Mode::kThreeDependent,      Mode::kFlowZeroed2, Mode::kFlowConc3,
-      Mode::kFlowConc8};
+      Mode::kFlowConc8,   Mode::kFusedBlock};
   for (int rep = 0; rep < reps; ++rep)
     for (const Case& c : cases)
       for (Mode m : modes) {
@@ -462,6 +682,40 @@ int main(int argc, char** argv) {
     std::printf("%d runs, %d failed checks\n", g_cases, g_fail);
     return g_fail ? 1 : 0;
   }
+  // Dense decode: group 1 and 4, d 64 and 128, lengths 1, 7, 300, 1031 in one batch; the
+  // planned split count and 1, 3, 64 fixed ones (more splits than some sequences have rows;
+  // the d 128 cases skip 1 and the second zeroed run, for time). Bound 1031 < capacity once.
+  const std::vector<DenseCase> dense = {
+      {"dense_mha_d64", 4, 2, 2, 64, 1031, 0, {1, 7, 300, 1031}},
+      {"dense_gqa4_d64", 4, 4, 1, 64, 1031, 0, {7, 1031, 1, 300}},
+      {"dense_gqa4_d128", 4, 4, 1, 128, 1040, 1031, {1031, 300, 7, 1}},
+      {"dense_mha_d128", 4, 2, 2, 128, 1031, 0, {300, 1, 1031, 7}},
+  };
+  for (int rep = 0; rep < reps; ++rep)
+    for (const DenseCase& c : dense) {
+      if (!only.empty() && c.name.find(only) == std::string::npos) continue;
+      for (int splits : {0, 1, 3, 64})
+        for (bool zeroed : {false, true}) {
+          if (zeroed && splits != 0 && (splits != 3 || c.d > 64)) continue;
+          if (c.d > 64 && splits == 1) continue;
+          k::dispatch_head_dim(c.d, [&](auto dim) {
+            run_dense<decltype(dim)::value>(c, splits, zeroed, 4321 + g_cases);
+            return Status::kSuccess;
+          });
+        }
+    }
+  // KV append: decode (one token) and prefill (five), sequences empty, partly full, one row
+  // short of the capacity, full, and some rows past it (dropped); Kt padded (capacity 13 -> 16).
+  if (only.empty() || std::string("kv_append").find(only) != std::string::npos)
+    for (int rep = 0; rep < reps; ++rep) {
+      run_append("kv_append_decode", 2, 128, 13, {0, 5, 12, 13}, 1, true, 77 + g_cases);
+      run_append("kv_append_decode_d64", 3, 64, 300, {299, 0, 123}, 1, true, 77 + g_cases);
+      run_append("kv_append_prefill", 2, 128, 13, {0, 5, 8, 10, 12, 13}, 5, true, 77 + g_cases);
+      run_append("kv_append_prefill_d64", 1, 64, 700, {0, 123, 695, 698}, 5, true, 77 + g_cases);
+      run_append("kv_append_prefill_long", 2, 64, 700, {0, 400, 650}, 77, true, 77 + g_cases);
+      run_append("kv_append_decode", 2, 64, 13, {0, 12, 13}, 1, false, 77 + g_cases);
+      run_append("kv_append_prefill", 2, 64, 13, {0, 10, 13}, 5, false, 77 + g_cases);
+    }
   // The dataflow route's histogram items need two tiles (8192 positions each) or more.
   if (only ==
       "long") {  // several tiles of pass 2; k > kStreamAbove (the higher bins' list overflows)
