@@ -422,3 +422,25 @@ template <typename... A>
 cudaError_t cudaOccupancyMaxActiveClusters(int* n, void (*k)(A...), const cudaLaunchConfig_t* c) {
   return ::cudaOccupancyMaxActiveClusters(n, reinterpret_cast<const void*>(k), c);
 }
+
+// Intrinsics of examples/llama2/matvec.cuh (host equivalents; the device's rsqrtf is
+// approximate, 2 ulp, so its results may differ in the last bits).
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+inline float rsqrtf(float x) {
+  return 1.0f / sqrtf(x);
+}
+inline float __fdiv_rn(float a, float b) {
+  return a / b;
+}
+inline float __fmul_rn(float a, float b) {
+  return a * b;
+}
+inline float __fadd_rn(float a, float b) {
+  return a + b;
+}
+inline float __fsub_rn(float a, float b) {
+  return a - b;
+}
