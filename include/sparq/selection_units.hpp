@@ -52,7 +52,9 @@ SPARQ_HOST_DEVICE inline double temperature(int head_dim, double l1_selected, do
 /// Deterministic order of both top selections: larger value first; equal values, lower index.
 /// NaN ranks below every number (NaNs among themselves by index), so the order stays total and
 /// a NaN in q or K cannot leave a selected slot unwritten.
-SPARQ_HOST_DEVICE inline bool ranks_before(float va, int ia, float vb, int ib) {
+/// (Float values on the device; the reference's top_indices ranks doubles by the same rule.)
+template <typename V>
+SPARQ_HOST_DEVICE inline bool ranks_before(V va, int ia, V vb, int ib) {
   const bool nan_a = va != va, nan_b = vb != vb;
   if (nan_a || nan_b) return nan_a == nan_b ? ia < ib : nan_b;
   return va > vb || (va == vb && ia < ib);

@@ -175,17 +175,7 @@ void run(const Case& c, Mode mode, uint64_t seed) {
         }
   }
   host.poison_tail(NAN);  // rows past each length: NaN (a read past the length shows)
-  {                       // exact vsum (test::set_exact_vsum)
-    KVCacheView<T> cv = host.view();
-    for (int b = 0; b < p.batch; ++b)
-      for (int kv = 0; kv < p.num_kv_heads; ++kv)
-        for (int j = 0; j < p.head_dim; ++j) {
-          double s = 0;
-          for (int r = 0; r < c.lengths[b]; ++r)
-            s += to_float(cv.v_row(b, kv, r)[j]);
-          cv.vsum_row(b, kv)[j] = (float)s;
-        }
-  }
+  test::set_exact_vsum(host);
   const std::vector<T> q =
       test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, seed + 1);
   reference::SparqTrace trace;
@@ -457,25 +447,7 @@ void run_dense(const DenseCase& c, int fixed_splits, bool zeroed, uint64_t seed)
   if (fixed_splits > 0)
     CHECK(plan.attend.splits == fixed_splits, "%s: %d splits planned", label, plan.attend.splits);
   // launch_dense
-  const int g = p.group_size();
-  const k::AttendParams<T> ap{a.q,
-                              a.cache,
-                              a.lengths,
-                              a.out,
-                              p.num_q_heads,
-                              p.num_kv_heads,
-                              g,
-                              g,
-                              p.length_bound(),
-                              plan.attend.rows_per_split,
-                              plan.attend.splits,
-                              nullptr,
-                              0,
-                              0,
-                              nullptr,
-                              plan.attend.partial_ml,
-                              plan.attend.partial_acc,
-                              plan.attend.counters};
+  const k::AttendParams<T> ap = k::dense_attend_params(a, plan);
   CHECK(int64_t(ap.rows_per_split) * ap.splits >= p.length_bound(), "%s: splits miss rows", label);
   for (int launch = 0; launch < (zeroed ? 2 : 1); ++launch) {
     std::memset(out.data(), 0xFF, out.size() * sizeof(T));  // NaN

@@ -120,4 +120,20 @@ struct HostKVCache {
   }
 };
 
+/// Recomputes the V sums in float64 (rounded once to float), so that a kernel test compares
+/// the kernel's v-bar with the reference's, not float accumulation over long sequences.
+template <typename T>
+void set_exact_vsum(HostKVCache<T>& h) {
+  const DecodeProblem& p = h.problem;
+  KVCacheView<T> c = h.view();
+  for (int b = 0; b < p.batch; ++b)
+    for (int kv = 0; kv < p.num_kv_heads; ++kv)
+      for (int j = 0; j < p.head_dim; ++j) {
+        double s = 0.0;
+        for (int r = 0; r < h.lengths[b]; ++r)
+          s += to_float(c.v_row(b, kv, r)[j]);
+        c.vsum_row(b, kv)[j] = static_cast<float>(s);
+      }
+}
+
 }  // namespace sparq::test

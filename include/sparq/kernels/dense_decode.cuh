@@ -58,31 +58,39 @@ Status validate_dense(const DenseDecodeParams<T>& a) {
   return check_cache_alignment(a.cache, /*need_kt=*/false);
 }
 
+/// The attend kernel's parameters for dense decoding: every row of each KV head, its group's
+/// query heads as one unit, split as `plan` says.
+template <typename T>
+AttendParams<T> dense_attend_params(const DenseDecodeParams<T>& a, const DensePlan<T>& plan) {
+  const DecodeProblem& p = a.problem;
+  const int g = p.group_size();
+  return AttendParams<T>{a.q,
+                         a.cache,
+                         a.lengths,
+                         a.out,
+                         p.num_q_heads,
+                         p.num_kv_heads,
+                         g,
+                         g,
+                         p.length_bound(),
+                         plan.attend.rows_per_split,
+                         plan.attend.splits,
+                         nullptr,
+                         0,
+                         0,
+                         nullptr,
+                         plan.attend.partial_ml,
+                         plan.attend.partial_acc,
+                         plan.attend.counters};
+}
+
 /// The attend kernel over every row, as `plan` splits it (validated parameters; the plan
 /// carved from the workspace the launch uses, which must hold plan.bytes: a plan with more
 /// fixed splits than the workspace was sized for writes past it).
 template <typename T>
 Status launch_dense(const DenseDecodeParams<T>& a, const DensePlan<T>& plan, cudaStream_t stream) {
   const DecodeProblem& p = a.problem;
-  const int g = p.group_size();
-  AttendParams<T> ap{a.q,
-                     a.cache,
-                     a.lengths,
-                     a.out,
-                     p.num_q_heads,
-                     p.num_kv_heads,
-                     g,
-                     g,
-                     p.length_bound(),
-                     plan.attend.rows_per_split,
-                     plan.attend.splits,
-                     nullptr,
-                     0,
-                     0,
-                     nullptr,
-                     plan.attend.partial_ml,
-                     plan.attend.partial_acc,
-                     plan.attend.counters};
+  const AttendParams<T> ap = dense_attend_params(a, plan);
   const bool dependent = a.workspace_zeroed && a.dependent_launch && dependent_launch_supported();
   return dispatch_head_dim(p.head_dim, [&](auto dim) {
     return launch_attend<T, decltype(dim)::value>(ap, plan.attend, p.batch, stream,
