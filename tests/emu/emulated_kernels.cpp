@@ -626,10 +626,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < reps; ++i) {
       Case c;
       c.batch = pick(1, 3);
-      const int hkv = pick(1, 2), group = std::vector<int>{1, 2, 4}[pick(0, 2)];
+      const int hkv = pick(1, 2), group = std::vector<int>{1, 2, 4, 8}[pick(0, 3)];
       c.hkv = hkv;
       c.hq = hkv * group;
-      c.d = pick(0, 1) ? 64 : 128;
+      c.d = std::vector<int>{64, 128, 256}[pick(0, 2)];
       c.capacity = std::vector<int>{1, 7, 33, 300, 1000, 2049, 4500}[pick(0, 6)];
       c.lengths.clear();
       for (int b = 0; b < c.batch; ++b)
@@ -645,7 +645,7 @@ int main(int argc, char** argv) {
                     c.batch, c.hq, c.hkv, c.d, c.capacity, c.r, c.kk, c.window, int(c.realloc),
                     c.gqa == GqaMode::kShared ? "shared" : "perhead", c.tie_period);
       c.name = nm;
-      const Mode m = modes[pick(0, 8)];
+      const Mode m = modes[pick(0, int(std::size(modes)) - 1)];
       k::dispatch_head_dim(c.d, [&](auto dim) {
         run<decltype(dim)::value>(c, m, rng());
         return Status::kSuccess;
