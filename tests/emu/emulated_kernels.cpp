@@ -1,18 +1,21 @@
 // The SparQ kernels executed on the CPU (tests/emu/shim.hpp: each block's threads are fibers)
 // and checked against the reference: the three launches with the streaming selection (also
-// its fallback, and against select_kernel bit for bit), the dataflow kernel on grids of one
-// to eight blocks (interleaved at its spin-waits), workspace_zeroed over two steps (every
-// counter zero after each launch), the dependent-launch counter clearing, the fused block
-// route (units of one head). Dense decode (the attend kernel as launch_dense launches it, planned
-// and fixed split counts, workspace_zeroed over two launches) against reference::dense_decode;
-// the KV append and length update bit for bit against the reference append (rows past the
-// capacity dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties.
+// its fallback, and against select_kernel bit for bit and select_cluster_kernel, a cluster of
+// eight blocks, position for position), the dataflow kernel on grids of one to eight blocks
+// (interleaved at its spin-waits), workspace_zeroed over two steps (every counter zero after
+// each launch), the dependent-launch counter clearing, the fused block route (units of one
+// head; units of several: the fused kernel in clusters of one block) and the fused cluster
+// route. Dense decode (the attend kernel as launch_dense launches it, planned and fixed split
+// counts, workspace_zeroed over two launches) against reference::dense_decode; the KV append
+// and length update bit for bit against the reference append (rows past the capacity
+// dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties; a block's
+// shared memory is poisoned as it exits (a cluster peer reading it later fails).
 //   emulated_kernels [all|NAME|fuzz|long|hist] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
 // barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
 // What it cannot show: memory ordering (the emulation is sequentially consistent), warp
-// divergence (__activemask() is the calling lane), clusters, the launchers, performance.
+// divergence (__activemask() is the calling lane), the launchers, performance.
 #include "sparq/cuda.cuh"
 #include "support/host_cache.hpp"
 
@@ -69,7 +72,8 @@ enum class Mode {
   kFlowConc3,
   kFlowConc8,
   kFlowHistConc4,
-  kFusedBlock
+  kFusedBlock,
+  kFusedCluster
 };
 static const char* mode_name(Mode m) {
   switch (m) {
@@ -97,6 +101,8 @@ static const char* mode_name(Mode m) {
       return "dataflow grid=4 concurrent hist items, zeroed x2";
     case Mode::kFusedBlock:
       return "fused block";
+    case Mode::kFusedCluster:
+      return "fused cluster";
   }
   return "?";
 }
@@ -141,9 +147,17 @@ static void check_selection(const std::vector<int>& gpu, const std::vector<int>&
 
 template <int D>
 void run(const Case& c, Mode mode, uint64_t seed) {
-  const bool fused = mode == Mode::kFusedBlock;
-  // The block route's in-place kernel serves units of one head (several: the cluster kernel).
-  if (fused && c.gqa == GqaMode::kShared && c.hq != c.hkv) return;
+  const bool fused = mode == Mode::kFusedBlock, fused_cluster = mode == Mode::kFusedCluster;
+  // The fused kernel's shared memory (the logits of a cluster's segment, per head): what a
+  // 227 KB device gives, less its static shared memory (fused_fits and fused_block_fits).
+  {
+    const int heads = c.gqa == GqaMode::kShared ? c.hq / c.hkv : 1;
+    const int blocks = fused_cluster ? k::kClusterBlocks : 1;
+    if ((fused_cluster || (fused && heads > 1)) &&
+        k::fused_smem_bytes(heads, c.d, k::cluster_segment(c.capacity, blocks)) >
+            size_t(200 * 1024))
+      return;
+  }
   ++g_cases;
   const auto t0 = std::chrono::steady_clock::now();
   g_strict = c.tie_period > 0;
@@ -188,11 +202,13 @@ void run(const Case& c, Mode mode, uint64_t seed) {
   const bool flow = mode == Mode::kFlow1 || mode == Mode::kFlow2 || mode == Mode::kFlowHist1 ||
                     mode == Mode::kFlowZeroed2 || mode == Mode::kFlowConc3 ||
                     mode == Mode::kFlowConc8 || mode == Mode::kFlowHistConc4;
-  const std::optional<k::SparqRoute> route = fused  ? k::SparqRoute::kFusedBlock
-                                             : flow ? k::SparqRoute::kDataflow
-                                                    : k::SparqRoute::kThreeLaunches;
+  const std::optional<k::SparqRoute> route = fused           ? k::SparqRoute::kFusedBlock
+                                             : fused_cluster ? k::SparqRoute::kFusedCluster
+                                             : flow          ? k::SparqRoute::kDataflow
+                                                             : k::SparqRoute::kThreeLaunches;
   const std::optional<k::SelectRoute> sel_route =
-      flow || fused ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
+      flow || fused || fused_cluster ? std::nullopt
+                                     : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
   FlowTuning tune;
   if (mode == Mode::kFlowHist1 || mode == Mode::kFlowHistConc4) tune.hist = 1;
   const size_t bytes = k::SparqPlan<T>(p, cfg, nullptr, route, sel_route, tune).bytes;
@@ -228,15 +244,32 @@ void run(const Case& c, Mode mode, uint64_t seed) {
 
   for (int launch = 0; launch < launches; ++launch) {
     if (launch > 0) std::memset(out.data(), 0xFF, out.size() * sizeof(T));
-    if (fused) {
+    if (fused && plan.units.heads_per_unit == 1) {
       // launch_sparq_fused_block, units of one head: sparq_fused_block_kernel. fused_block_fits
       // (no device: a 227 KB device's opt-in limit, less the 1 KB raise_dynamic_smem keeps).
       const size_t smem = k::fused_block_smem_bytes(D, p.length_bound());
-      CHECK(plan.units.heads_per_unit == 1 && smem <= 226 * 1024, "%s: block route refused", label);
+      CHECK(smem <= 226 * 1024, "%s: block route refused", label);
       const k::FusedParams<T> fp = k::fused_params(a, plan);
       emu::launch(
           dim3(plan.units.per_batch, p.batch), dim3(k::kFusedBlockThreads), smem,
           [&] { k::sparq_fused_block_kernel<T, D>(fp); }, "sparq_fused_block_kernel", g_resident);
+    } else if (fused) {
+      // launch_sparq_fused_block, units of several heads: the fused kernel, clusters of one block.
+      const size_t smem = k::fused_smem_bytes(plan.units.heads_per_unit, D,
+                                              k::cluster_segment(p.length_bound(), 1));
+      const k::FusedParams<T> fp = k::fused_params(a, plan);
+      emu::launch(
+          dim3(1, plan.units.per_batch, p.batch), dim3(k::kFusedThreads), smem,
+          [&] { k::sparq_fused_kernel<T, D, 1>(fp); }, "sparq_fused_kernel<1>", g_resident, 1);
+    } else if (fused_cluster) {
+      // launch_sparq_fused: a cluster of kClusterBlocks blocks per unit.
+      const size_t smem =
+          k::fused_smem_bytes(plan.units.heads_per_unit, D, k::cluster_segment(p.length_bound()));
+      const k::FusedParams<T> fp = k::fused_params(a, plan);
+      emu::launch(
+          dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), dim3(k::kFusedThreads), smem,
+          [&] { k::sparq_fused_kernel<T, D, k::kClusterBlocks>(fp); }, "sparq_fused_kernel",
+          k::kClusterBlocks * g_resident, k::kClusterBlocks);
     } else if (!flow) {
       // launch_sparq_scores (attend_counters: the score kernel clears them with dependent launches)
       const bool dep = mode == Mode::kThreeDependent;
@@ -274,6 +307,25 @@ void run(const Case& c, Mode mode, uint64_t seed) {
         CHECK(diff_a == 0,
               "%s: select_stream_kernel and select_kernel alphas differ in %zu (bitwise)", label,
               diff_a);
+        // And select_cluster_kernel (launch_sparq_select, SelectRoute::kCluster): the same
+        // positions; alpha summed over the cluster's blocks (another order: to 1e-6).
+        std::memset(plan.indices, 0xFF, ni * sizeof(int));
+        std::memset(plan.alpha, 0xFF, na * sizeof(float));
+        emu::launch(
+            dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), dim3(k::kClusterThreads),
+            sizeof(uint32_t) * size_t(k::cluster_segment(p.length_bound())),
+            [&] { k::select_cluster_kernel<>(sel); }, "select_cluster_kernel",
+            k::kClusterBlocks * g_resident, k::kClusterBlocks);
+        diff_i = diff_a = 0;
+        for (size_t i = 0; i < ni; ++i)
+          diff_i += idx_stream[i] != plan.indices[i];
+        for (size_t i = 0; i < na; ++i)
+          diff_a += !(std::fabs(alpha_stream[i] - plan.alpha[i]) <=
+                      1e-6f * std::max(1.f, std::fabs(alpha_stream[i])));
+        CHECK(diff_i == 0,
+              "%s: select_cluster_kernel and select_stream_kernel differ in %zu index slots", label,
+              diff_i);
+        CHECK(diff_a == 0, "%s: select_cluster_kernel alphas differ in %zu", label, diff_a);
         std::copy(idx_stream.begin(), idx_stream.end(), plan.indices);
         std::copy(alpha_stream.begin(), alpha_stream.end(), plan.alpha);
       }
@@ -608,7 +660,7 @@ int main(int argc, char** argv) {
   const Mode modes[] = {
       Mode::kThreeStream, Mode::kThreeStreamFallback, Mode::kThreeZeroed, Mode::kFlow1,
       Mode::kFlow2,       Mode::kThreeDependent,      Mode::kFlowZeroed2, Mode::kFlowConc3,
-      Mode::kFlowConc8,   Mode::kFusedBlock};
+      Mode::kFlowConc8,   Mode::kFusedBlock,          Mode::kFusedCluster};
   for (int rep = 0; rep < reps; ++rep)
     for (const Case& c : cases)
       for (Mode m : modes) {

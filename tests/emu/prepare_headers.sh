@@ -25,7 +25,13 @@ sed -i -E 's/asm volatile\("ld\.acquire\.gpu\.global\.u32.*$/v = *reinterpret_ca
   kernels/dataflow_kernel.cuh
 sed -i -E 's/asm volatile\("mov\.u64 %0, %%globaltimer;".*$/t = ::emu::now_ns();/' kernels/dataflow_kernel.cuh
 applied kernels/dataflow_kernel.cuh 'ld\.acquire|globaltimer;'
-# 3. Triple-chevron launches (host launchers, never called by the emulation): plain calls, so
+# 3. The cluster kernels' sm_90 guard (their bodies are empty below sm_90 and on the host):
+#    taken, so that fake/cooperative_groups.h and shim.hpp run them.
+sed -i -E 's/^#if defined\(__CUDA_ARCH__\) && __CUDA_ARCH__ >= 900$/#if 1  \/\/ emulated: sm_90/' \
+  kernels/select_kernel.cuh kernels/fused_kernel.cuh
+applied kernels/select_kernel.cuh '__CUDA_ARCH__'
+applied kernels/fused_kernel.cuh '__CUDA_ARCH__'
+# 4. Triple-chevron launches (host launchers, never called by the emulation): plain calls, so
 #    a host compiler parses them.
 perl -0pi -e 's/<<<.*?>>>//gs' kernels/*.cuh
 for f in kernels/*.cuh; do applied "$f" '<<<'; done

@@ -1,5 +1,8 @@
 // Host emulation of CUDA device code: each block's threads are fibers (ucontext) run one block
 // at a time on one OS thread; __syncthreads and warp collectives are rendezvous between fibers.
+// Thread-block clusters (sm_90): a cluster's blocks are resident together, cluster.sync() is a
+// rendezvous of all their threads, map_shared_rank() reaches another block's shared memory
+// (fake/cooperative_groups.h).
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -51,6 +54,14 @@ struct Warp {
   unsigned gen = 0, arrived = 0, live = 0;
   uint64_t slot[32];
 };
+struct Block;
+/// The blocks of one thread-block cluster (sm_90): they are resident together, share a barrier
+/// and read each other's shared memory. A launch without clusters has clusters of one block.
+struct Cluster {
+  std::vector<Block*> blocks;  // by rank
+  int live = 0;                // threads not yet exited, over every block
+  unsigned gen = 0, arrived = 0;
+};
 /// One resident block: its threads, barrier state, shared memory (dynamic, and a saved copy of
 /// the static section while another block runs).
 struct Block {
@@ -61,6 +72,9 @@ struct Block {
   Warp warps[64];
   std::vector<unsigned char> dyn, saved_static;
   unsigned char* dyn_aligned = nullptr;
+  size_t dyn_size = 0;
+  std::shared_ptr<Cluster> cluster;
+  int rank = 0;  // in its cluster
 };
 inline ucontext_t sched_ctx;
 inline std::vector<char*> stacks;  // pool
@@ -124,12 +138,58 @@ inline void warp_barrier() {
   }
   wait_until_changed(&w.gen, g);
 }
+inline unsigned char* static_begin();
+inline size_t static_size();
+/// cluster.sync(): every thread of every block of the cluster (exited threads count as arrived).
+inline void cluster_barrier() {
+  Cluster& c = *cb->cluster;
+  const unsigned g = c.gen;
+  if (++c.arrived >= static_cast<unsigned>(c.live)) {
+    c.arrived = 0;
+    ++c.gen;
+    return;
+  }
+  wait_until_changed(&c.gen, g);
+}
+/// cluster.map_shared_rank(p, rank): the same shared variable (static, or an offset into the
+/// dynamic shared memory) in the block of that rank. While one block's fibers run, the static
+/// section holds its variables and every other block's are in its saved copy; a mapped pointer
+/// is valid until the next barrier (where fibers switch), as the kernels use it.
+inline void* map_shared(const void* p, unsigned rank) {
+  Cluster& c = *cb->cluster;
+  if (rank >= c.blocks.size()) {
+    std::fprintf(stderr, "emu: map_shared_rank: rank %u of a cluster of %zu\n", rank,
+                 c.blocks.size());
+    std::abort();
+  }
+  Block* t = c.blocks[rank];
+  const unsigned char* u = static_cast<const unsigned char*>(p);
+  if (t == cb) return const_cast<unsigned char*>(u);
+  if (u >= static_begin() && u < static_begin() + static_size())
+    return t->saved_static.data() + (u - static_begin());
+  if (u >= cb->dyn_aligned && u < cb->dyn_aligned + cb->dyn_size)
+    return t->dyn_aligned + (u - cb->dyn_aligned);
+  std::fprintf(stderr, "emu: map_shared_rank of a pointer outside shared memory\n");
+  std::abort();
+}
 inline void trampoline() {
   (*body)();
   Block& b = *cb;
   Fiber& f = b.fibers[cur];
   f.done = true;
   --b.live;
+  Cluster& c = *b.cluster;
+  --c.live;
+  if (c.arrived > 0 && c.arrived >= static_cast<unsigned>(c.live)) {
+    c.arrived = 0;
+    ++c.gen;
+  }
+  if (b.live == 0) {
+    // The block has exited: its shared memory is gone (another block of its cluster reading
+    // it now reads poison). It is in the section now; the next swap saves the poison.
+    std::memset(static_begin(), 0xFF, static_size());
+    std::memset(b.dyn.data(), 0xFF, b.dyn.size());
+  }
   Warp& w = b.warps[cur / 32];
   --w.live;
   // Exited threads count as arrived.
@@ -159,14 +219,22 @@ inline size_t static_size() {
 /// Runs grid x block. `resident` blocks run at once (interleaved at barriers and spin-waits; a
 /// finished block's slot takes the next block of the grid, in x, y, z order or reversed with
 /// EMU_BLOCKS=rev). Static __shared__ variables (section emu_shared) are swapped per block and
-/// poisoned (0xFF) at each block's start, as is its dynamic shared memory.
+/// poisoned (0xFF) at each block's start, as is its dynamic shared memory. `cluster` > 1: blocks
+/// run in clusters of that many along x (sm_90), each cluster started whole (at least one
+/// cluster resident) and retired when all its blocks have exited.
 inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& kernel,
-                   const char* name, int resident = 1) {
+                   const char* name, int resident = 1, int cluster = 1) {
   const int n = static_cast<int>(block.x * block.y * block.z);
   if (block.y != 1 || block.z != 1 || n % 32 != 0 || n > 2048) {
     std::fprintf(stderr, "emu: block shape\n");
     std::abort();
   }
+  if (cluster < 1 || grid.x % static_cast<unsigned>(cluster) != 0) {
+    std::fprintf(stderr, "emu: grid.x %u is not a multiple of the cluster size %d\n", grid.x,
+                 cluster);
+    std::abort();
+  }
+  resident = std::max(resident, cluster) / cluster * cluster;
   gridDim = grid;
   blockDim = block;
   cur_kernel = name;
@@ -186,15 +254,25 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
   const long long nblocks = static_cast<long long>(grid.x) * grid.y * grid.z;
   long long next = 0;
   std::vector<std::unique_ptr<Block>> res;
-  Block* in_section = nullptr;  // whose static shared memory the section holds
+  Block* in_section = nullptr;       // whose static shared memory the section holds
+  std::shared_ptr<Cluster> filling;  // the cluster whose blocks are being started
   auto start_block = [&]() {
     const long long lin = rev_blocks ? nblocks - 1 - next : next;
     ++next;
     auto b = std::make_unique<Block>();
+    if (next % cluster == 1 || cluster == 1) {
+      filling = std::make_shared<Cluster>();
+      filling->blocks.assign(cluster, nullptr);
+    }
+    b->cluster = filling;
+    b->rank = static_cast<int>(lin % grid.x % cluster);
+    filling->blocks[b->rank] = b.get();
+    filling->live += n;
     b->idx = make_uint3(static_cast<unsigned>(lin % grid.x),
                         static_cast<unsigned>(lin / grid.x % grid.y),
                         static_cast<unsigned>(lin / grid.x / grid.y));
     b->dyn.assign(smem + 16, 0xFF);
+    b->dyn_size = smem;
     b->dyn_aligned = reinterpret_cast<unsigned char*>(
         (reinterpret_cast<uintptr_t>(b->dyn.data()) + 15) & ~uintptr_t{15});
     b->saved_static.assign(static_size(), 0xFF);  // poisoned static shared memory
@@ -213,8 +291,12 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     }
     res.push_back(std::move(b));
   };
-  while (next < nblocks && static_cast<int>(res.size()) < resident)
-    start_block();
+  auto admit = [&] {  // whole clusters while they fit
+    while (next < nblocks && static_cast<int>(res.size()) + cluster <= resident)
+      for (int i = 0; i < cluster; ++i)
+        start_block();
+  };
+  admit();
   std::vector<int> perm(n);
   while (!res.empty()) {
     bool ran = false;
@@ -251,9 +333,9 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
                      b->idx.z, b->live, b->bar_arrived);
       std::abort();
     }
-    // Retire finished blocks; start the next ones of the grid.
+    // Retire finished clusters' blocks; start the next ones of the grid.
     for (size_t bi = 0; bi < res.size();) {
-      if (res[bi]->live == 0) {
+      if (res[bi]->cluster->live == 0) {
         for (Fiber& f : res[bi]->fibers)
           stacks.push_back(f.stack);
         if (in_section == res[bi].get()) in_section = nullptr;
@@ -262,8 +344,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
         ++bi;
       }
     }
-    while (next < nblocks && static_cast<int>(res.size()) < resident)
-      start_block();
+    admit();
     if (order == 2 && res.size() > 1) std::shuffle(res.begin(), res.end(), rng);
   }
   cb = nullptr;

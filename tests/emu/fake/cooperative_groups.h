@@ -1,18 +1,15 @@
-// Emulation stub: clusters are not emulated (the cluster kernels must not be run).
+// Emulation of the cluster API the kernels use (sm_90 thread-block clusters): shim.hpp runs a
+// cluster's blocks together; sync() is a barrier over all their threads and map_shared_rank()
+// the same shared variable in another block of the cluster.
 #pragma once
-#include <cstdio>
-#include <cstdlib>
 namespace cooperative_groups {
 struct cluster_group {
-  unsigned block_rank() const { return 0; }
-  void sync() const {
-    std::fprintf(stderr, "emu: cluster kernels not emulated\n");
-    std::abort();
-  }
+  unsigned block_rank() const { return static_cast<unsigned>(::emu::cb->rank); }
+  unsigned num_blocks() const { return static_cast<unsigned>(::emu::cb->cluster->blocks.size()); }
+  void sync() const { ::emu::cluster_barrier(); }
   template <typename U>
-  U* map_shared_rank(U* p, unsigned) const {
-    sync();
-    return p;
+  U* map_shared_rank(U* p, unsigned rank) const {
+    return static_cast<U*>(::emu::map_shared(p, rank));
   }
 };
 inline cluster_group this_cluster() {
