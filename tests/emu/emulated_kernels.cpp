@@ -1,7 +1,8 @@
 // The SparQ kernels executed on the CPU (tests/emu/shim.hpp: each block's threads are fibers)
 // and checked against the reference: the three launches with the streaming selection (also
-// its fallback, and against select_kernel bit for bit and select_cluster_kernel, a cluster of
-// eight blocks, position for position), the dataflow kernel on grids of one to eight blocks
+// its fallback, and against every other selection kernel: select_kernel bit for bit, its
+// 1024-thread and global-keys forms and select_cluster_kernel, a cluster of eight blocks,
+// position for position), the dataflow kernel on grids of one to eight blocks
 // (interleaved at its spin-waits), workspace_zeroed over two steps (every counter zero after
 // each launch), the dependent-launch counter clearing, the fused block route (units of one
 // head; units of several: the fused kernel in clusters of one block) and the fused cluster
@@ -286,46 +287,47 @@ void run(const Case& c, Mode mode, uint64_t seed) {
           k::stream_smem_bytes(plan.stream_candidates, plan.stream_above),
           [&] { k::select_stream_kernel<>(sel); }, "select_stream_kernel", g_resident);
       if (launch == 0) {
-        // Cross-check: select_kernel (keys in shared memory) must pick exactly the same positions
-        // and alphas ("It selects exactly the positions select_kernel does").
+        // Cross-checks: every other selection kernel (launch_sparq_select's routes) picks
+        // exactly the same positions ("It selects exactly the positions select_kernel does");
+        // select_kernel with 512 threads also the same alphas, bit for bit; the others sum
+        // alpha in another order (to 1e-6).
         const size_t ni = size_t(batch_units) * plan.kmax, na = size_t(p.batch) * p.num_q_heads;
-        std::vector<int> idx_stream(plan.indices, plan.indices + ni);
-        std::vector<float> alpha_stream(plan.alpha, plan.alpha + na);
-        std::memset(plan.indices, 0xFF, ni * sizeof(int));
-        std::memset(plan.alpha, 0xFF, na * sizeof(float));
-        emu::launch(
-            dim3(plan.units.per_batch, p.batch), dim3(k::kSelectThreads),
-            sizeof(uint32_t) * size_t(p.length_bound()),
-            [&] { k::select_kernel<true, k::kSelectThreads>(sel); }, "select_kernel");
-        size_t diff_i = 0, diff_a = 0;
-        for (size_t i = 0; i < ni; ++i)
-          diff_i += idx_stream[i] != plan.indices[i];
-        for (size_t i = 0; i < na; ++i)
-          diff_a += std::memcmp(&alpha_stream[i], &plan.alpha[i], 4) != 0;
-        CHECK(diff_i == 0, "%s: select_stream_kernel and select_kernel differ in %zu index slots",
-              label, diff_i);
-        CHECK(diff_a == 0,
-              "%s: select_stream_kernel and select_kernel alphas differ in %zu (bitwise)", label,
-              diff_a);
-        // And select_cluster_kernel (launch_sparq_select, SelectRoute::kCluster): the same
-        // positions; alpha summed over the cluster's blocks (another order: to 1e-6).
-        std::memset(plan.indices, 0xFF, ni * sizeof(int));
-        std::memset(plan.alpha, 0xFF, na * sizeof(float));
-        emu::launch(
-            dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), dim3(k::kClusterThreads),
-            sizeof(uint32_t) * size_t(k::cluster_segment(p.length_bound())),
-            [&] { k::select_cluster_kernel<>(sel); }, "select_cluster_kernel",
-            k::kClusterBlocks * g_resident, k::kClusterBlocks);
-        diff_i = diff_a = 0;
-        for (size_t i = 0; i < ni; ++i)
-          diff_i += idx_stream[i] != plan.indices[i];
-        for (size_t i = 0; i < na; ++i)
-          diff_a += !(std::fabs(alpha_stream[i] - plan.alpha[i]) <=
-                      1e-6f * std::max(1.f, std::fabs(alpha_stream[i])));
-        CHECK(diff_i == 0,
-              "%s: select_cluster_kernel and select_stream_kernel differ in %zu index slots", label,
-              diff_i);
-        CHECK(diff_a == 0, "%s: select_cluster_kernel alphas differ in %zu", label, diff_a);
+        const std::vector<int> idx_stream(plan.indices, plan.indices + ni);
+        const std::vector<float> alpha_stream(plan.alpha, plan.alpha + na);
+        auto same_as_stream = [&](const char* kernel, bool bitwise_alpha, dim3 grid, int threads,
+                                  size_t smem, int cluster, auto&& body) {
+          std::memset(plan.indices, 0xFF, ni * sizeof(int));
+          std::memset(plan.alpha, 0xFF, na * sizeof(float));
+          emu::launch(grid, dim3(threads), smem, body, kernel, cluster * g_resident, cluster);
+          size_t diff_i = 0, diff_a = 0;
+          for (size_t i = 0; i < ni; ++i)
+            diff_i += idx_stream[i] != plan.indices[i];
+          for (size_t i = 0; i < na; ++i)
+            diff_a += bitwise_alpha ? std::memcmp(&alpha_stream[i], &plan.alpha[i], 4) != 0
+                                    : !(std::fabs(alpha_stream[i] - plan.alpha[i]) <=
+                                        1e-6f * std::max(1.f, std::fabs(alpha_stream[i])));
+          CHECK(diff_i == 0, "%s: select_stream_kernel and %s differ in %zu index slots", label,
+                kernel, diff_i);
+          CHECK(diff_a == 0, "%s: select_stream_kernel and %s alphas differ in %zu%s", label,
+                kernel, diff_a, bitwise_alpha ? " (bitwise)" : "");
+        };
+        const dim3 grid(plan.units.per_batch, p.batch);
+        const size_t shared_keys = sizeof(uint32_t) * size_t(p.length_bound());
+        same_as_stream("select_kernel", true, grid, k::kSelectThreads, shared_keys, 1,
+                       [&] { k::select_kernel<true, k::kSelectThreads>(sel); });
+        same_as_stream("select_kernel (1024 threads)", false, grid, k::kSelectThreadsWide,
+                       shared_keys, 1, [&] { k::select_kernel<true, k::kSelectThreadsWide>(sel); });
+        // Keys in global memory (SelectRoute::kGlobalKeys: the plan's keys, here a buffer of
+        // its size, poisoned).
+        std::vector<uint32_t> keys(size_t(batch_units) * plan.logit_stride, 0xFFFFFFFFu);
+        k::SelectParams sel_global = sel;
+        sel_global.keys = keys.data();
+        same_as_stream("select_kernel (global keys)", false, grid, k::kSelectThreads, 0, 1,
+                       [&] { k::select_kernel<false, k::kSelectThreads>(sel_global); });
+        same_as_stream("select_cluster_kernel", false,
+                       dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), k::kClusterThreads,
+                       sizeof(uint32_t) * size_t(k::cluster_segment(p.length_bound())),
+                       k::kClusterBlocks, [&] { k::select_cluster_kernel<>(sel); });
         std::copy(idx_stream.begin(), idx_stream.end(), plan.indices);
         std::copy(alpha_stream.begin(), alpha_stream.end(), plan.alpha);
       }
