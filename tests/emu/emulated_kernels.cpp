@@ -18,11 +18,11 @@
 // What it cannot show: memory ordering (the emulation is sequentially consistent), warp
 // divergence (__activemask() is the calling lane), the launchers, performance.
 #include "sparq/cuda.cuh"
+#include "support/compare.hpp"
 #include "support/host_cache.hpp"
 
 #include <algorithm>
 #include <chrono>
-#include <set>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,8 +33,7 @@ namespace k = sparq::kernels;
 #define EMU_T __nv_bfloat16
 #endif
 using T = EMU_T;
-static const double g_tol =
-    ElementTraits<T>::kDType == DType::kFloat32 ? 1e-5 : 2e-2;  // tests/gpu output_tolerance
+static const double g_tol = test::output_tolerance<T>();
 
 static int g_fail = 0, g_cases = 0;
 static bool g_strict = false;
@@ -108,42 +107,79 @@ static const char* mode_name(Mode m) {
   return "?";
 }
 
-static double rel_l2(const std::vector<double>& g, const std::vector<double>& w) {
-  double n = 0, d = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    n += (g[i] - w[i]) * (g[i] - w[i]);
-    d += w[i] * w[i];
-  }
-  return d > 0 ? std::sqrt(n / d) : std::sqrt(n);
+// The GPU tests' selection rule (test::selection_mismatch), and position order.
+static void check_selection(const std::vector<int>& got, const std::vector<int>& ref,
+                            const std::vector<double>& key, int window_begin, const char* where) {
+  const std::string why = test::selection_mismatch(got, ref, key, window_begin, g_strict);
+  CHECK(why.empty(), "%s: %s", where, why.c_str());
+  CHECK(std::is_sorted(got.begin(), got.end()), "%s: positions not sorted", where);
 }
 
-// tests/gpu/sparq_decode_cases.cuh expect_same_selection, as a check.
-static void check_selection(const std::vector<int>& gpu, const std::vector<int>& ref,
-                            const std::vector<double>& key, int window_begin, const char* where) {
-  std::set<int> g(gpu.begin(), gpu.end()), r(ref.begin(), ref.end());
-  CHECK(g.size() == gpu.size(), "%s: duplicate positions", where);
-  CHECK(gpu.size() == ref.size(), "%s: sizes %zu vs %zu", where, gpu.size(), ref.size());
-  for (int s : gpu)
-    CHECK(s >= 0 && s < (int)key.size(), "%s: position %d out of range", where, s);
-  for (int s = window_begin; s < (int)key.size(); ++s)
-    CHECK(g.count(s), "%s: window position %d not selected", where, s);
-  CHECK(std::is_sorted(gpu.begin(), gpu.end()), "%s: positions not sorted", where);
-  if (g == r) return;
-  if (g_strict) {
-    CHECK(false,
-          "%s: exact ties: selection differs from the reference's tie rule (lowest position first)",
-          where);
-    return;
+// Every output element written (finite) and within the tolerance of `want`, in all and per
+// sequence (a short one hides in the total).
+static void check_output(const std::vector<T>& out, const std::vector<double>& want, int batch,
+                         const std::vector<int>& lengths, const char* where) {
+  const std::vector<double> got = test::to_double(out);
+  const size_t nonfinite = test::count_non_finite(got);
+  CHECK(nonfinite == 0, "%s: %zu output elements not written (NaN)", where, nonfinite);
+  const double err = test::relative_l2(got, want);
+  CHECK(err <= g_tol, "%s: relative L2 error %g", where, err);
+  const size_t n = got.size() / batch;
+  for (int b = 0; b < batch; ++b) {
+    const double eb =
+        test::relative_l2(std::vector<double>(got.begin() + b * n, got.begin() + (b + 1) * n),
+                          std::vector<double>(want.begin() + b * n, want.begin() + (b + 1) * n));
+    CHECK(eb <= g_tol, "%s: sequence %d (length %d): relative L2 error %g", where, b, lengths[b],
+          eb);
   }
-  double kth = 1e300;
-  for (int s : ref)
-    if (s < window_begin) kth = std::min(kth, key[s]);
-  int bad = 0;
-  for (int s : gpu)
-    if (!r.count(s) && s >= 0 && s < (int)key.size() && std::fabs(key[s] - kth) > 1e-4 * kth) ++bad;
-  for (int s : ref)
-    if (!g.count(s) && std::fabs(key[s] - kth) > 1e-4 * kth) ++bad;
-  CHECK(bad == 0, "%s: %d positions differ from the reference beyond a near tie", where, bad);
+}
+
+// A workspace of `bytes`, poisoned (0xFF) as the GPU tests do, with a poisoned tail that the
+// kernels must leave alone (check_tail).
+struct PoisonedWorkspace {
+  size_t bytes, alloc;
+  unsigned char* p;
+  explicit PoisonedWorkspace(size_t b)
+      : bytes(b),
+        alloc((b + 255) / 256 * 256 + 256),
+        p(static_cast<unsigned char*>(std::aligned_alloc(256, alloc))) {
+    std::memset(p, 0xFF, alloc);
+  }
+  PoisonedWorkspace(const PoisonedWorkspace&) = delete;
+  PoisonedWorkspace& operator=(const PoisonedWorkspace&) = delete;
+  ~PoisonedWorkspace() { std::free(p); }
+  void check_tail(const char* label) const {
+    for (size_t i = bytes; i < alloc; ++i)
+      if (p[i] != 0xFF) {
+        CHECK(false, "%s: workspace byte %zu past plan.bytes=%zu written", label, i, bytes);
+        return;
+      }
+  }
+};
+
+// launch_attend's kernel launch, as the SparQ and dense launchers make it (staged tiles for
+// units of several heads), then every counter must be zero again.
+template <int D>
+static void launch_attend(const k::AttendParams<T>& ap, int batch, int64_t num_counters,
+                          const char* kernel, const char* where) {
+  emu::launch(
+      dim3(ap.splits, ap.units_per_batch, batch), dim3(k::kAttendThreads), 0,
+      [&] {
+        if (ap.heads_per_unit > 1)
+          k::attend_kernel<T, D, true>(ap);
+        else
+          k::attend_kernel<T, D, false>(ap);
+      },
+      kernel, g_resident);
+  for (int64_t i = 0; i < num_counters; ++i)
+    CHECK(ap.counters[i] == 0u, "%s: attend counter %lld = %u after the launch", where,
+          (long long)i, ap.counters[i]);
+}
+
+static void report_done(const char* label, std::chrono::steady_clock::time_point t0) {
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
+  std::fflush(stdout);
 }
 
 template <int D>
@@ -212,11 +248,8 @@ void run(const Case& c, Mode mode, uint64_t seed) {
                                      : std::optional<k::SelectRoute>(k::SelectRoute::kStream);
   FlowTuning tune;
   if (mode == Mode::kFlowHist1 || mode == Mode::kFlowHistConc4) tune.hist = 1;
-  const size_t bytes = k::SparqPlan<T>(p, cfg, nullptr, route, sel_route, tune).bytes;
-  const size_t alloc = (bytes + 255) / 256 * 256 + 256;
-  unsigned char* ws = static_cast<unsigned char*>(std::aligned_alloc(256, alloc));
-  std::memset(ws, 0xFF, alloc);  // poisoned, as the GPU tests do
-  k::SparqPlan<T> plan(p, cfg, ws, route, sel_route, tune);
+  PoisonedWorkspace ws(k::SparqPlan<T>(p, cfg, nullptr, route, sel_route, tune).bytes);
+  k::SparqPlan<T> plan(p, cfg, ws.p, route, sel_route, tune);
   // No device: the plan's device queries gave zero capacities; set what a 227 KB device gives.
   const k::StreamCapacity cap = k::stream_capacity(plan.kmax, 227 * 1024);
   plan.stream_candidates = cap.candidates;
@@ -238,7 +271,7 @@ void run(const Case& c, Mode mode, uint64_t seed) {
   const int launches =
       a.workspace_zeroed ? 2 : 1;  // zeroed: a second step on the same workspace, no memset
   const int64_t batch_units = int64_t(p.batch) * plan.units.per_batch;
-  if (a.workspace_zeroed) std::memset(ws, 0, k::counter_region_bytes(p));
+  if (a.workspace_zeroed) std::memset(ws.p, 0, k::counter_region_bytes(p));
   char label[256];
   std::snprintf(label, sizeof label, "%s [%s] seed %llu", c.name.c_str(), mode_name(mode),
                 (unsigned long long)seed);
@@ -336,18 +369,7 @@ void run(const Case& c, Mode mode, uint64_t seed) {
       // launch_sparq_attend: clear = !workspace_zeroed && !(after_scores && dependent_launch)
       if (!a.workspace_zeroed && !dep)
         std::memset(plan.attend.counters, 0, sizeof(unsigned) * plan.attend.num_counters);
-      emu::launch(
-          dim3(ap.splits, ap.units_per_batch, p.batch), dim3(k::kAttendThreads), 0,
-          [&] {
-            if (ap.heads_per_unit > 1)
-              k::attend_kernel<T, D, true>(ap);
-            else
-              k::attend_kernel<T, D, false>(ap);
-          },
-          "attend_kernel", g_resident);
-      for (int64_t i = 0; i < plan.attend.num_counters; ++i)
-        CHECK(plan.attend.counters[i] == 0u, "%s: attend counter %lld = %u after the launch", label,
-              (long long)i, plan.attend.counters[i]);
+      launch_attend<D>(ap, p.batch, plan.attend.num_counters, "attend_kernel", label);
     } else {
       // launch_sparq_dataflow's body (no device: limits replaced by a 227 KB device's)
       const size_t smem = k::flow_smem_bytes<T, D>(plan.units.heads_per_unit,
@@ -422,28 +444,13 @@ void run(const Case& c, Mode mode, uint64_t seed) {
     std::printf("  %s: reference on the emulated selection failed (invalid positions)\n", label);
     ++g_fail;
   } else {
-    std::vector<double> got(out.size());
-    size_t nonfinite = 0;
-    for (size_t i = 0; i < out.size(); ++i) {
-      got[i] = to_float(out[i]);
-      nonfinite += std::isfinite(got[i]) ? 0 : 1;
-    }
-    CHECK(nonfinite == 0, "%s: %zu output elements not written (NaN)", label, nonfinite);
-    const double err = rel_l2(got, ref2);
-    CHECK(err <= g_tol, "%s: relative L2 error %g", label, err);
+    check_output(out, ref2, p.batch, c.lengths, label);
     for (size_t h = 0; h < tr2.alpha.size(); ++h)
       CHECK(std::fabs(plan.alpha[h] - tr2.alpha[h]) <= 1e-4, "%s: alpha[%zu] %g vs %g", label, h,
             plan.alpha[h], tr2.alpha[h]);
   }
-  for (size_t i = bytes; i < alloc; ++i)
-    if (ws[i] != 0xFF) {
-      CHECK(false, "%s: workspace byte %zu past plan.bytes=%zu written", label, i, bytes);
-      break;
-    }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
-  std::fflush(stdout);
-  std::free(ws);
+  ws.check_tail(label);
+  report_done(label, t0);
 }
 
 struct DenseCase {
@@ -476,11 +483,8 @@ void run_dense(const DenseCase& c, int fixed_splits, bool zeroed, uint64_t seed)
     std::printf("reference failed\n");
     std::abort();
   }
-  const size_t bytes = k::DensePlan<T>(p, nullptr, fixed_splits).bytes;
-  const size_t alloc = (bytes + 255) / 256 * 256 + 256;
-  unsigned char* ws = static_cast<unsigned char*>(std::aligned_alloc(256, alloc));
-  std::memset(ws, 0xFF, alloc);  // poisoned
-  const k::DensePlan<T> plan(p, ws, fixed_splits);
+  PoisonedWorkspace ws(k::DensePlan<T>(p, nullptr, fixed_splits).bytes);
+  const k::DensePlan<T> plan(p, ws.p, fixed_splits);
   std::vector<T> out(q.size());
   std::vector<int> lengths = c.lengths;
   DenseDecodeParams<T> a;
@@ -490,12 +494,12 @@ void run_dense(const DenseCase& c, int fixed_splits, bool zeroed, uint64_t seed)
   a.lengths = lengths.data();
   a.out = out.data();
   a.workspace_zeroed = zeroed;
-  if (zeroed) std::memset(ws, 0, k::counter_region_bytes(p));
+  if (zeroed) std::memset(ws.p, 0, k::counter_region_bytes(p));
   char label[256];
   std::snprintf(label, sizeof label, "%s [dense splits=%d%s%s] seed %llu", c.name.c_str(),
                 plan.attend.splits, fixed_splits > 0 ? " fixed" : " planned",
                 zeroed ? ", workspace_zeroed x2" : "", (unsigned long long)seed);
-  CHECK(plan.attend.counters == reinterpret_cast<unsigned*>(ws) &&
+  CHECK(plan.attend.counters == reinterpret_cast<unsigned*>(ws.p) &&
             plan.attend.num_counters == int64_t(p.batch) * p.num_kv_heads,
         "%s: counters not the counter region's first %d", label, p.batch * p.num_kv_heads);
   if (fixed_splits > 0)
@@ -507,53 +511,13 @@ void run_dense(const DenseCase& c, int fixed_splits, bool zeroed, uint64_t seed)
     std::memset(out.data(), 0xFF, out.size() * sizeof(T));  // NaN
     // launch_attend: clear = !workspace_zeroed
     if (!zeroed) std::memset(plan.attend.counters, 0, sizeof(unsigned) * plan.attend.num_counters);
-    emu::launch(
-        dim3(ap.splits, ap.units_per_batch, p.batch), dim3(k::kAttendThreads), 0,
-        [&] {
-          if (ap.heads_per_unit > 1)
-            k::attend_kernel<T, D, true>(ap);
-          else
-            k::attend_kernel<T, D, false>(ap);
-        },
-        "attend_kernel(dense)", g_resident);
-    for (int64_t i = 0; i < plan.attend.num_counters; ++i)
-      CHECK(plan.attend.counters[i] == 0u, "%s: launch %d: attend counter %lld = %u after it",
-            label, launch, (long long)i, plan.attend.counters[i]);
-    std::vector<double> got(out.size());
-    size_t nonfinite = 0;
-    for (size_t i = 0; i < out.size(); ++i) {
-      got[i] = to_float(out[i]);
-      nonfinite += std::isfinite(got[i]) ? 0 : 1;
-    }
-    CHECK(nonfinite == 0, "%s: launch %d: %zu output elements not written (NaN)", label, launch,
-          nonfinite);
-    const double err = rel_l2(got, ref);
-    CHECK(err <= g_tol, "%s: launch %d: relative L2 error %g", label, launch, err);
-    for (int b = 0; b < p.batch; ++b) {  // per sequence too (a short one hides in the total)
-      const size_t n = size_t(p.num_q_heads) * p.head_dim, o = b * n;
-      const double eb = rel_l2(std::vector<double>(got.begin() + o, got.begin() + o + n),
-                               std::vector<double>(ref.begin() + o, ref.begin() + o + n));
-      CHECK(eb <= g_tol, "%s: launch %d: sequence %d (length %d): relative L2 error %g", label,
-            launch, b, c.lengths[b], eb);
-    }
+    char where[300];
+    std::snprintf(where, sizeof where, "%s: launch %d", label, launch);
+    launch_attend<D>(ap, p.batch, plan.attend.num_counters, "attend_kernel(dense)", where);
+    check_output(out, ref, p.batch, c.lengths, where);
   }
-  for (size_t i = bytes; i < alloc; ++i)
-    if (ws[i] != 0xFF) {
-      CHECK(false, "%s: workspace byte %zu past plan.bytes=%zu written", label, i, bytes);
-      break;
-    }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
-  std::fflush(stdout);
-  std::free(ws);
-}
-
-template <typename U>
-static size_t bits_differ(const std::vector<U>& x, const std::vector<U>& y) {
-  size_t n = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    n += std::memcmp(&x[i], &y[i], sizeof(U)) != 0;
-  return n + (x.size() > y.size() ? x.size() - y.size() : y.size() - x.size());
+  ws.check_tail(label);
+  report_done(label, t0);
 }
 
 // KV append (kv_append_kernel, then advance_lengths_kernel, as kv_append launches them)
@@ -615,8 +579,10 @@ static void run_append(const char* name, int hkv, int d, int capacity,
       dim3(k::ceil_div(p.batch, 256)), dim3(256), 0,
       [&] { k::advance_lengths_kernel<>(a.lengths, p.batch, a.num_new, p.capacity); },
       "advance_lengths_kernel", g_resident);
-  const size_t dk = bits_differ(got.k, want.k), dkt = bits_differ(got.kt, want.kt),
-               dv = bits_differ(got.v, want.v), ds = bits_differ(got.vsum, want.vsum);
+  const size_t dk = test::count_bits_differ(got.k, want.k),
+               dkt = test::count_bits_differ(got.kt, want.kt),
+               dv = test::count_bits_differ(got.v, want.v),
+               ds = test::count_bits_differ(got.vsum, want.vsum);
   CHECK(dk == 0, "%s: K differs in %zu elements", label, dk);
   CHECK(dkt == 0, "%s: K transposed differs in %zu elements", label, dkt);
   CHECK(dv == 0, "%s: V differs in %zu elements", label, dv);
@@ -624,9 +590,7 @@ static void run_append(const char* name, int hkv, int d, int capacity,
   for (int b = 0; b < p.batch; ++b)
     CHECK(lengths[b] == std::min(lengths0[b] + n, capacity), "%s: length %d: %d -> %d", label, b,
           lengths0[b], lengths[b]);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%-70s done %.1fs (fails so far %d)\n", label, secs, g_fail);
-  std::fflush(stdout);
+  report_done(label, t0);
 }
 
 int main(int argc, char** argv) {

@@ -3,11 +3,13 @@
 // a plain CPU computation: NormQkvRopeOp (RMSNorm + q/k/v + RoPE, with and without the KV append)
 // and MatvecAddOp (y += W·a).
 #include "matvec.cuh"
+#include "support/compare.hpp"
 #include "support/host_cache.hpp"
-#include <cstdio>
-#include <random>
-#include <vector>
+#include "support/random.hpp"
 #include <cmath>
+#include <cstdio>
+#include <optional>
+#include <vector>
 
 using bf16 = __nv_bfloat16;
 namespace mv = llama::matvec;
@@ -15,20 +17,7 @@ static int g_fail = 0;
 static float bf(float x) {
   return __bfloat162float(__float2bfloat16_rn(x));
 }
-static std::vector<bf16> rand_bf16(size_t n, std::mt19937& g, float s) {
-  std::normal_distribution<float> d(0.f, s);
-  std::vector<bf16> v(n);
-  for (auto& e : v)
-    e = __float2bfloat16_rn(d(g));
-  return v;
-}
-static std::vector<float> rand_f(size_t n, std::mt19937& g, float s, float m = 0.f) {
-  std::normal_distribution<float> d(m, s);
-  std::vector<float> v(n);
-  for (auto& e : v)
-    e = d(g);
-  return v;
-}
+using sparq::test::random_normal;
 // |got - want| <= atol + rtol |want|
 static void compare(const char* what, const std::vector<float>& got,
                     const std::vector<double>& want, double atol, double rtol) {
@@ -51,12 +40,15 @@ static void run_qkv(int in, int hq, int hkv, int d, int pos, bool append, int ca
                     int blocks_cap, unsigned seed) {
   std::printf("norm_qkv_rope in=%d hq=%d hkv=%d d=%d pos=%d append=%d capacity=%d grid cap %d\n",
               in, hq, hkv, d, pos, append, capacity, blocks_cap);
-  std::mt19937 g(seed);
+  sparq::test::Rng g(seed);
   const float eps = 1e-5f, theta = 10000.f;
-  auto x = rand_f(in, g, 1.f);
-  auto nw = rand_f(in, g, 0.2f, 1.f);
-  auto wq = rand_bf16(size_t(hq) * d * in, g, 0.1f), wk = rand_bf16(size_t(hkv) * d * in, g, 0.1f),
-       wv = rand_bf16(size_t(hkv) * d * in, g, 0.1f);
+  auto x = random_normal<float>(in, g);
+  auto nw = random_normal<float>(in, g, 0.2f);
+  for (float& e : nw)
+    e += 1.f;
+  auto wq = random_normal<bf16>(size_t(hq) * d * in, g, 0.1f),
+       wk = random_normal<bf16>(size_t(hkv) * d * in, g, 0.1f),
+       wv = random_normal<bf16>(size_t(hkv) * d * in, g, 0.1f);
   std::vector<bf16> q(hq * d, __float2bfloat16_rn(NAN)), k(hkv * d, __float2bfloat16_rn(NAN)),
       v(hkv * d, __float2bfloat16_rn(NAN));
   int pos_dev = pos;
@@ -80,13 +72,12 @@ static void run_qkv(int in, int hq, int hkv, int d, int pos, bool append, int ca
   p.num_kv_heads = hkv;
   p.head_dim = d;
   p.capacity = capacity;
-  sparq::test::HostKVCache<bf16>* cache = nullptr;
-  sparq::test::HostKVCache<bf16>* want_cache = nullptr;
+  std::optional<sparq::test::HostKVCache<bf16>> cache, want_cache;
   if (append) {
-    cache = new sparq::test::HostKVCache<bf16>(p);
+    cache.emplace(p);
     const int fill = std::max(0, std::min(pos, capacity));
     cache->fill_random({fill}, seed + 7);
-    want_cache = new sparq::test::HostKVCache<bf16>(*cache);
+    want_cache = cache;
     op.append = true;
     op.cache = cache->view();
     op.cache_capacity = capacity;
@@ -142,30 +133,25 @@ static void run_qkv(int in, int hq, int hkv, int d, int pos, bool append, int ca
         ++g_fail;
       }
     }
-    auto differ = [](const auto& a, const auto& b) {
-      size_t c = 0;
-      for (size_t i = 0; i < a.size(); ++i)
-        c += std::memcmp(&a[i], &b[i], sizeof a[i]) != 0;
-      return c;
-    };
-    const size_t dk = differ(cache->k, want_cache->k), dkt = differ(cache->kt, want_cache->kt),
-                 dv = differ(cache->v, want_cache->v), ds = differ(cache->vsum, want_cache->vsum);
+    using sparq::test::count_bits_differ;
+    const size_t dk = count_bits_differ(cache->k, want_cache->k),
+                 dkt = count_bits_differ(cache->kt, want_cache->kt),
+                 dv = count_bits_differ(cache->v, want_cache->v),
+                 ds = count_bits_differ(cache->vsum, want_cache->vsum);
     std::printf(
         "  cache vs reference::append_kv of the kernel's k, v: K %zu Kt %zu V %zu Vsum %zu bits "
         "differ\n",
         dk, dkt, dv, ds);
     g_fail += int(dk + dkt + dv + ds);
-    delete cache;
-    delete want_cache;
   }
 }
 
 static void run_add(int in, int out, int blocks_cap, unsigned seed) {
   std::printf("matvec_add in=%d out=%d grid cap %d\n", in, out, blocks_cap);
-  std::mt19937 g(seed);
-  auto a = rand_bf16(in, g, 1.f);
-  auto w = rand_bf16(size_t(out) * in, g, 0.1f);
-  auto y = rand_f(out, g, 1.f);
+  sparq::test::Rng g(seed);
+  auto a = random_normal<bf16>(in, g);
+  auto w = random_normal<bf16>(size_t(out) * in, g, 0.1f);
+  auto y = random_normal<float>(out, g);
   std::vector<double> want(out);
   for (int r = 0; r < out; ++r) {
     double s = 0;

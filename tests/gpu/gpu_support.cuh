@@ -1,4 +1,5 @@
-// Helpers for GPU tests: skip without a device, RAII device buffers, poisoning, error metrics.
+// Helpers for GPU tests: skip without a device, RAII device buffers, poisoning (error metrics:
+// support/compare.hpp, included).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "sparq/cuda.cuh"
+#include "support/compare.hpp"
 #include "support/host_cache.hpp"
 
 namespace sparq::test {
@@ -100,36 +102,6 @@ struct DeviceKVCache {
     return make_packed_cache_view<T>(problem, k.get(), kt.get(), v.get(), vsum.get());
   }
 };
-
-template <typename T>
-std::vector<double> to_double(const std::vector<T>& x) {
-  std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i)
-    out[i] = to_float(x[i]);
-  return out;
-}
-
-inline double relative_l2(const std::vector<double>& got, const std::vector<double>& want) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-inline size_t count_non_finite(const std::vector<double>& x) {
-  size_t n = 0;
-  for (double v : x)
-    n += std::isfinite(v) ? 0 : 1;
-  return n;
-}
-
-/// Tolerance of the relative L2 error against the float64 reference, per element type.
-template <typename T>
-double output_tolerance() {
-  return ElementTraits<T>::kDType == DType::kFloat32 ? 1e-5 : 2e-2;
-}
 
 }  // namespace sparq::test
 

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -141,28 +140,11 @@ sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
   return k::launch_sparq_attend<T, D>(a, plan, 0);
 }
 
-/// Position sets must match the reference, except where the reference's ranking keys of the
-/// differing positions lie within a relative 1e-4 of its k-th key (a near tie that float
-/// rounding may decide either way).
+/// Position sets must match the reference but for near ties (sparq::test::selection_mismatch).
 inline void expect_same_selection(const std::vector<int>& gpu, const std::vector<int>& ref,
                                   const std::vector<double>& key, int window_begin) {
-  std::set<int> g(gpu.begin(), gpu.end()), r(ref.begin(), ref.end());
-  ASSERT_EQ(g.size(), gpu.size()) << "duplicate positions selected";
-  ASSERT_EQ(gpu.size(), ref.size());
-  for (int s : gpu)
-    ASSERT_TRUE(s >= 0 && s < static_cast<int>(key.size())) << "position " << s;
-  for (int s = window_begin; s < static_cast<int>(key.size()); ++s)
-    EXPECT_TRUE(g.count(s)) << "window position " << s << " not selected";
-  if (g == r) return;
-  double kth = 1e300;
-  for (int s : ref)
-    if (s < window_begin) kth = std::min(kth, key[s]);
-  for (int s : gpu)
-    if (!r.count(s))
-      EXPECT_NEAR(key[s], kth, 1e-4 * kth) << "GPU chose position " << s << " far below the k-th";
-  for (int s : ref)
-    if (!g.count(s))
-      EXPECT_NEAR(key[s], kth, 1e-4 * kth) << "GPU missed position " << s << " far above the k-th";
+  const std::string why = sparq::test::selection_mismatch(gpu, ref, key, window_begin);
+  EXPECT_TRUE(why.empty()) << why;
 }
 
 template <typename T>
