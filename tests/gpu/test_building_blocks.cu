@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -38,12 +39,52 @@ TEST(BuildingBlocksHost, OrderedKeysPreserveFloatOrder) {
   }
 }
 
-TEST(BuildingBlocksHost, RankOfFollowsTheTieRule) {
+/// Each value's rank among v by its component key, as block_top_r ranks them.
+std::vector<int> ranks_by_key(const std::vector<float>& v) {
+  std::vector<uint64_t> keys(v.size());
+  for (size_t j = 0; j < v.size(); ++j)
+    keys[j] = sparq::device::component_key(v[j], static_cast<int>(j));
+  std::vector<int> ranks(v.size());
+  for (size_t j = 0; j < v.size(); ++j)
+    ranks[j] =
+        sparq::device::rank_of_key(keys.data(), static_cast<int>(v.size()), static_cast<int>(j));
+  return ranks;
+}
+
+TEST(BuildingBlocksHost, RankOfKeyFollowsTheTieRule) {
   const std::vector<float> v{3.f, 1.f, 3.f, 2.f, 1.f, 5.f};
   std::vector<double> vd(v.begin(), v.end());
   const std::vector<int> order = top_indices(vd, static_cast<int>(v.size()));
+  const std::vector<int> ranks = ranks_by_key(v);
   for (int pos = 0; pos < static_cast<int>(order.size()); ++pos)
-    EXPECT_EQ(sparq::device::rank_of(v.data(), static_cast<int>(v.size()), order[pos]), pos);
+    EXPECT_EQ(ranks[order[pos]], pos);
+}
+
+TEST(BuildingBlocksHost, ComponentKeysOrderAsRanksBefore) {
+  // Every pair of values that |q| sums can take (and a few they cannot), at two indices.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> xs{nan, -INFINITY, -2.f, -0.f, 0.f, 1e-40f, 1.f, 1.5f, 3e38f, INFINITY};
+  for (float a : xs)
+    for (float b : xs)
+      for (int ia : {0, 5, 255})
+        for (int ib : {0, 6, 254}) {
+          if (ia == ib) continue;
+          EXPECT_EQ(sparq::device::component_key(a, ia) > sparq::device::component_key(b, ib),
+                    sparq::ranks_before(a, ia, b, ib))
+              << a << "@" << ia << " vs " << b << "@" << ib;
+        }
+  // Random values with many ties: the ranks are the reference's order.
+  std::mt19937 gen(11);
+  std::uniform_int_distribution<int> coarse(0, 9);
+  for (int d : {64, 128, 256}) {
+    std::vector<float> v(d);
+    for (float& x : v)
+      x = coarse(gen) == 0 ? nan : coarse(gen) * 0.25f;
+    const std::vector<int> order = top_indices(std::vector<double>(v.begin(), v.end()), d);
+    const std::vector<int> ranks = ranks_by_key(v);
+    for (int pos = 0; pos < d; ++pos)
+      ASSERT_EQ(ranks[order[pos]], pos) << "d " << d;
+  }
 }
 
 TEST(BuildingBlocksHost, NanRanksBelowEveryNumber) {
@@ -56,14 +97,15 @@ TEST(BuildingBlocksHost, NanRanksBelowEveryNumber) {
     EXPECT_EQ(sparq::device::float_to_ordered(nan), 1u) << std::hex << bits;
     EXPECT_LT(sparq::device::float_to_ordered(nan), sparq::device::float_to_ordered(-INFINITY));
   }
-  // rank_of stays a permutation with NaNs in |q| (every selected slot written), and agrees
+  // Ranks by key stay a permutation with NaNs in |q| (every selected slot written), and agree
   // with the reference's top_indices.
   const std::vector<float> v{NAN, 1.f, 3.f, NAN, -INFINITY, 3.f, 0.f};
   const std::vector<double> vd(v.begin(), v.end());
   const std::vector<int> order = top_indices(vd, static_cast<int>(v.size()));
   EXPECT_EQ(order, (std::vector<int>{2, 5, 1, 6, 4, 0, 3}));
+  const std::vector<int> ranks = ranks_by_key(v);
   for (int pos = 0; pos < static_cast<int>(order.size()); ++pos)
-    EXPECT_EQ(sparq::device::rank_of(v.data(), static_cast<int>(v.size()), order[pos]), pos);
+    EXPECT_EQ(ranks[order[pos]], pos);
 }
 
 TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
@@ -152,12 +194,12 @@ TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
 }
 
 __global__ void topr_kernel(const float* absq, int d, int r, int* out) {
-  __shared__ float s_abs[256];
+  __shared__ uint64_t s_keys[256];
   __shared__ int s_comp[256];
   for (int j = threadIdx.x; j < d; j += blockDim.x)
-    s_abs[j] = absq[j];
+    s_keys[j] = sparq::device::component_key(absq[j], j);
   __syncthreads();
-  sparq::device::block_top_r(s_abs, d, r, s_comp);
+  sparq::device::block_top_r(s_keys, d, r, s_comp);
   __syncthreads();
   for (int i = threadIdx.x; i < r; i += blockDim.x)
     out[i] = s_comp[i];

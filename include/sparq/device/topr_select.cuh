@@ -1,26 +1,40 @@
 // Step 1 and 2: absolute-query top-r component selection and the L1-coverage temperature.
 #pragma once
 
+#include <cstdint>
+
+#include "sparq/device/ordered_keys.hpp"
 #include "sparq/device/reduce.cuh"
 #include "sparq/selection_units.hpp"
 
 namespace sparq::device {
 
-/// Rank of element j among n values under the tie rule (larger first, equal: lower index
-/// first). Host/device so the CPU tests cover it. O(n) per element; n = head_dim <= 256.
-SPARQ_HOST_DEVICE inline int rank_of(const float* values, int n, int j) {
-  const float v = values[j];
+/// Ranking key of component j whose summed |q| is v: a larger key ranks first, in
+/// ranks_before's order (larger value first; equal values, NaNs included, lower index first).
+/// Keys of distinct components differ, so ranks by key are a permutation.
+SPARQ_HOST_DEVICE inline uint64_t component_key(float v, int j) {
+  return (static_cast<uint64_t>(float_to_ordered(v)) << 32) |
+         (0xFFFFFFFFu - static_cast<uint32_t>(j));
+}
+
+/// Rank of key j among n keys: how many are larger. Host/device so the CPU tests cover it.
+/// O(n) per key, n = head_dim <= 256: one 64-bit compare per key, where comparing the floats
+/// under the tie rule (NaN tests, then the index) took about four times the instructions,
+/// which made this loop most of the score kernel's work at batch 1 (H100, run 8).
+SPARQ_HOST_DEVICE inline int rank_of_key(const uint64_t* keys, int n, int j) {
+  const uint64_t kj = keys[j];
   int rank = 0;
   for (int i = 0; i < n; ++i)
-    rank += ranks_before(values[i], i, v, j) ? 1 : 0;
+    rank += keys[i] > kj ? 1 : 0;
   return rank;
 }
 
-/// Block-cooperative top-r: `abs_q` holds d summed |q| values in shared memory; writes the
-/// selected component indices, best first, to `components[0..r)`. Caller syncs afterwards.
-__device__ inline void block_top_r(const float* abs_q, int d, int r, int* components) {
+/// Block-cooperative top-r: `keys` holds the d components' component_key values in shared
+/// memory; writes the selected component indices, best first, to `components[0..r)`. Caller
+/// syncs afterwards.
+__device__ inline void block_top_r(const uint64_t* keys, int d, int r, int* components) {
   for (int j = threadIdx.x; j < d; j += blockDim.x) {
-    const int rank = rank_of(abs_q, d, j);
+    const int rank = rank_of_key(keys, d, j);
     if (rank < r) components[rank] = j;
   }
 }

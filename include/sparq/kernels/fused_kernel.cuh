@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   using TopK = device::BlockTopK<kFusedThreads>;
   extern __shared__ __align__(16) float s_dyn[];
   __shared__ ClusterTopKShared<kFusedThreads> s_sel;
-  __shared__ float s_absq[D];
+  __shared__ __align__(16) uint64_t s_comp_keys[D];  // top-r scratch
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[kMaxHeadsPerUnit], s_max[kMaxHeadsPerUnit];
   __shared__ float s_inv_sum[kMaxHeadsPerUnit], s_alpha[kMaxHeadsPerUnit];
@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
 
   // Steps 1-2 (every block computes the same).
-  unit_query_prologue<kFusedThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
+  unit_query_prologue<kFusedThreads, T, D>(q, nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
 
   // Step 3: approximate logits of this block's positions, into shared memory.
   const T* kt = p.cache.kt_row(b, kvh, 0);
@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   using TopK = device::BlockTopK<kThreads>;
   extern __shared__ __align__(16) float s_dyn[];
   __shared__ typename TopK::TempStorage s_topk;
-  __shared__ float s_absq[D];
+  __shared__ __align__(16) uint64_t s_comp_keys[D];  // top-r scratch
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[1], s_scratch[32];
   __shared__ float s_acc[kWarps][D];
@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   const T* q = p.q + row * D;
 
   // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory.
-  unit_query_prologue<kThreads, T, D>(q, 1, p.r, s_q, s_absq, s_comp, s_inv_tau);
+  unit_query_prologue<kThreads, T, D>(q, 1, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   const T* kt = p.cache.kt_row(b, kvh, 0);
   const float inv_tau = s_inv_tau[0];
   for (int s0 = threadIdx.x * V; s0 < len; s0 += kThreads * V) {
@@ -388,10 +388,12 @@ int smem_limit() {
 }  // namespace fused_detail
 
 /// Where the launch API takes the block-per-unit route: between half and all of the SM count
-/// of units (one wave of blocks). Measured on an H100 (docs/benchmarks.md): batch 4 x 32 heads,
-/// S 16k, 94 µs against 136 µs for the three launches; at 512 units and more it only ties or
-/// loses, and at batch 1 and 2 the cluster route lost to the three launches (111 against
-/// 77 µs at S 32k), so it is taken only when SPARQ_ROUTE=cluster asks for it.
+/// of units (one wave of blocks). Measured (docs/benchmarks.md; 32 heads, d 128, 1/8): batch 4,
+/// S 16k, 80 against 127 µs for the three launches (H100, run 8). With many more units it lost
+/// at S 4k on the H100 (batch 16 and 64, by about 5%); at batch 64, S 16k and 32k it won by 6%
+/// and 11% on the H100 but lost by 7% and 2% on an H200 (twelfth session), so that stays with
+/// the three launches. The cluster route lost at batch 1 and 2 (99 against 74 µs at S 32k,
+/// H100 run 8), so it is taken only when SPARQ_ROUTE=cluster asks for it.
 inline bool block_route_preferred(int64_t batch_units) {
   const int sms = planning_sm_count();
   return batch_units * 2 > sms && batch_units <= sms;

@@ -61,10 +61,10 @@ inline size_t score_smem_bytes(int heads_per_unit, int d) {
 }
 
 /// Steps 1-2 for one unit, by a block of kThreads: its nh queries as floats into s_q
-/// ([nh][D]), the top-r components of the summed |q| into s_comp and each head's 1 / tau into
-/// s_inv_tau. Ends with a barrier.
+/// ([nh][D]), the top-r components of the summed |q| into s_comp (s_comp_keys: D ranking keys of
+/// scratch) and each head's 1 / tau into s_inv_tau. Ends with a barrier.
 template <int kThreads, typename T, int D>
-__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, float* s_absq,
+__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, uint64_t* s_comp_keys,
                                     int* s_comp, float* s_inv_tau) {
   for (int i = threadIdx.x; i < nh * D; i += kThreads)
     s_q[i] = to_float(q[i]);
@@ -73,10 +73,10 @@ __device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, float
     float a = 0.f;
     for (int h = 0; h < nh; ++h)
       a += fabsf(s_q[h * D + j]);
-    s_absq[j] = a;
+    s_comp_keys[j] = device::component_key(a, j);
   }
   __syncthreads();
-  device::block_top_r(s_absq, D, r, s_comp);
+  device::block_top_r(s_comp_keys, D, r, s_comp);
   __syncthreads();
   const int warp = threadIdx.x >> 5;
   for (int h = warp; h < nh; h += kThreads / 32) {
@@ -96,7 +96,7 @@ __device__ void score_chunks(const ScoreParams<T>& p, int b, int unit, int first
   static_assert(kThreads % kScoreThreads == 0, "whole chunks per block");
   constexpr int V = device::kVec16<T>;
   constexpr int kChunksAtOnce = kThreads / kScoreThreads;
-  __shared__ float s_absq[D];
+  __shared__ __align__(16) uint64_t s_comp_keys[D];  // top-r scratch
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[32];
 
@@ -107,7 +107,7 @@ __device__ void score_chunks(const ScoreParams<T>& p, int b, int unit, int first
 
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
-  unit_query_prologue<kThreads, T, D>(q, nh, p.r, s_q, s_absq, s_comp, s_inv_tau);
+  unit_query_prologue<kThreads, T, D>(q, nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   const int tid = threadIdx.x % kScoreThreads;  // thread within its chunk
   const int warp = tid >> 5;                    // warp within its chunk
 
