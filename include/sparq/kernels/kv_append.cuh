@@ -24,7 +24,7 @@ struct KVAppendParams {
   bool advance_lengths = true;  ///< add num_new to lengths afterwards (clamped to capacity)
   /// sm_90 with sm_90 code (ignored elsewhere): launch as a programmatic dependent of the kernel
   /// before it in the stream (it starts while that one finishes and waits for it before touching
-  /// memory). Not yet timed on a GPU.
+  /// memory). Correct on an H100 (run 8); not timed alone.
   bool dependent_launch = false;
 };
 
