@@ -188,8 +188,8 @@ void BM_SparqDecode(benchmark::State& state) {
 /// The dataflow route with its schedule's lags at pct / 100 of the default
 /// (scale_flow_lags), `steps` times the default score chunks per item, with (hist = 1) or
 /// without histogram items (the plan's rule takes them at 32k and 128k, not at 16k), and at
-/// least `rows` rows per attend item (default 128): how much the order and size of items
-/// matter, for tuning all four.
+/// least `rows` rows per attend item (default 256, kFlowMinAttendRows): how much the order and size
+/// of items matter, for tuning all four.
 void BM_SparqRouteDataflowTuning(benchmark::State& state) {
   const int batch = state.range(0), seq = state.range(1), pct = state.range(2);
   const int steps = state.range(3), hist = state.range(4), rows = state.range(5);

@@ -214,11 +214,15 @@ def print_options(kernels):
         print(f"  {'':<26} {shape[0]:3d} {shape[1]:6d} {cells}")
 
 
+# kFlowMinAttendRows (include/sparq/flow_schedule.hpp): 128 until run 8 measured 256 faster.
+DEFAULT_ATTEND_ROWS = 256
+
+
 def flow_tuning(kernels):
     """BM_SparqRouteDataflowTuning rows per (B, S): [(time_us, lag_pct, steps, hist, rows)],
     fastest first, and the default setting's time (lags at 100%, 4-chunk items, histogram
-    items where the plan takes them: a hist = 1 row exists, attend items of at least 128
-    rows), or None where that row is missing."""
+    items where the plan takes them: a hist = 1 row exists, attend items of at least
+    DEFAULT_ATTEND_ROWS rows), or None where that row is missing."""
     rows = defaultdict(list)
     for b in kernels:
         if not b["name"].startswith("BM_SparqRouteDataflowTuning/"):
@@ -235,7 +239,7 @@ def flow_tuning(kernels):
     for key, r in rows.items():
         r.sort()
         hist_default = 1 if any(x[3] == 1 for x in r) else 0
-        default = [x[0] for x in r if x[1:] == (100, 1, hist_default, 128)]
+        default = [x[0] for x in r if x[1:] == (100, 1, hist_default, DEFAULT_ATTEND_ROWS)]
         out[key] = (r, default[0] if default else None)
     return out
 
@@ -258,7 +262,8 @@ def print_flow_tuning(kernels):
     if not tuning:
         return
     print("dataflow tuning (best setting per shape; default = lags 100%, 4-chunk items, "
-          "histogram items where the plan takes them, attend items of 128+ rows):")
+          f"histogram items where the plan takes them, attend items of {DEFAULT_ATTEND_ROWS}+ "
+          "rows):")
     for (batch, seq), (rows, default) in sorted(tuning.items()):
         t, lag, steps, hist, attend = rows[0]
         vs = f", default {default:.1f} us ({(t / default - 1) * 100:+.1f}%)" if default else ""

@@ -124,7 +124,7 @@ struct Shape {
   int seq;
   bool hist = false;
   int units = 32;
-  int attend_rows = sparq::kFlowMinAttendRows;
+  int attend_rows = 128;  // the library's default until run 8 (now kFlowMinAttendRows, 256)
   double attend_overhead = 0.5;
   int hist_items() const { return hist ? (seq + 8191) / 8192 : 0; }
   int attend_items() const {

@@ -22,13 +22,13 @@
 
 namespace sparq {
 
-// Rows per attend item, at least (SparqPlan splits each unit's k rows so). 256 rows are one
-// round of loads of a 512-thread block's lane groups (8 rows in flight per group); 128 take
-// the same round trip for half the bytes but make twice the items, so the last unit's
-// attention, which ends the step, spreads over twice the blocks: by the timing model
-// (tests/test_flow_schedule_model.cpp) B1 S16k gets 15-20% shorter, S32k about the same.
-// Plans may take another (SparqPlan's flow_attend_rows).
-constexpr int kFlowMinAttendRows = 128;
+// Rows per attend item, at least (SparqPlan splits each unit's k rows so): 256 rows are one
+// round of loads of a 512-thread block's lane groups (8 rows in flight per group). The timing
+// model (tests/test_flow_schedule_model.cpp) preferred 128 (twice the items, so the last
+// unit's attention spreads over twice the blocks), but on the H100 (run 8, B1, lags 100%)
+// 256 was faster: 89.7 against 91.9 µs at S16k, 100.4 against 118.2 at S32k, 356.8 against
+// 357.6 at S128k. Plans may take another (FlowTuning::attend_rows, SPARQ_FLOW rows=).
+constexpr int kFlowMinAttendRows = 256;
 
 enum class FlowKind : int { kScore = 0, kSelect = 1, kAttend = 2, kHistogram = 3 };
 

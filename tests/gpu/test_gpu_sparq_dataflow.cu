@@ -379,11 +379,11 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
   cfg.k = 700;
   const SparqPlan<T> plan(p, cfg, nullptr, SparqRoute::kDataflow);
   EXPECT_EQ(plan.route, SparqRoute::kDataflow);
-  EXPECT_EQ(plan.attend.splits, 6);  // 700 rows, at least 128 per split
-  sparq::FlowTuning rows256;
-  rows256.attend_rows = 256;
-  const SparqPlan<T> wider(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, rows256);
-  EXPECT_EQ(wider.attend.splits, 3);  // at least 256 per split, as the tuning rows try
+  EXPECT_EQ(plan.attend.splits, 3);  // 700 rows, at least 256 per split (kFlowMinAttendRows)
+  sparq::FlowTuning rows128;
+  rows128.attend_rows = 128;
+  const SparqPlan<T> narrower(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, rows128);
+  EXPECT_EQ(narrower.attend.splits, 6);  // at least 128 per split, as the tuning rows try
   EXPECT_EQ(plan.flow.units, 2 * plan.units.per_batch);
   EXPECT_EQ(plan.flow.score_items, (plan.chunks + sparq::kernels::kFlowChunksPerItem - 1) /
                                        sparq::kernels::kFlowChunksPerItem);
@@ -407,7 +407,7 @@ TEST(SparqDataflowPlan, WorkspaceHoldsItsCounters) {
   EXPECT_EQ(big.attend.splits, 1);
   const SparqPlan<T> one(problem(1, 32, 32, 8192), cfg, nullptr, SparqRoute::kDataflow);
   const int blocks = one.flow_blocks > 0 ? one.flow_blocks : sparq::kernels::planning_sm_count();
-  EXPECT_EQ(one.attend.splits, std::min(32, std::max(1, 8 * blocks / 32)));  // 4096 rows / 128
+  EXPECT_EQ(one.attend.splits, std::min(16, std::max(1, 8 * blocks / 32)));  // 4096 rows / 256
   // Histogram items: one per tile of 8192 positions, for 4 tiles or more and at most a
   // quarter of the blocks in units; a histogram of 4096 counters per unit.
   const SparqPlan<T> longer(problem(1, 32, 32, 40000), cfg, nullptr, SparqRoute::kDataflow);

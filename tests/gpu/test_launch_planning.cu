@@ -340,12 +340,12 @@ TEST(SparqDataflowPlan, FollowsItsTuning) {
   EXPECT_EQ(rule.attend.splits, 2048 / sparq::kFlowMinAttendRows);
   const int blocks = rule.flow_blocks > 0 ? rule.flow_blocks : sparq::kernels::planning_sm_count();
 
-  const auto tune = sparq::parse_flow_tuning("lag_pct=50,steps=2,hist=1,rows=256");
+  const auto tune = sparq::parse_flow_tuning("lag_pct=50,steps=2,hist=1,rows=512");
   ASSERT_TRUE(tune);
   const SparqPlan<T> tuned(p, cfg, nullptr, SparqRoute::kDataflow, std::nullopt, tune);
   EXPECT_EQ(tuned.flow_chunks_per_item, 2 * sparq::kernels::kFlowChunksPerItem);
   EXPECT_EQ(tuned.flow_hist_items, 3);
-  EXPECT_EQ(tuned.attend.splits, 2048 / 256);
+  EXPECT_EQ(tuned.attend.splits, 2048 / 512);
   const sparq::FlowSchedule expect = sparq::scale_flow_lags(
       sparq::make_flow_schedule(
           32, (tuned.chunks + tuned.flow_chunks_per_item - 1) / tuned.flow_chunks_per_item, 8,
