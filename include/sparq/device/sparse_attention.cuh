@@ -191,40 +191,21 @@ __device__ __forceinline__ void load_kv_row(const KVCacheView<T>& c, int b, int 
 
 /// Merges split partial states (m, l in base 2, acc unnormalised) of one head and one
 /// dimension, in split order (deterministic). Returns acc / l, or 0 for an empty head.
-/// A batch of splits' states is requested before any is used: with the acc load behind each
-/// split's "l > 0" test, the SASS waited two L2 round trips per four splits, in the last block
-/// of every unit, at the end of every attention launch. Same operations in the same order.
 __device__ __forceinline__ float merge_split_partials(const float2* ml, const float* acc,
                                                       int splits, int64_t acc_stride) {
-  constexpr int kBatch = 8;
   float mx = -INFINITY;
-  for (int s0 = 0; s0 < splits; s0 += kBatch) {
-    float2 x[kBatch];
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i)
-      x[i] = s0 + i < splits ? __ldcg(ml + s0 + i) : make_float2(-INFINITY, 0.f);
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i)
-      if (x[i].y > 0.f) mx = fmaxf(mx, x[i].x);
+  for (int s = 0; s < splits; ++s) {
+    const float2 x = __ldcg(ml + s);
+    if (x.y > 0.f) mx = fmaxf(mx, x.x);
   }
   if (mx == -INFINITY) return 0.f;
   float l = 0.f, a = 0.f;
-  for (int s0 = 0; s0 < splits; s0 += kBatch) {
-    float2 x[kBatch];
-    float v[kBatch];
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      const bool in = s0 + i < splits;
-      x[i] = in ? __ldcg(ml + s0 + i) : make_float2(-INFINITY, 0.f);
-      v[i] = in ? __ldcg(acc + (s0 + i) * acc_stride) : 0.f;
-    }
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      if (x[i].y > 0.f) {
-        const float w = exp2f(x[i].x - mx);
-        l = fmaf(x[i].y, w, l);
-        a = fmaf(v[i], w, a);
-      }
+  for (int s = 0; s < splits; ++s) {
+    const float2 x = __ldcg(ml + s);
+    if (x.y > 0.f) {
+      const float w = exp2f(x.x - mx);
+      l = fmaf(x.y, w, l);
+      a = fmaf(__ldcg(acc + s * acc_stride), w, a);
     }
   }
   return a / l;
