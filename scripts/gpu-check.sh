@@ -18,11 +18,10 @@
 #
 # It uses an existing build (default build/gpu, from `cmake --preset gpu`; GoogleTest and
 # Google Benchmark are needed only where it is built) or builds one. Results go to --out
-# (default $OUT, else out/gpu-check). Everything (--bench) took 141 s on an H100 in the second
-# session, about half of it the tests; it has grown since (the options' and the dataflow
-# route's rows, tests and sanitizer runs, eight Llama decode runs, two prefills), so expect
-# 7 to 11 minutes. Rows go to the summary as each part ends, and the sanitizers run last:
-# a run cut at the device's 10-minute limit still returns everything before.
+# (default $OUT, else out/gpu-check). On an H100 in run 8 (twelfth session) --bench
+# --no-sanitizers took 288 s (the tests about 190 s of it) and --sanitizers-only 42 s. Rows
+# go to the summary as each part ends, and the sanitizers run last: a run cut at the device's
+# 10-minute limit still returns everything before.
 set -uo pipefail
 
 bench=0
