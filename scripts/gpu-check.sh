@@ -47,13 +47,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$out"
-export SPARQ_TEST_DATA_DIR="$PWD/tests/data"
-export LLAMA_TEST_DATA="$PWD/tests/data/tiny_llama"
-export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export LLAMA2_CHAT_BIN="$PWD/$build/examples/llama2/llama2_chat"
 summary="$out/summary.txt"
 : > "$summary"
-row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$summary"; }
+source "$(dirname "$0")/gpu-env.sh"
 # lim LIMIT [RESERVE]: the timeout for a step that may take LIMIT seconds, cut so that RESERVE
 # seconds (default 20: the plots) of the budget stay free; 0: skip the step.
 lim() {

@@ -32,11 +32,7 @@ summary="$out/summary.txt"
 log="$out/quick.log"
 : > "$summary"
 : > "$log"
-export SPARQ_TEST_DATA_DIR="$PWD/tests/data"
-export LLAMA_TEST_DATA="$PWD/tests/data/tiny_llama"
-export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export LLAMA2_CHAT_BIN="$PWD/$build/examples/llama2/llama2_chat"
-row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$summary"; }
+source "$(dirname "$0")/gpu-env.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1 | sed 's/^/card: /' |
   tee -a "$summary"
 

@@ -9,6 +9,8 @@ DIR/bandwidth.png (% of the measured copy bandwidth per kernel), and prints the 
 import argparse
 import json
 import os
+import pathlib
+import re
 import sys
 from collections import defaultdict
 
@@ -214,8 +216,18 @@ def print_options(kernels):
         print(f"  {'':<26} {shape[0]:3d} {shape[1]:6d} {cells}")
 
 
-# kFlowMinAttendRows (include/sparq/flow_schedule.hpp): 128 until run 8 measured 256 faster.
-DEFAULT_ATTEND_ROWS = 256
+def library_constant(name, header="include/sparq/flow_schedule.hpp"):
+    """An integer `constexpr int NAME = N;` of the library's headers, so that the plots name
+    the library's default rather than a copy of it."""
+    path = pathlib.Path(__file__).resolve().parent.parent / header
+    m = re.search(rf"constexpr int {name} = (\d+);", path.read_text())
+    if not m:
+        raise RuntimeError(f"{path}: no 'constexpr int {name} = N;'")
+    return int(m.group(1))
+
+
+# The dataflow route's least rows per attend item (kFlowMinAttendRows).
+DEFAULT_ATTEND_ROWS = library_constant("kFlowMinAttendRows")
 
 
 def flow_tuning(kernels):
