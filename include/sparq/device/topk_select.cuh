@@ -1,7 +1,8 @@
-// Step 4: top-k position selection. An MSB radix select (four 8-bit passes) finds the k-th
-// largest key; an ordered block scan (CUB) then writes the selected positions in increasing
-// position order. Deterministic: equal keys are taken lowest position first. The pieces work
-// for one block over all keys, or for a cluster of blocks that each own a segment of them.
+// Step 4: top-k position selection. An MSB radix select (up to four 8-bit passes) finds the
+// k-th largest key, or stops once a digit is taken whole; an ordered block scan (CUB) then writes
+// the selected positions in increasing position order. Deterministic: equal keys are taken lowest
+// position first. The pieces work for one block over all keys, or for a cluster of blocks that each
+// own a segment of them.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,7 @@ struct BlockTopK {
     unsigned hist[256];
     unsigned digit;
     unsigned above;
+    unsigned filled;  // the chosen digit's keys are exactly the ones still needed
   };
 
   /// Clears a 256-bin histogram (call, then sync, before adding to it).
@@ -80,15 +82,16 @@ struct BlockTopK {
   }
 
   /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
-  /// every thread updates `st`. Contains barriers: call from the whole block.
-  __device__ static void choose_digit(TempStorage& ts, const unsigned* hist, RadixState& st,
+  /// every thread updates `st`. Returns whether the selection takes every key of that digit
+  /// (the same answer in every thread). Contains barriers: call from the whole block.
+  __device__ static bool choose_digit(TempStorage& ts, const unsigned* hist, RadixState& st,
                                       int pass) {
-    choose_digit_at(ts, hist, st, st.shift(pass), 8);
+    return choose_digit_at(ts, hist, st, st.shift(pass), 8);
   }
 
   /// choose_digit for a digit of `bits` <= 8 bits from bit `shift` up (hist: 256 bins, those
   /// from 2^bits up empty).
-  __device__ static void choose_digit_at(TempStorage& ts, const unsigned* hist, RadixState& st,
+  __device__ static bool choose_digit_at(TempStorage& ts, const unsigned* hist, RadixState& st,
                                          int shift, int bits) {
     if (threadIdx.x < 32) {
       // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
@@ -111,6 +114,7 @@ struct BlockTopK {
           if (running + cnt[i] >= st.remaining) {
             ts.digit = 255 - lane * 8 - i;
             ts.above = running;
+            ts.filled = running + cnt[i] == st.remaining ? 1u : 0u;
             break;
           }
           running += cnt[i];
@@ -121,13 +125,29 @@ struct BlockTopK {
     st.remaining -= ts.above;
     st.prefix |= ts.digit << shift;
     st.mask |= ((1u << bits) - 1u) << shift;
+    const bool filled = ts.filled != 0u;
     __syncthreads();
+    return filled;
   }
 
-  /// Finds the count-th largest key (1 <= count <= n) of keys held by this block alone (keys
-  /// 16-byte aligned).
-  /// Returns it; *need_equal is how many keys equal to it belong to the selection. The first
-  /// histogram must be filled (and a barrier passed) on entry.
+  /// Where a pass before the last finds that the selection takes every key of its digit, the
+  /// remaining bits cannot change the selection: it is every key >= st.prefix (the bits below
+  /// the digit are zero), that is every key > st.prefix - 1 and no equal one. Sets the
+  /// threshold that way and returns true (a prefix of zero would need a threshold below zero:
+  /// no early stop then). Uniform wherever `filled` is.
+  __device__ static bool stop_early(bool filled, int pass, const RadixState& st,
+                                    uint32_t* threshold, int* need_equal) {
+    if (!filled || pass >= 3 || st.prefix == 0u) return false;
+    *threshold = st.prefix - 1u;
+    *need_equal = 0;
+    return true;
+  }
+
+  /// The threshold of the top count (1 <= count <= n) of keys held by this block alone (keys
+  /// 16-byte aligned): the selection is every key above the returned value and the first
+  /// *need_equal keys equal to it. That value is the count-th largest key, or, where a pass
+  /// finds the selection takes a whole digit, one below that digit's lowest key (stop_early).
+  /// The first histogram must be filled (and a barrier passed) on entry.
   __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
                                        int* need_equal) {
     RadixState st;
@@ -139,7 +159,9 @@ struct BlockTopK {
         build_histogram(ts.hist, keys, n, st, pass);
         __syncthreads();
       }
-      choose_digit(ts, ts.hist, st, pass);
+      uint32_t early = 0;
+      if (stop_early(choose_digit(ts, ts.hist, st, pass), pass, st, &early, need_equal))
+        return early;
     }
     *need_equal = static_cast<int>(st.remaining);
     return st.prefix;

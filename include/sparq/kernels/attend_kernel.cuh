@@ -62,30 +62,36 @@ struct WarpRole {
 /// global memory, kAttendUnroll rows in flight each (row i is rows[i], or i when rows is
 /// null); the warps sharing a head interleave. The loop bound is uniform across the warp since
 /// update() shuffles with the full mask. Call from active warps only.
+/// The row indices are requested one batch ahead, next to the current batch's rows, so each
+/// batch waits one memory round trip, not two (index, then row); the first batch's indices
+/// are requested before `end` is known (they are bounded by `index_end`, the index buffer's
+/// valid extent, not by the sequence length, which may still be in flight).
 template <typename T, int D>
 __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>& st,
                                                  const KVCacheView<T>& cache, int b, int kvh,
-                                                 const int* rows, int begin, int end,
+                                                 const int* rows, int begin, int end, int index_end,
                                                  const WarpRole& role) {
   using G = device::RowGeometry<T, D>;
   const int group_in_warp = (threadIdx.x & 31) / G::kLanesPerRow;
   const int groups = role.row_warps * G::kRowsPerWarp;
-  for (int base = begin + role.row_warp * G::kRowsPerWarp; base < end;
-       base += groups * kAttendUnroll) {
-    uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
-    bool valid[kAttendUnroll];
-    // Every row index first, then every row: loaded next to its row, each index cost a round
-    // trip before its row could be requested (the SASS showed them serialised).
-    int row_of[kAttendUnroll];
+  const int step = groups * kAttendUnroll;
+  auto fetch_rows = [&](int base, int(&row_of)[kAttendUnroll]) {
 #pragma unroll
     for (int u = 0; u < kAttendUnroll; ++u) {
       const int i = base + group_in_warp + u * groups;
-      valid[u] = i < end;
       row_of[u] = i;
-      if (rows != nullptr && valid[u]) row_of[u] = rows[i];
+      if (rows != nullptr && i < index_end) row_of[u] = rows[i];
     }
+  };
+  int base = begin + role.row_warp * G::kRowsPerWarp;
+  int row_of[kAttendUnroll];
+  fetch_rows(base, row_of);
+  for (; base < end; base += step) {
+    uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+    bool valid[kAttendUnroll];
 #pragma unroll
     for (int u = 0; u < kAttendUnroll; ++u) {
+      valid[u] = base + group_in_warp + u * groups < end;
       if (valid[u]) {
         device::load_kv_row<T, D>(cache, b, kvh, row_of[u], k[u], v[u]);
       } else {
@@ -94,6 +100,7 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
           k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
       }
     }
+    fetch_rows(base + step, row_of);  // the next batch's, while these rows are in flight
     st.update(k, v, valid, 1);
   }
 }
@@ -209,7 +216,9 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
       }
       __syncthreads();  // s_stage is free for the next head pass
     } else if (role.active) {
-      fold_rows_direct<T, D>(st, p.cache, b, kvh, sparse ? rows : nullptr, begin, end, role);
+      const int index_end = min(begin + p.rows_per_split, static_cast<int>(p.index_stride));
+      fold_rows_direct<T, D>(st, p.cache, b, kvh, sparse ? rows : nullptr, begin, end, index_end,
+                             role);
     }
     st.merge_warp();
     // Lane group 0 of each warp holds the warp's state; combine the warps of each head.
@@ -246,12 +255,14 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
   for (int idx = threadIdx.x; idx < p.heads_per_unit * D; idx += kThreads) {
     const int h = idx / D, j = idx % D;
     const int64_t slot0 = (static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * p.splits;
+    // Requested before the split states, so that both arrive in one round trip.
+    const bool reallocate = vsum != nullptr && len > 0;
+    const float alpha =
+        reallocate ? p.alpha[static_cast<int64_t>(b) * p.num_q_heads + h0 + h] : 0.f;
+    const float vbar_sum = reallocate ? vsum[j] : 0.f;
     float y = device::merge_split_partials(p.partial_ml + slot0, p.partial_acc + slot0 * D + j,
                                            p.splits, D);
-    if (vsum != nullptr && len > 0) {
-      const float alpha = p.alpha[static_cast<int64_t>(b) * p.num_q_heads + h0 + h];
-      y = device::interpolate_mean(alpha, y, vsum[j], len);
-    }
+    if (reallocate) y = device::interpolate_mean(alpha, y, vbar_sum, len);
     p.out[(static_cast<int64_t>(b) * p.num_q_heads + h0 + h) * D + j] = from_float<T>(y);
   }
   return true;

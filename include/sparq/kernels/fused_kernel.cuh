@@ -69,7 +69,7 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
     const WarpRole role(min(nh - hp, kWarps), warp, kWarps);
     device::AttentionState<T, D, 1> st;
     st.init(q + (hp + role.head) * D, 1, qscale);
-    if (role.active) fold_rows_direct<T, D>(st, cache, b, kvh, rows, 0, count, role);
+    if (role.active) fold_rows_direct<T, D>(st, cache, b, kvh, rows, 0, count, count, role);
     st.merge_warp();
     st.store(0, s_acc[warp], &s_ml[warp], role.active);
     __syncthreads();

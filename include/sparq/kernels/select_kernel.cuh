@@ -253,8 +253,9 @@ struct ClusterTopKShared {
 namespace select_detail {
 
 /// The top `keff` of keys spread over the kBlocks blocks of a cluster (sm_90; this block holds
-/// keys[0..n) of positions begin..begin+n): four radix passes on histograms summed across the
-/// cluster through distributed shared memory, one cluster barrier per pass; then each block
+/// keys[0..n) of positions begin..begin+n): up to four radix passes on histograms summed
+/// across the cluster through distributed shared memory, one cluster barrier per pass (fewer
+/// where a digit is taken whole: BlockTopK::stop_early); then each block
 /// writes its selected positions, in position order, to out[*first..*last). On entry sh.hist[0]
 /// counts the top digits of this block's keys, sh.hist[1] is clear, and a barrier has passed.
 /// Contains cluster barriers: every thread of every block calls it.
@@ -265,7 +266,10 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
   using TopK = device::BlockTopK<kThreads>;
   device::RadixState st;
   st.remaining = static_cast<unsigned>(keff);
-  for (int pass = 0; pass < 4; ++pass) {
+  uint32_t threshold = 0;
+  int need_equal = 0;
+  bool stopped = false;
+  for (int pass = 0; pass < 4 && !stopped; ++pass) {
     unsigned* hist = sh.hist[pass & 1];
     if (pass > 0) {
       // hist was last read by other blocks two passes ago, before the previous barrier.
@@ -281,10 +285,14 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
       sh.total[i] = t;
     }
     __syncthreads();
-    TopK::choose_digit(sh.topk, sh.total, st, pass);
+    // Every block sums the same totals, so a stop is uniform across the cluster.
+    stopped = TopK::stop_early(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st,
+                               &threshold, &need_equal);
   }
-  const uint32_t threshold = st.prefix;
-  const int need_equal = static_cast<int>(st.remaining);
+  if (!stopped) {
+    threshold = st.prefix;
+    need_equal = static_cast<int>(st.remaining);
+  }
   int gt = 0, eq = 0;
   TopK::count(sh.topk, keys, n, threshold, &gt, &eq);
   if (threadIdx.x == 0) {
