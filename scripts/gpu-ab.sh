@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Same-card A/B timing of two builds of bench_kernels (the baseline, for instance built from
-# an older commit, and the candidate): the rows that match a filter, run by each binary in
-# turn, ROUNDS times, alternating so that clock and thermal drift fall on both. Prints each
-# row's median time per binary and candidate / baseline; the JSON of every run stays in --out.
+# Same-card A/B timing of two builds of bench_kernels or bench_sweep (the baseline, for
+# instance built from an older commit, and the candidate): the rows that match a filter, run
+# by each binary in turn, ROUNDS times, alternating so that clock and thermal drift fall on
+# both. Prints each row's median time per binary and candidate / baseline (for bench_sweep,
+# SparQ's time and, as "[dense]", dense's); the JSON of every run stays in --out.
 #
 #   scripts/gpu-ab.sh --base BIN --cand BIN [--filter REGEX] [--rounds N] [--out DIR]
 #                     [--timeout SECONDS]
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift ;;
     --out) out=$2; shift ;;
     --timeout) per_run=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -60,6 +61,8 @@ for which in times:
         for r in rows:
             name = r["name"].replace("/iterations:1/manual_time", "")
             times[which].setdefault(name, []).append(r["real_time"])
+            if "dense_us" in r:  # bench_sweep: real_time is SparQ's, dense is a counter
+                times[which].setdefault(name + " [dense]", []).append(r["dense_us"])
 names = [n for n in times["cand"] if n in times["base"]]
 print(f"{'row':<44} {'base us':>10} {'cand us':>10} {'cand/base':>9}")
 for n in names:

@@ -79,11 +79,33 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
 #pragma unroll
     for (int u = 0; u < kAttendUnroll; ++u) {
       const int i = base + group_in_warp + u * groups;
-      row_of[u] = i;
-      if (rows != nullptr && i < index_end) row_of[u] = rows[i];
+      row_of[u] = i < index_end ? rows[i] : 0;
     }
   };
   int base = begin + role.row_warp * G::kRowsPerWarp;
+  if (rows == nullptr) {
+    // Dense: row i is i, nothing to request ahead. Its own loop keeps no row numbers live
+    // across update() (run 9 on the H100: dense was 10-17% slower at some large shapes
+    // through the indexed loop).
+    for (; base < end; base += step) {
+      uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+      bool valid[kAttendUnroll];
+#pragma unroll
+      for (int u = 0; u < kAttendUnroll; ++u) {
+        const int i = base + group_in_warp + u * groups;
+        valid[u] = i < end;
+        if (valid[u]) {
+          device::load_kv_row<T, D>(cache, b, kvh, i, k[u], v[u]);
+        } else {
+#pragma unroll
+          for (int c = 0; c < G::kChunksPerLane; ++c)
+            k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
+        }
+      }
+      st.update(k, v, valid, 1);
+    }
+    return;
+  }
   int row_of[kAttendUnroll];
   fetch_rows(base, row_of);
   for (; base < end; base += step) {
@@ -268,8 +290,19 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
   return true;
 }
 
+/// Blocks per SM the attend kernel is compiled for: the occupancy run 8's code reached
+/// unbounded (4 direct or 3 staged blocks for rows of up to 512 bytes, 3 or 2 above), which
+/// ptxas keeps without spilling. Left unbounded, the split merge's batched loads pushed the
+/// staged variant to 208-254 registers, 2 blocks per SM (run 9, H100: GQA dense 10-15% slower
+/// at large batch).
 template <typename T, int D, bool kStaged>
-__global__ void __launch_bounds__(kAttendThreads) attend_kernel(AttendParams<T> p) {
+constexpr int attend_min_blocks() {
+  return D * static_cast<int>(sizeof(T)) <= 512 ? (kStaged ? 3 : 4) : (kStaged ? 2 : 3);
+}
+
+template <typename T, int D, bool kStaged>
+__global__ void __launch_bounds__(kAttendThreads, (attend_min_blocks<T, D, kStaged>()))
+    attend_kernel(AttendParams<T> p) {
   __shared__ AttendShared<kAttendThreads, T, D, kStaged> sh;
   device::begin_dependent_grid();
   attend_split<kAttendThreads, T, D, kStaged>(p, blockIdx.z, blockIdx.y, blockIdx.x, sh);
