@@ -4,7 +4,8 @@
 Compiles tests/sass/probe_kernels.cu for sm_90, disassembles it and checks that the hot loops
 keep several global loads in flight per thread, as the fourth session's changes made them do
 (see docs/tuning-notes.md): a compiler or source change that puts a bounds test back into an
-unrolled loop fails here instead of silently halving batch-1 speed.
+unrolled loop fails here instead of silently halving batch-1 speed. It also checks the attend
+kernel's register count (its blocks per SM) and that no variant spills to local memory.
 
   check_loads_in_flight.py --nvcc NVCC --include DIR [--tools DIR]
 
@@ -15,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,16 @@ EXPECTED = [
     ("attend_kernel<__nv_bfloat16, 128, false>", "LDG.E", 7),  # the row indices of a batch
     ("select_kernel<true, 1024>", "LDG.E.128", 4),  # logits into keys
     ("select_cluster_kernel<256>", "LDG.E.128", 4),
+]
+
+# (kernel name fragment, most registers): the attend kernel's occupancy, 4 direct or 3 staged
+# blocks of 128 threads per SM, as run 8's code reached it. Run 9a lost a block per SM in the
+# staged variant to a change elsewhere in the kernel (208 registers, GQA 10-15% slower at large
+# batch); __launch_bounds__ now holds the count, so what this checks is that it still does and
+# that no variant spills to local memory to fit.
+REGISTERS = [
+    ("attend_kernel<__nv_bfloat16, 128, false>", 128),
+    ("attend_kernel<__nv_bfloat16, 128, true>", 168),
 ]
 
 
@@ -68,6 +80,8 @@ def main():
                        check=True)
         text = subprocess.run([cuobjdump, "-sass", str(cubin)], check=True, env=env,
                               capture_output=True, text=True).stdout
+        usage = subprocess.run([cuobjdump, "-res-usage", str(cubin)], check=True, env=env,
+                               capture_output=True, text=True).stdout
     functions = {sass_loads.demangle(n): body for n, body in sass_loads.functions(text)}
     failed = 0
     for fragment, op, want in EXPECTED:
@@ -80,6 +94,27 @@ def main():
         verdict = "ok  " if best >= want else "FAIL"
         failed += best < want
         print(f"{verdict} {fragment}: {op} loads, up to {best} in flight (want >= {want})")
+    resources = {}  # demangled name -> (registers, local memory bytes)
+    name = None
+    for line in usage.splitlines():
+        m = re.search(r"Function (\S+):", line)
+        if m:
+            name = sass_loads.demangle(m.group(1))
+            continue
+        m = re.search(r"REG:(\d+).*LOCAL:(\d+)", line)
+        if m and name:
+            resources[name] = (int(m.group(1)), int(m.group(2)))
+    for fragment, most in REGISTERS:
+        found = [v for n, v in resources.items() if fragment in n]
+        if not found:
+            print(f"FAIL {fragment}: no resource usage")
+            failed += 1
+            continue
+        regs, local = found[0]
+        ok = regs <= most and local == 0
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {fragment}: {regs} registers (want <= {most}), "
+              f"{local} bytes of local memory (want 0)")
     return 1 if failed else 0
 
 
