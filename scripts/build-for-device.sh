@@ -6,12 +6,27 @@
 # .devcarry.tar.gz, which must stay under the device tool's 64 MiB carry limit (the script
 # fails if it does not). Carry .devcarry.tar.gz; there:
 #   tar xzf .devcarry.tar.gz && scripts/gpu-check.sh --build-dir .devcarry [--bench]
+#
+# --baseline COMMIT also builds bench_kernels and bench_sweep of COMMIT (in a git worktree,
+# build/baseline-src) into .devcarry/old/, for a same-card comparison there:
+#   scripts/gpu-ab.sh --base .devcarry/old/bench_kernels --cand .devcarry/bench/bench_kernels
 set -euo pipefail
 cd "$(dirname "$0")/.."
+baseline=""
+if [ "${1:-}" = --baseline ]; then baseline=${2:?--baseline needs a commit}; fi
 cmake --preset gpu >/dev/null
 cmake --build --preset gpu -j "$(nproc)"
 rm -rf .devcarry
 mkdir -p .devcarry/lib
+if [ -n "$baseline" ]; then
+  src=build/baseline-src
+  if [ -d "$src" ]; then git -C "$src" checkout -q --detach "$baseline"; else
+    git worktree add -q --detach "$src" "$baseline"; fi
+  (cd "$src" && cmake --preset gpu >/dev/null &&
+    cmake --build --preset gpu -j "$(nproc)" --target bench_kernels bench_sweep)
+  mkdir -p .devcarry/old
+  cp "$src/build/gpu/bench/bench_kernels" "$src/build/gpu/bench/bench_sweep" .devcarry/old/
+fi
 for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/bench_* \
            build/gpu/examples/llama2/llama2_chat build/gpu/examples/llama2/tests/test_llama_*; do
   [ -f "$bin" ] && [ -x "$bin" ] || continue
