@@ -6,7 +6,6 @@ namespace k = sparq::kernels;
 template __global__ void k::score_kernel<__nv_bfloat16, 128>(k::ScoreParams<__nv_bfloat16>);
 template __global__ void k::attend_kernel<__nv_bfloat16, 128, false>(
     k::AttendParams<__nv_bfloat16>);
-template __global__ void k::attend_kernel<__nv_bfloat16, 128, true>(
-    k::AttendParams<__nv_bfloat16>);
+template __global__ void k::attend_kernel<__nv_bfloat16, 128, true>(k::AttendParams<__nv_bfloat16>);
 template __global__ void k::select_kernel<true, 1024>(k::SelectParams);
 template __global__ void k::select_cluster_kernel<256>(k::SelectParams);
