@@ -186,7 +186,22 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
     device::AttentionState<T, D, 1> st;
     st.init(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0 + hp + role.head) * D, 1, qscale);
     if constexpr (kStaged) {
+      // A thread's chunks of a tile, and their rows: for SparQ the rows' indices are requested
+      // a tile ahead of the rows (with the previous tile's rows), so a tile waits one round
+      // trip, where the registers allow it (rows up to 256 bytes; longer rows spilled).
+      constexpr bool kAhead = D * static_cast<int>(sizeof(T)) <= 256;
+      const bool ahead = kAhead && sparse;
+      const int index_end = min(begin + p.rows_per_split, static_cast<int>(p.index_stride));
       uint4 pre[Tile::kPerThread];
+      int row_of[Tile::kPerThread];
+      auto fetch_rows = [&](int tile_begin) {
+#pragma unroll
+        for (int i = 0; i < Tile::kPerThread; ++i) {
+          const int c = threadIdx.x + i * kThreads;
+          const int r = tile_begin + c % (Tile::kRows * Tile::kChunksPerRow) / Tile::kChunksPerRow;
+          row_of[i] = r < index_end ? rows[r] : 0;
+        }
+      };
       auto prefetch = [&](int tile_begin) {
 #pragma unroll
         for (int i = 0; i < Tile::kPerThread; ++i) {
@@ -195,7 +210,7 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
           const int r = tile_begin + in_tile / Tile::kChunksPerRow;
           const int chunk = in_tile % Tile::kChunksPerRow;
           if (r < end) {
-            const int row = sparse ? rows[r] : r;
+            const int row = ahead ? row_of[i] : (sparse ? rows[r] : r);
             const T* src = c < Tile::kRows * Tile::kChunksPerRow ? p.cache.k_row(b, kvh, row)
                                                                  : p.cache.v_row(b, kvh, row);
             pre[i] = device::load16_stream(src + chunk * G::kElemsPerChunk);
@@ -204,7 +219,9 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
           }
         }
       };
+      if (ahead) fetch_rows(begin);
       if (begin < end) prefetch(begin);
+      if (ahead) fetch_rows(begin + Tile::kRows);
       for (int tile = begin; tile < end; tile += Tile::kRows) {
         __syncthreads();  // every warp is done with the previous tile
 #pragma unroll
@@ -212,6 +229,7 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
           s_stage[threadIdx.x + i * kThreads] = pre[i];
         __syncthreads();
         if (tile + Tile::kRows < end) prefetch(tile + Tile::kRows);
+        if (ahead) fetch_rows(tile + 2 * Tile::kRows);
         if (role.active) {
           const int rows_here = min(Tile::kRows, end - tile);
           const int groups = role.row_warps * G::kRowsPerWarp;
