@@ -130,14 +130,21 @@ struct BlockTopK {
     return filled;
   }
 
-  /// Where a pass before the last finds that the selection takes every key of its digit, the
-  /// remaining bits cannot change the selection: it is every key >= st.prefix (the bits below
-  /// the digit are zero), that is every key > st.prefix - 1 and no equal one. Sets the
-  /// threshold that way and returns true (a prefix of zero would need a threshold below zero:
-  /// no early stop then). Uniform wherever `filled` is.
-  __device__ static bool stop_early(bool filled, int pass, const RadixState& st,
-                                    uint32_t* threshold, int* need_equal) {
-    if (!filled || pass >= 3 || st.prefix == 0u) return false;
+  /// After pass `pass` (its choose_digit returned `filled`): whether the selection is known,
+  /// and then its threshold: every key above *threshold and the first *need_equal keys equal
+  /// to it. After the last pass that is the remaining-th key. Earlier, where the selection
+  /// takes every key of the chosen digit, the remaining bits cannot change it: it is every key
+  /// >= st.prefix (the bits below the digit are zero), so every key > st.prefix - 1 and no
+  /// equal one (a prefix of zero would need a threshold below zero: no early stop then).
+  /// Uniform wherever `filled` is.
+  __device__ static bool decided(bool filled, int pass, const RadixState& st, uint32_t* threshold,
+                                 int* need_equal) {
+    if (pass == 3) {
+      *threshold = st.prefix;
+      *need_equal = static_cast<int>(st.remaining);
+      return true;
+    }
+    if (!filled || st.prefix == 0u) return false;
     *threshold = st.prefix - 1u;
     *need_equal = 0;
     return true;
@@ -146,25 +153,22 @@ struct BlockTopK {
   /// The threshold of the top count (1 <= count <= n) of keys held by this block alone (keys
   /// 16-byte aligned): the selection is every key above the returned value and the first
   /// *need_equal keys equal to it. That value is the count-th largest key, or, where a pass
-  /// finds the selection takes a whole digit, one below that digit's lowest key (stop_early).
+  /// finds the selection takes a whole digit, one below that digit's lowest key (decided).
   /// The first histogram must be filled (and a barrier passed) on entry.
   __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
                                        int* need_equal) {
     RadixState st;
     st.remaining = static_cast<unsigned>(count);
-    for (int pass = 0; pass < 4; ++pass) {
+    uint32_t t = 0;
+    for (int pass = 0;; ++pass) {
       if (pass > 0) {
         clear(ts.hist);
         __syncthreads();
         build_histogram(ts.hist, keys, n, st, pass);
         __syncthreads();
       }
-      uint32_t early = 0;
-      if (stop_early(choose_digit(ts, ts.hist, st, pass), pass, st, &early, need_equal))
-        return early;
+      if (decided(choose_digit(ts, ts.hist, st, pass), pass, st, &t, need_equal)) return t;
     }
-    *need_equal = static_cast<int>(st.remaining);
-    return st.prefix;
   }
 
   /// One tile of an ordered compaction, kItems keys per thread in thread order: the positions

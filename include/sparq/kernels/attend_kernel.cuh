@@ -82,26 +82,32 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
       row_of[u] = i < index_end ? rows[i] : 0;
     }
   };
+  using Batch = uint4[kAttendUnroll][G::kChunksPerLane];
+  // Requests a batch's rows (row_at(u, i): the row of lane group's u-th, list position i).
+  auto load_batch = [&](int base, auto row_at, Batch& k, Batch& v, bool(&valid)[kAttendUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kAttendUnroll; ++u) {
+      const int i = base + group_in_warp + u * groups;
+      valid[u] = i < end;
+      if (valid[u]) {
+        device::load_kv_row<T, D>(cache, b, kvh, row_at(u, i), k[u], v[u]);
+      } else {
+#pragma unroll
+        for (int c = 0; c < G::kChunksPerLane; ++c)
+          k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
   int base = begin + role.row_warp * G::kRowsPerWarp;
   if (rows == nullptr) {
     // Dense: row i is i, nothing to request ahead. Its own loop keeps no row numbers live
     // across update() (run 9 on the H100: dense was 10-17% slower at some large shapes
     // through the indexed loop).
     for (; base < end; base += step) {
-      uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+      Batch k, v;
       bool valid[kAttendUnroll];
-#pragma unroll
-      for (int u = 0; u < kAttendUnroll; ++u) {
-        const int i = base + group_in_warp + u * groups;
-        valid[u] = i < end;
-        if (valid[u]) {
-          device::load_kv_row<T, D>(cache, b, kvh, i, k[u], v[u]);
-        } else {
-#pragma unroll
-          for (int c = 0; c < G::kChunksPerLane; ++c)
-            k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
-        }
-      }
+      load_batch(
+          base, [](int, int i) { return i; }, k, v, valid);
       st.update(k, v, valid, 1);
     }
     return;
@@ -109,19 +115,10 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
   int row_of[kAttendUnroll];
   fetch_rows(base, row_of);
   for (; base < end; base += step) {
-    uint4 k[kAttendUnroll][G::kChunksPerLane], v[kAttendUnroll][G::kChunksPerLane];
+    Batch k, v;
     bool valid[kAttendUnroll];
-#pragma unroll
-    for (int u = 0; u < kAttendUnroll; ++u) {
-      valid[u] = base + group_in_warp + u * groups < end;
-      if (valid[u]) {
-        device::load_kv_row<T, D>(cache, b, kvh, row_of[u], k[u], v[u]);
-      } else {
-#pragma unroll
-        for (int c = 0; c < G::kChunksPerLane; ++c)
-          k[u][c] = v[u][c] = make_uint4(0, 0, 0, 0);
-      }
-    }
+    load_batch(
+        base, [&](int u, int) { return row_of[u]; }, k, v, valid);
     fetch_rows(base + step, row_of);  // the next batch's, while these rows are in flight
     st.update(k, v, valid, 1);
   }

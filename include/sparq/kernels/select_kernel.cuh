@@ -255,7 +255,7 @@ namespace select_detail {
 /// The top `keff` of keys spread over the kBlocks blocks of a cluster (sm_90; this block holds
 /// keys[0..n) of positions begin..begin+n): up to four radix passes on histograms summed
 /// across the cluster through distributed shared memory, one cluster barrier per pass (fewer
-/// where a digit is taken whole: BlockTopK::stop_early); then each block
+/// where a digit is taken whole: BlockTopK::decided); then each block
 /// writes its selected positions, in position order, to out[*first..*last). On entry sh.hist[0]
 /// counts the top digits of this block's keys, sh.hist[1] is clear, and a barrier has passed.
 /// Contains cluster barriers: every thread of every block calls it.
@@ -268,8 +268,7 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
   st.remaining = static_cast<unsigned>(keff);
   uint32_t threshold = 0;
   int need_equal = 0;
-  bool stopped = false;
-  for (int pass = 0; pass < 4 && !stopped; ++pass) {
+  for (int pass = 0;; ++pass) {
     unsigned* hist = sh.hist[pass & 1];
     if (pass > 0) {
       // hist was last read by other blocks two passes ago, before the previous barrier.
@@ -286,12 +285,9 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
     }
     __syncthreads();
     // Every block sums the same totals, so a stop is uniform across the cluster.
-    stopped = TopK::stop_early(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st,
-                               &threshold, &need_equal);
-  }
-  if (!stopped) {
-    threshold = st.prefix;
-    need_equal = static_cast<int>(st.remaining);
+    if (TopK::decided(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st, &threshold,
+                      &need_equal))
+      break;
   }
   int gt = 0, eq = 0;
   TopK::count(sh.topk, keys, n, threshold, &gt, &eq);
