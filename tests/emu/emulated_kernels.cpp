@@ -322,8 +322,9 @@ void run(const Case& c, Mode mode, uint64_t seed) {
       if (launch == 0) {
         // Cross-checks: every other selection kernel (launch_sparq_select's routes) picks
         // exactly the same positions ("It selects exactly the positions select_kernel does");
-        // select_kernel with 512 threads also the same alphas, bit for bit; the others sum
-        // alpha in another order (to 1e-6).
+        // select_kernel with 512 threads also the same alphas, bit for bit, for units of
+        // several heads; units of one head sum alpha from the keys as they are selected, and
+        // the others in another order (to 1e-6).
         const size_t ni = size_t(batch_units) * plan.kmax, na = size_t(p.batch) * p.num_q_heads;
         const std::vector<int> idx_stream(plan.indices, plan.indices + ni);
         const std::vector<float> alpha_stream(plan.alpha, plan.alpha + na);
@@ -346,8 +347,8 @@ void run(const Case& c, Mode mode, uint64_t seed) {
         };
         const dim3 grid(plan.units.per_batch, p.batch);
         const size_t shared_keys = sizeof(uint32_t) * size_t(p.length_bound());
-        same_as_stream("select_kernel", true, grid, k::kSelectThreads, shared_keys, 1,
-                       [&] { k::select_kernel<true, k::kSelectThreads>(sel); });
+        same_as_stream("select_kernel", plan.units.heads_per_unit > 1, grid, k::kSelectThreads,
+                       shared_keys, 1, [&] { k::select_kernel<true, k::kSelectThreads>(sel); });
         same_as_stream("select_kernel (1024 threads)", false, grid, k::kSelectThreadsWide,
                        shared_keys, 1, [&] { k::select_kernel<true, k::kSelectThreadsWide>(sel); });
         // Keys in global memory (SelectRoute::kGlobalKeys: the plan's keys, here a buffer of

@@ -382,10 +382,44 @@ inline void __nanosleep(unsigned) {
 inline unsigned __activemask() {
   return 1u << (threadIdx.x & 31);
 }  // see README: own lane only
+// Every lane of the warp exchanges through its slot between two warp barriers, so a lane
+// missing from the call (divergence under a full mask) deadlocks, which the emulation reports.
+inline unsigned emu_warp_gather(unsigned v, unsigned (&all)[32]) {
+  emu::Warp& w = emu::cb->warps[threadIdx.x / 32];
+  if (w.live != 32) {
+    std::fprintf(stderr, "emu: full-mask warp vote with %u live lanes (thread %u)\n", w.live,
+                 threadIdx.x);
+    std::abort();
+  }
+  w.slot[threadIdx.x & 31] = v;
+  emu::warp_barrier();
+  for (int l = 0; l < 32; ++l)
+    all[l] = static_cast<unsigned>(w.slot[l]);
+  emu::warp_barrier();
+  return v;
+}
 inline unsigned __match_any_sync(unsigned mask, unsigned v) {
   if (mask == (1u << (threadIdx.x & 31))) return mask;
-  std::fprintf(stderr, "emu: __match_any_sync with mask %x not emulated\n", mask);
-  std::abort();
+  if (mask != 0xffffffffu) {
+    std::fprintf(stderr, "emu: __match_any_sync with mask %x not emulated\n", mask);
+    std::abort();
+  }
+  unsigned all[32], peers = 0;
+  emu_warp_gather(v, all);
+  for (int l = 0; l < 32; ++l)
+    peers |= (all[l] == v ? 1u : 0u) << l;
+  return peers;
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  if (mask != 0xffffffffu) {
+    std::fprintf(stderr, "emu: __ballot_sync with mask %x not emulated\n", mask);
+    std::abort();
+  }
+  unsigned all[32], bits = 0;
+  emu_warp_gather(pred ? 1u : 0u, all);
+  for (int l = 0; l < 32; ++l)
+    bits |= all[l] << l;
+  return bits;
 }
 template <typename T>
 inline T emu_shfl(unsigned mask, T v, int src_of_lane_ok, int src) {

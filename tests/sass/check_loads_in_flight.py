@@ -34,6 +34,7 @@ spec.loader.exec_module(sass_loads)
 # was 1 before the fix.
 EXPECTED = [
     ("score_kernel<__nv_bfloat16, 128>", "LDG.E.EF.128", 8),  # rows of K transposed
+    ("score_kernel<__nv_bfloat16, 128>", "LDG.E", 8),  # the length, with the query's loads
     ("attend_kernel<__nv_bfloat16, 128, false>", "LDG.E", 7),  # the row indices of a batch
     ("select_kernel<true, 1024>", "LDG.E.128", 4),  # logits into keys
     ("select_cluster_kernel<256>", "LDG.E.128", 4),

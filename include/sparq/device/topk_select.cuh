@@ -50,35 +50,48 @@ struct BlockTopK {
       atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
   }
 
+  /// One count for `bin` from each lane where `in_play`. Every lane of the warp calls it at
+  /// once (converged): under a divergent branch nvcc wraps each match in a collective slow
+  /// path, which passes after the first (a minority of keys in play, spread over the warp)
+  /// would take at nearly every key.
+  __device__ static void add_converged(unsigned* hist, unsigned bin, bool in_play) {
+    if (__ballot_sync(0xffffffffu, in_play) == 0u) return;  // no lane has a key in play
+    const unsigned peers = __match_any_sync(0xffffffffu, in_play ? bin : 256u);
+    if (in_play && (threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
+      atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
+  }
+
   /// Lets the caller fill the first pass's histogram while it writes the keys.
   __device__ static void add_to_first_histogram(TempStorage& ts, uint32_t key) {
     add(ts.hist, key >> 24);
   }
 
-  /// Calls f(key) for keys[0..n), four at a time per thread (16-byte reads: a quarter of the
-  /// load instructions of a key at a time, no bank conflicts). keys must be 16-byte aligned.
-  template <typename F>
-  __device__ static void for_each_key(const uint32_t* keys, int n, F&& f) {
-    const int n4 = n / 4;
-    const uint4* k4 = reinterpret_cast<const uint4*>(keys);
-    for (int i = threadIdx.x; i < n4; i += kThreads) {
-      const uint4 v = k4[i];
-      f(v.x);
-      f(v.y);
-      f(v.z);
-      f(v.w);
-    }
-    for (int s = 4 * n4 + threadIdx.x; s < n; s += kThreads)
-      f(keys[s]);
-  }
-
-  /// Adds the digit of `pass` of every key still in play to `hist` (no barrier).
+  /// Adds the digit of `pass` of every key still in play to `hist` (no barrier). Four keys
+  /// per thread at a time (16-byte reads: a quarter of the load instructions, no bank
+  /// conflicts; keys must be 16-byte aligned), with trip counts uniform per warp (a lane past
+  /// the end takes part with no key), so every add is converged.
   __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
                                          const RadixState& st, int pass) {
     const int shift = st.shift(pass);
-    for_each_key(keys, n, [&](uint32_t key) {
-      if ((key & st.mask) == st.prefix) add(hist, (key >> shift) & 0xFFu);
-    });
+    const int lane = threadIdx.x & 31;
+    auto add_key = [&](uint32_t key, bool valid) {
+      add_converged(hist, (key >> shift) & 0xFFu, valid && (key & st.mask) == st.prefix);
+    };
+    const int n4 = n / 4;
+    const uint4* k4 = reinterpret_cast<const uint4*>(keys);
+    for (int i0 = threadIdx.x - lane; i0 < n4; i0 += kThreads) {
+      const bool valid = i0 + lane < n4;
+      uint4 v{0u, 0u, 0u, 0u};
+      if (valid) v = k4[i0 + lane];
+      add_key(v.x, valid);
+      add_key(v.y, valid);
+      add_key(v.z, valid);
+      add_key(v.w, valid);
+    }
+    if (threadIdx.x < 32) {  // the last n % 4 keys: warp 0
+      const int s = 4 * n4 + lane;
+      add_key(s < n ? keys[s] : 0u, s < n);
+    }
   }
 
   /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
@@ -171,15 +184,21 @@ struct BlockTopK {
     }
   }
 
+  /// What compact calls for each selected key by default: nothing.
+  struct NoCallback {
+    __device__ void operator()(uint32_t, int) const {}
+  };
+
   /// One tile of an ordered compaction, kItems keys per thread in thread order: the positions
   /// (pos) of this thread's first n keys that are > threshold, and of the first need_equal
-  /// keys == threshold (counting `equal_seen` met before this tile), go to out[written...];
-  /// written and equal_seen advance (block-uniform). Ends with a barrier, after which out and
-  /// the keys' storage may be reused.
-  template <int kItems>
+  /// keys == threshold (counting `equal_seen` met before this tile), go to out[written...],
+  /// and on_selected(key, position) is called for each; written and equal_seen advance
+  /// (block-uniform). Ends with a barrier, after which out and the keys' storage may be reused.
+  template <int kItems, typename F = NoCallback>
   __device__ static void compact_tile(TempStorage& ts, const uint32_t (&key)[kItems],
                                       const int (&pos)[kItems], int n, uint32_t threshold,
-                                      int need_equal, int* out, int& written, int& equal_seen) {
+                                      int need_equal, int* out, int& written, int& equal_seen,
+                                      F&& on_selected = F{}) {
     static_assert(kThreads * kItems < 65536, "per-tile counts are packed in 16 bits");
     int gt = 0, eq = 0;
 #pragma unroll
@@ -197,8 +216,12 @@ struct BlockTopK {
       if (i >= n) break;
       if (key[i] > threshold) {
         out[at++] = pos[i];
+        on_selected(key[i], pos[i]);
       } else if (key[i] == threshold) {
-        if (eq_count < budget) out[at++] = pos[i];
+        if (eq_count < budget) {
+          out[at++] = pos[i];
+          on_selected(key[i], pos[i]);
+        }
         ++eq_count;
       }
     }
@@ -211,12 +234,13 @@ struct BlockTopK {
   /// Writes, in increasing position order, every key > threshold and the first need_equal
   /// keys == threshold, as positions first_position + i (keys[i] for i < n), into out from
   /// index `written` on, with `equal_seen` equal keys already met before these. Returns the
-  /// index after the last one written. Each thread takes kItems consecutive keys per tile.
-  /// `keys` must be 16-byte aligned.
-  template <int kItems = 8>
+  /// index after the last one written, and calls on_selected(key, position) for each (in this
+  /// thread). Each thread takes kItems consecutive keys per tile. `keys` must be 16-byte
+  /// aligned.
+  template <int kItems = 8, typename F = NoCallback>
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                 int need_equal, int* out, int written = 0, int equal_seen = 0,
-                                int first_position = 0) {
+                                int first_position = 0, F&& on_selected = F{}) {
     static_assert(kItems % 4 == 0, "keys are read 4 at a time");
     for (int base = 0; base < n; base += kThreads * kItems) {
       const int s0 = base + threadIdx.x * kItems;
@@ -242,27 +266,10 @@ struct BlockTopK {
       for (int i = 0; i < kItems; ++i)
         pos[i] = first_position + s0 + i;
       const int valid = n - s0 < kItems ? n - s0 : kItems;
-      compact_tile<kItems>(ts, key, pos, valid, threshold, need_equal, out, written, equal_seen);
+      compact_tile<kItems>(ts, key, pos, valid, threshold, need_equal, out, written, equal_seen,
+                           on_selected);
     }
     return written;
-  }
-
-  /// Counts of keys > threshold and == threshold in keys[0..n) (every thread gets them;
-  /// keys 16-byte aligned).
-  __device__ static void count(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
-                               int* greater, int* equal) {
-    int gt = 0, eq = 0;
-    for_each_key(keys, n, [&](uint32_t key) {
-      gt += key > threshold ? 1 : 0;
-      eq += key == threshold ? 1 : 0;
-    });
-    int pre, total_gt, total_eq;
-    Scan(ts.scan).ExclusiveSum(gt, pre, total_gt);
-    __syncthreads();
-    Scan(ts.scan).ExclusiveSum(eq, pre, total_eq);
-    __syncthreads();
-    *greater = total_gt;
-    *equal = total_eq;
   }
 };
 

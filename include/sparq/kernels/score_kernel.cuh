@@ -60,14 +60,19 @@ inline size_t score_smem_bytes(int heads_per_unit, int d) {
   return sizeof(float) * static_cast<size_t>(heads_per_unit) * d;
 }
 
-/// Steps 1-2 for one unit, by a block of kThreads: its nh queries as floats into s_q
-/// ([nh][D]), the top-r components of the summed |q| into s_comp (s_comp_keys: D ranking keys of
-/// scratch) and each head's 1 / tau into s_inv_tau. Ends with a barrier.
+/// A unit's nh queries as floats into s_q ([nh][D]); no barrier.
 template <int kThreads, typename T, int D>
-__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, uint64_t* s_comp_keys,
-                                    int* s_comp, float* s_inv_tau) {
+__device__ void load_unit_query(const T* q, int nh, float* s_q) {
   for (int i = threadIdx.x; i < nh * D; i += kThreads)
     s_q[i] = to_float(q[i]);
+}
+
+/// Steps 1-2 for one unit whose queries load_unit_query has written to s_q, by a block of
+/// kThreads: the top-r components of the summed |q| into s_comp (s_comp_keys: D ranking keys of
+/// scratch) and each head's 1 / tau into s_inv_tau. Starts and ends with a barrier.
+template <int kThreads, typename T, int D>
+__device__ void loaded_query_prologue(int nh, int r, const float* s_q, uint64_t* s_comp_keys,
+                                      int* s_comp, float* s_inv_tau) {
   __syncthreads();
   for (int j = threadIdx.x; j < D; j += kThreads) {
     float a = 0.f;
@@ -86,6 +91,15 @@ __device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, uint6
   __syncthreads();
 }
 
+/// Steps 1-2 for one unit, by a block of kThreads: its nh queries as floats into s_q
+/// ([nh][D]), then loaded_query_prologue. Ends with a barrier.
+template <int kThreads, typename T, int D>
+__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, uint64_t* s_comp_keys,
+                                    int* s_comp, float* s_inv_tau) {
+  load_unit_query<kThreads, T, D>(q, nh, s_q);
+  loaded_query_prologue<kThreads, T, D>(nh, r, s_q, s_comp_keys, s_comp, s_inv_tau);
+}
+
 /// Launch 1's work on chunks [first_chunk, end_chunk) of one (sequence, unit), by a block of
 /// kThreads (a multiple of kScoreThreads): each kScoreThreads threads take one chunk at a
 /// time, so every chunk is computed, and its stats laid out, as by score_kernel. `s_q`:
@@ -100,14 +114,16 @@ __device__ void score_chunks(const ScoreParams<T>& p, int b, int unit, int first
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[32];
 
+  const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
+  // The queries are requested with the length, not after it (one round trip instead of two);
+  // a block past the length has loaded them for nothing.
   int len = p.lengths[b];
+  load_unit_query<kThreads, T, D>(p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D, nh,
+                                  s_q);
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   // The select kernel reads only chunks below the length.
   if (first_chunk * score_chunk_positions<T>() >= len) return;
-
-  const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
-  const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
-  unit_query_prologue<kThreads, T, D>(q, nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
+  loaded_query_prologue<kThreads, T, D>(nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   const int tid = threadIdx.x % kScoreThreads;  // thread within its chunk
   const int warp = tid >> 5;                    // warp within its chunk
 

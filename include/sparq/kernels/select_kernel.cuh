@@ -194,6 +194,16 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
   }
 }
 
+/// s-hat of a selected position of a one-head unit, from its ranking key: the key is s-hat
+/// itself, order-mapped (float_to_ordered of 0 + s-hat), so it decodes exactly, with no read
+/// of the logits. Forced positions (the local window) and NaN keys carry no s-hat: those read
+/// their logit.
+__device__ __forceinline__ float shat_of_selected(const UnitView& u, uint32_t key, int s, float max,
+                                                  float inv_sum) {
+  return key == device::kForcedKey || key <= 1u ? device::shat(u.logits[s], max, inv_sum)
+                                                : device::ordered_to_float(key);
+}
+
 }  // namespace select_detail
 
 /// One block per unit. Keys in dynamic shared memory (kKeysInSmem, when the length bound
@@ -214,6 +224,8 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
   TopK::clear_histogram(s_topk);
   __syncthreads();
 
+  // One-head units sum alpha from the selected keys as they are written (shat_of_selected);
+  // units of several heads, and sequences that take every row, read the logits back after.
   if (u.keff == u.len) {
     for (int s = threadIdx.x; s < u.len; s += kThreads)
       u.out[s] = s;  // every row taken
@@ -224,10 +236,21 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
     __syncthreads();
     int need_equal = 0;
     const uint32_t threshold = TopK::threshold(s_topk, keys, u.len, u.keff, &need_equal);
-    TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out);
+    const bool alpha_from_keys = u.nh == 1;
+    float a[1] = {0.f};
+    TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out, 0, 0, 0,
+                  [&](uint32_t key, int s) {
+                    if (alpha_from_keys)
+                      a[0] += select_detail::shat_of_selected(u, key, s, s_max[0], s_inv_sum[0]);
+                  });
+    if (alpha_from_keys) {
+      device::block_sum<1, kThreads>(a, s_red);
+      if (threadIdx.x == 0) s_alpha[0] = a[0];
+    }
   }
   __syncthreads();
-  select_detail::alpha_partials<kThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red, s_alpha);
+  if (u.nh != 1 || u.keff == u.len)
+    select_detail::alpha_partials<kThreads>(p, u, s_max, s_inv_sum, 0, u.keff, s_red, s_alpha);
   for (int h = threadIdx.x; h < u.nh; h += kThreads)
     p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = s_alpha[h];
 }
@@ -256,18 +279,25 @@ namespace select_detail {
 /// keys[0..n) of positions begin..begin+n): up to four radix passes on histograms summed
 /// across the cluster through distributed shared memory, one cluster barrier per pass (fewer
 /// where a digit is taken whole: BlockTopK::decided); then each block
-/// writes its selected positions, in position order, to out[*first..*last). On entry sh.hist[0]
-/// counts the top digits of this block's keys, sh.hist[1] is clear, and a barrier has passed.
+/// writes its selected positions, in position order, to out[*first..*last), calling
+/// on_selected(key, position) for each. On entry sh.hist[0] counts the top digits of this
+/// block's keys, sh.hist[1] is clear, and a barrier has passed.
 /// Contains cluster barriers: every thread of every block calls it.
-template <int kThreads, int kBlocks = kClusterBlocks, typename Cluster>
+template <int kThreads, int kBlocks = kClusterBlocks, typename Cluster,
+          typename F = typename device::BlockTopK<kThreads>::NoCallback>
 __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
                               const uint32_t* keys, int n, int keff, int begin, int rank, int* out,
-                              int* first, int* last) {
+                              int* first, int* last, F&& on_selected = F{}) {
   using TopK = device::BlockTopK<kThreads>;
   device::RadixState st;
   st.remaining = static_cast<unsigned>(keff);
   uint32_t threshold = 0;
   int need_equal = 0;
+  // This block's keys above the threshold and equal to it, counted from its own histograms as
+  // the passes go (thread i holds bin i): a key in play whose digit is above the chosen one is
+  // above the threshold. No pass over the keys to count them afterwards.
+  int gt = 0, eq = 0;
+  if (threadIdx.x == 0) sh.counts[0] = sh.counts[1] = 0;
   for (int pass = 0;; ++pass) {
     unsigned* hist = sh.hist[pass & 1];
     if (pass > 0) {
@@ -285,15 +315,28 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
     }
     __syncthreads();
     // Every block sums the same totals, so a stop is uniform across the cluster.
-    if (TopK::decided(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st, &threshold,
-                      &need_equal))
-      break;
+    const bool done = TopK::decided(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st,
+                                    &threshold, &need_equal);
+    // The chosen digit's keys: equal to the threshold after the last pass; after an early
+    // stop (threshold one below the prefix) every one of them is above it.
+    const int digit = static_cast<int>((st.prefix >> st.shift(pass)) & 0xFFu);
+    for (int i = threadIdx.x; i < 256; i += kThreads) {
+      const int c = static_cast<int>(hist[i]);
+      if (i > digit || (done && i == digit && pass < 3)) gt += c;
+      if (done && i == digit && pass == 3) eq += c;
+    }
+    if (done) break;
   }
-  int gt = 0, eq = 0;
-  TopK::count(sh.topk, keys, n, threshold, &gt, &eq);
-  if (threadIdx.x == 0) {
-    sh.counts[0] = gt;
-    sh.counts[1] = eq;
+  {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      gt += __shfl_xor_sync(0xffffffffu, gt, o);
+      eq += __shfl_xor_sync(0xffffffffu, eq, o);
+    }
+    if ((threadIdx.x & 31) == 0 && (gt != 0 || eq != 0)) {
+      atomicAdd(&sh.counts[0], gt);
+      atomicAdd(&sh.counts[1], eq);
+    }
   }
   cluster.sync();  // counts published
   int gt_before = 0, eq_before = 0;
@@ -304,7 +347,8 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
   }
   const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
   *first = gt_before + eq_taken;
-  *last = TopK::compact(sh.topk, keys, n, threshold, need_equal, out, *first, eq_before, begin);
+  *last = TopK::compact(sh.topk, keys, n, threshold, need_equal, out, *first, eq_before, begin,
+                        on_selected);
 }
 
 }  // namespace select_detail
@@ -337,6 +381,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   __syncthreads();
 
   int first = 0, last = 0;  // this block's slice of the output
+  // As in select_kernel: one-head units sum alpha from the keys they select.
   if (u.keff == u.len) {
     for (int s = begin + threadIdx.x; s < end; s += kClusterThreads)
       u.out[s] = s;
@@ -346,12 +391,23 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
     select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
                                                  s_sel.hist[0]);
     __syncthreads();
+    const bool alpha_from_keys = u.nh == 1;
+    float a[1] = {0.f};
     select_detail::cluster_top_k<kClusterThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank,
-                                                  u.out, &first, &last);
+                                                  u.out, &first, &last, [&](uint32_t key, int s) {
+                                                    if (alpha_from_keys)
+                                                      a[0] += select_detail::shat_of_selected(
+                                                          u, key, s, s_max[0], s_inv_sum[0]);
+                                                  });
+    if (alpha_from_keys) {
+      device::block_sum<1, kClusterThreads>(a, s_red);
+      if (threadIdx.x == 0) s_alpha[0] = a[0];
+    }
   }
   __syncthreads();
-  select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
-                                                 s_alpha);
+  if (u.nh != 1 || u.keff == u.len)
+    select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
+                                                   s_alpha);
   cluster.sync();  // partial alphas published
   if (rank == 0) {
     for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
