@@ -66,8 +66,9 @@ void BM_DenseDecodeSplits(benchmark::State& state) {
   for (auto _ : state) {
     const double ms = sb::median_ms(
         [&](int i) {
-          sb::check_status(sparq::kernels::launch_dense(s.dense_params(i), plan, nullptr),
-                           "dense decode, fixed splits");
+          sb::check_status(
+              sparq::kernels::launch_dense(s.dense_params(i), plan, sized.bytes, nullptr),
+              "dense decode, fixed splits");
         },
         reps_for(s.dense_bytes()));
     sb::report(state, ms, s.dense_bytes());

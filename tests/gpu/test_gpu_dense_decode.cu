@@ -70,7 +70,7 @@ void run_dense(const DenseCase& c, uint64_t seed, int fixed_splits = 0) {
   a.out = dout.get();
   if (fixed_splits > 0)
     SPARQ_ASSERT_OK(sparq::kernels::launch_dense(
-        a, sparq::kernels::DensePlan<T>(p, dws.get(), fixed_splits), nullptr));
+        a, sparq::kernels::DensePlan<T>(p, dws.get(), fixed_splits), ws, nullptr));
   else
     SPARQ_ASSERT_OK(sparq::dense_decode(a, dws.get(), ws, nullptr));
   CUDA_ASSERT(cudaDeviceSynchronize());

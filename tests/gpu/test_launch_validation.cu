@@ -106,6 +106,15 @@ TEST(LaunchValidation, DenseAndAppendRejectBadInputs) {
   EXPECT_EQ(dense([](auto& a) { a.problem.num_q_heads = 7; }), Status::kGroupSizeMismatch);
   EXPECT_EQ(sparq::dense_decode(d, ws, 0, nullptr), Status::kWorkspaceTooSmall);
   EXPECT_EQ(sparq::dense_decode(d, nullptr, SIZE_MAX, nullptr), Status::kNullPointer);
+  // launch_dense (the benchmark's fixed-split path) checks its plan against the workspace: a
+  // plan of more splits than the workspace was sized for is refused, not written past it.
+  const size_t planned = sparq::kernels::DensePlan<T>(v.p, nullptr).bytes;
+  const sparq::kernels::DensePlan<T> wide(v.p, ws, 64);
+  ASSERT_GT(wide.bytes, planned);
+  EXPECT_EQ(sparq::kernels::launch_dense(d, wide, planned, nullptr), Status::kWorkspaceTooSmall);
+  sparq::DenseDecodeParams<T> bad = d;
+  bad.lengths = nullptr;
+  EXPECT_EQ(sparq::kernels::launch_dense(bad, wide, SIZE_MAX, nullptr), Status::kNullPointer);
 
   sparq::KVAppendParams<T> ap;
   ap.problem = v.p;

@@ -84,11 +84,14 @@ AttendParams<T> dense_attend_params(const DenseDecodeParams<T>& a, const DensePl
                          plan.attend.counters};
 }
 
-/// The attend kernel over every row, as `plan` splits it (validated parameters; the plan
-/// carved from the workspace the launch uses, which must hold plan.bytes: a plan with more
-/// fixed splits than the workspace was sized for writes past it).
+/// The attend kernel over every row, as `plan` splits it (the plan carved from the workspace
+/// of `workspace_bytes` the launch uses). The parameters are validated, and a plan larger than
+/// the workspace (more fixed splits than it was sized for) is refused, before anything runs.
 template <typename T>
-Status launch_dense(const DenseDecodeParams<T>& a, const DensePlan<T>& plan, cudaStream_t stream) {
+Status launch_dense(const DenseDecodeParams<T>& a, const DensePlan<T>& plan, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  if (Status s = validate_dense(a); !ok(s)) return s;
+  if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
   const DecodeProblem& p = a.problem;
   const AttendParams<T> ap = dense_attend_params(a, plan);
   const bool dependent = a.workspace_zeroed && a.dependent_launch && dependent_launch_supported();
@@ -115,9 +118,7 @@ Status dense_decode(const DenseDecodeParams<T>& a, void* workspace, size_t works
   if (workspace == nullptr) return Status::kNullPointer;
   if (!kernels::aligned16(workspace)) return Status::kMisalignedPointer;
   const DecodeProblem& p = a.problem;
-  const kernels::DensePlan<T> plan(p, workspace);
-  if (workspace_bytes < plan.bytes) return Status::kWorkspaceTooSmall;
-  return kernels::launch_dense(a, plan, stream);
+  return kernels::launch_dense(a, kernels::DensePlan<T>(p, workspace), workspace_bytes, stream);
 }
 
 }  // namespace sparq
