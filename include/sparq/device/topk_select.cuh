@@ -53,9 +53,17 @@ struct BlockTopK {
   /// One count for `bin` from each lane where `in_play`. Every lane of the warp calls it at
   /// once (converged): under a divergent branch nvcc wraps each match in a collective slow
   /// path, which passes after the first (a minority of keys in play, spread over the warp)
-  /// would take at nearly every key.
+  /// would take at nearly every key. Where few lanes have a key in play (the usual case after
+  /// the first pass), each adds its own: a shared bin serialises at most those few, and the
+  /// match is skipped.
   __device__ static void add_converged(unsigned* hist, unsigned bin, bool in_play) {
-    if (__ballot_sync(0xffffffffu, in_play) == 0u) return;  // no lane has a key in play
+    constexpr int kFewLanes = 8;
+    const unsigned lanes = __ballot_sync(0xffffffffu, in_play);
+    if (lanes == 0u) return;
+    if (__popc(lanes) <= kFewLanes) {
+      if (in_play) atomicAdd(&hist[bin], 1u);
+      return;
+    }
     const unsigned peers = __match_any_sync(0xffffffffu, in_play ? bin : 256u);
     if (in_play && (threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
       atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
