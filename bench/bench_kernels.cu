@@ -250,7 +250,9 @@ void BM_KVAppendDecode(benchmark::State& state) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (auto bs : std::vector<std::pair<int, int>>{{1, 16384},
+  for (auto bs : std::vector<std::pair<int, int>>{{1, 4096},
+                                                  {1, 8192},
+                                                  {1, 16384},
                                                   {1, 32768},
                                                   {1, 131072},
                                                   {4, 16384},

@@ -3,7 +3,8 @@
 # minutes), from a carry built by `scripts/build-for-device.sh --baseline COMMIT`:
 #   1. same-card A/B of the baseline's and the candidate's bench_kernels (batch 1 and 64 rows
 #      of dense, SparQ and each SparQ stage, the 1024-thread selection too) and bench_sweep
-#      (the GQA 32/8 rows at 1/8, batch 1 and 64, S 16k and 128k): scripts/gpu-ab.sh;
+#      at 1/8 (batch 1 at S 4k and 8k, MHA and GQA 32/8; GQA batch 1 and 64 at S 16k and
+#      128k): scripts/gpu-ab.sh;
 #   2. scripts/gpu-check.sh --bench --no-sanitizers (every GPU test, the benchmarks, the sweep,
 #      the Llama 2 7B decode) with what the budget leaves;
 #   3. the sanitizers, if 50 s are left.
@@ -44,7 +45,7 @@ if [ -x "$build/old/bench_kernels" ] && [ -x "$build/old/bench_sweep" ]; then
     --out "$out/ab_kernels" --timeout 75 > "$out/ab_kernels.txt" 2>&1
   note "A/B bench_sweep (GQA 32/8)"
   bash scripts/gpu-ab.sh --base "$build/old/bench_sweep" --cand "$build/bench/bench_sweep" \
-    --filter '^sweep/Hq32_Hkv8/B(1|64)/S(16384|131072)/c8/' \
+    --filter '^sweep/Hq32_Hkv(8|32)/B1/S(4096|8192)/c8/|^sweep/Hq32_Hkv8/B(1|64)/S(16384|131072)/c8/' \
     --out "$out/ab_sweep" --timeout 45 > "$out/ab_sweep.txt" 2>&1
 else
   note "no baseline in $build/old: A/B skipped"

@@ -174,13 +174,28 @@ TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
   EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 16), 4u * (2 * 4 * 64 + 4 * 16 + 16));
 }
 
-TEST(SparqRoute, BlockRouteOnlyForAboutOneWaveOfUnits) {
+TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
+  using sparq::kernels::block_route_preferred;
   const int sms = sparq::kernels::planning_sm_count();
-  EXPECT_FALSE(sparq::kernels::block_route_preferred(1));
-  EXPECT_FALSE(sparq::kernels::block_route_preferred(sms / 2));
-  EXPECT_TRUE(sparq::kernels::block_route_preferred(sms / 2 + 1));
-  EXPECT_TRUE(sparq::kernels::block_route_preferred(sms));
-  EXPECT_FALSE(sparq::kernels::block_route_preferred(sms + 1));
+  const int64_t short_bound = sparq::kernels::kBlockRouteShortBound;
+  // Half to one wave of units, whatever the length and the heads per unit (below half a wave
+  // where neither exception below applies).
+  for (int64_t bound : {short_bound + 1, int64_t{32768}})
+    for (int heads : {1, 4}) {
+      EXPECT_FALSE(block_route_preferred(sms / 2, bound, heads)) << bound << " " << heads;
+      EXPECT_TRUE(block_route_preferred(sms / 2 + 1, bound, heads)) << bound << " " << heads;
+      EXPECT_TRUE(block_route_preferred(sms, bound, heads)) << bound << " " << heads;
+      EXPECT_FALSE(block_route_preferred(sms + 1, bound, heads)) << bound << " " << heads;
+    }
+  // Fewer units of one head: only up to the short bound (batch 1 with 32 heads at 4k and 8k).
+  EXPECT_TRUE(block_route_preferred(1, short_bound, 1));
+  EXPECT_TRUE(block_route_preferred(32, 4096, 1));
+  EXPECT_FALSE(block_route_preferred(32, short_bound + 1, 1));
+  EXPECT_FALSE(block_route_preferred(32, 16384, 1));
+  EXPECT_TRUE(block_route_preferred(sms / 2, 1024, 1));
+  EXPECT_FALSE(block_route_preferred(8, 4096, 4)) << "GQA units of four heads: not measured";
+  EXPECT_FALSE(block_route_preferred(sms / 2, 1024, 4));
+  EXPECT_FALSE(block_route_preferred(sms + 1, 4096, 1));
 }
 
 TEST(SparqRoute, ThreeLaunchesRefuseAPlanMadeForAFusedRoute) {
@@ -308,6 +323,9 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   } else if (sparq::kernels::planning_sm_count() >= 128 &&
              sparq::kernels::planning_sm_count() < 256) {
     EXPECT_EQ(four.route, SparqRoute::kFusedBlock) << "4 x 32 heads, 16k: a block per head";
+    EXPECT_EQ(sparq::kernels::SparqPlan<T>(mha_problem(1, 4096), cfg, nullptr).route,
+              SparqRoute::kFusedBlock)
+        << "batch 1, 4k: a block per head";
   }
   // Units of several heads take the block route as clusters of one block (sm_90), while their
   // logits and keys fit: 4 heads x 4096 positions do, 4 x 32768 do not. 16 x 8 units.

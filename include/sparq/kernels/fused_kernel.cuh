@@ -387,16 +387,27 @@ int smem_limit() {
 
 }  // namespace fused_detail
 
+/// Length bound up to which fewer units than half the SMs also take the block route (units
+/// of one head).
+constexpr int64_t kBlockRouteShortBound = 8192;
+
 /// Where the launch API takes the block-per-unit route: between half and all of the SM count
-/// of units (one wave of blocks). Measured (docs/benchmarks.md; 32 heads, d 128, 1/8): batch 4,
-/// S 16k, 80 against 127 µs for the three launches (H100, run 8). With many more units it lost
-/// at S 4k on the H100 (batch 16 and 64, by about 5%); at batch 64, S 16k and 32k it won by 6%
-/// and 11% on the H100 but lost by 7% and 2% on an H200 (twelfth session), so that stays with
-/// the three launches. The cluster route lost at batch 1 and 2 (99 against 74 µs at S 32k,
-/// H100 run 8), so it is taken only when SPARQ_ROUTE=cluster asks for it.
-inline bool block_route_preferred(int64_t batch_units) {
+/// of units (one wave of blocks), and, for units of one head, fewer units where the length
+/// bound is at most kBlockRouteShortBound. Measured (docs/benchmarks.md; 32 heads, d 128,
+/// 1/8): batch 4, S 16k, 80 against 127 µs for the three launches (H100, run 8). With many
+/// more units it lost at S 4k on the H100 (batch 16 and 64, by about 5%); at batch 64, S 16k
+/// and 32k it won by 6% and 11% on the H100 but lost by 7% and 2% on an H200 (twelfth
+/// session), so that stays with the three launches. At batch 1 it took 55.6 µs at S 16k and
+/// 94.7 at S 32k (run 8; three launches 58.1 and 74.1, and 48.6 at 16k by run 9): a block per
+/// head grows by about 2.4 µs per 1k positions from about 16.5, while the three launches have
+/// a floor of about 40 µs (43.2 at S 4k, 49.2 at 8k in run 8). So up to 8k positions the block
+/// route is taken at batch 1 too (the fourteenth session's extrapolation, not yet measured: at
+/// S 4k about 26 against 43 µs). The cluster route lost at batch 1 and 2 (99 against 74 µs at
+/// S 32k, H100 run 8), so it is taken only when SPARQ_ROUTE=cluster asks for it.
+inline bool block_route_preferred(int64_t batch_units, int64_t length_bound, int heads_per_unit) {
   const int sms = planning_sm_count();
-  return batch_units * 2 > sms && batch_units <= sms;
+  if (batch_units > sms) return false;
+  return batch_units * 2 > sms || (heads_per_unit == 1 && length_bound <= kBlockRouteShortBound);
 }
 
 /// Whether sparq_fused_kernel<T, D, kBlocks> can run this shape on the current device.

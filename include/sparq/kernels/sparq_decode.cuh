@@ -296,7 +296,7 @@ struct SparqPlan {
       } else if (forced == RouteOverride::kDataflow &&
                  flow_fits<T, D>(kmax, units.heads_per_unit)) {
         route = SparqRoute::kDataflow;
-      } else if (block && block_route_preferred(batch_units)) {
+      } else if (block && block_route_preferred(batch_units, bound, units.heads_per_unit)) {
         route = SparqRoute::kFusedBlock;
       }
       return Status::kSuccess;
