@@ -4,7 +4,7 @@
 # binaries (same relative paths as in build/gpu) and the shared libraries they use from this
 # machine in .devcarry/lib (the Llama example's model library too), then packs them into
 # .devcarry.tar.gz, which must stay under the device tool's 64 MiB carry limit (the script
-# fails if it does not). Carry .devcarry.tar.gz; there:
+# fails if it does not); .devcarry/BUILT_FROM names the commits. Carry .devcarry.tar.gz; there:
 #   tar xzf .devcarry.tar.gz && scripts/gpu-check.sh --build-dir .devcarry [--bench]
 #
 # --baseline COMMIT also builds bench_kernels and bench_sweep of COMMIT (in a git worktree,
@@ -36,6 +36,12 @@ for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/ben
   ldd "$bin" | awk '/libbenchmark|libsentencepiece|libprotobuf|libllama2_model/ {print $3}' |
     while read -r lib; do cp -L "$lib" .devcarry/lib/; done
 done
+# What the carry was built from, for a later session to check against its checkout.
+{
+  echo "built from $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)')"
+  [ -n "$baseline" ] && echo "baseline $(git rev-parse "$baseline") in old/"
+  date -u +"built %Y-%m-%d %H:%M UTC"
+} > .devcarry/BUILT_FROM
 du -sh .devcarry
 tar czf .devcarry.tar.gz .devcarry
 ls -la .devcarry.tar.gz

@@ -37,6 +37,7 @@ log="$out/session.log"
 note() { echo "[$SECONDS s] $*" | tee -a "$log"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
   > "$out/gpu.txt" 2>&1
+cat "$build/BUILT_FROM" >> "$log" 2>/dev/null || note "no $build/BUILT_FROM"
 
 if [ -x "$build/old/bench_kernels" ] && [ -x "$build/old/bench_sweep" ]; then
   note "A/B bench_kernels"
