@@ -4,12 +4,14 @@
 # plots); then compute-sanitizer memcheck and racecheck on a subset of the tests.
 #
 #   scripts/gpu-check.sh [--bench [--profile]] [--bench-only] [--no-sanitizers]
-#                        [--sanitizers-only] [--budget SECONDS] [--build-dir DIR] [--out DIR]
+#                        [--sanitizers-only] [--budget SECONDS] [--bench-reserve SECONDS]
+#                        [--build-dir DIR] [--out DIR]
 #
 # --budget S: finish within S seconds of the start (0, the default: no limit). Each step's
-# timeout is cut to what is left (the tests leave 240 s for the benchmarks), a step with
-# under 10 s left is skipped ("skipped (budget)"), and the JSON is merged into --out after
-# each benchmark process, so a command killed at the device's limit still returns the rest.
+# timeout is cut to what is left (the tests leave --bench-reserve seconds, default 240, for
+# the benchmarks), a step with under 10 s left is skipped ("skipped (budget)"), and the JSON
+# is merged into --out after each benchmark process, so a command killed at the device's
+# limit still returns the rest.
 #
 # --profile adds Nsight Compute summaries of the SparQ and dense kernels to bench.log.
 # --bench-only skips the tests and sanitizers (to repeat only the measurements).
@@ -29,6 +31,7 @@ tests=1
 sanitize=1
 profile=0
 budget=0
+bench_reserve=240
 build=build/gpu
 out=${OUT:-out/gpu-check}
 while [ $# -gt 0 ]; do
@@ -39,9 +42,10 @@ while [ $# -gt 0 ]; do
     --sanitizers-only) bench=0; tests=0; sanitize=1 ;;
     --profile) profile=1 ;;
     --budget) budget=$2; shift ;;
+    --bench-reserve) bench_reserve=$2; shift ;;
     --build-dir) build=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -82,8 +86,9 @@ for t in "$build"/tests/gpu/test_* "$build"/tests/test_* "$build"/examples/llama
   [ $tests = 1 ] && [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s)
-  # The benchmarks keep 240 s of a budget (a hang here must not eat the measurements).
-  t_lim=$(lim 150 $([ $bench = 1 ] && echo 240 || echo 20))
+  # The benchmarks keep bench_reserve seconds of a budget (a hang here must not eat the
+  # measurements).
+  t_lim=$(lim 150 $([ $bench = 1 ] && echo "$bench_reserve" || echo 20))
   if [ "$t_lim" = 0 ]; then row "$name" "skipped (budget)"; fail=1; continue; fi
   pids=()
   for ((i = 0; i < shards; ++i)); do

@@ -69,7 +69,7 @@ FAKE_BENCH_SWEEP = """#!/usr/bin/env python3
 import json, re, sys
 args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 m = re.search(r"Hkv(\\d+)/B(\\d+)", args["--benchmark_filter"])
-hkv, batch = m.groups()
+hkv, batch = m.groups() if m else ("8", "1")  # gpu-session.sh's A/B filter: any rows
 rows = [{"name": f"sweep/Hq32_Hkv{hkv}/B{batch}/S{s}/c8/iterations:1/manual_time",
          "dense_us": 10.0 * s / 1024, "sparq_us": 4.0 * s / 1024 + 20, "speedup": 1.0,
          "theory": 8.0, "auto_vs_dense": 1.0, "dense_pct_bw": 90.0, "sparq_pct_bw": 40.0,
@@ -223,6 +223,57 @@ class GpuCheckPlumbing(unittest.TestCase):
             self.assertIn("--tool racecheck", ran)
             self.assertIn("test_gpu_sparq_dataflow", ran)
             self.assertEqual(second.returncode, 0, second.stdout + second.stderr)
+
+
+# bench_kernels of a baseline build: the rows FAKE_BENCH_KERNELS writes, each twice as slow.
+FAKE_OLD_BENCH_KERNELS = """#!/usr/bin/env python3
+import json, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+rows = [{"name": "BM_DenseDecode/B:1/S:32768/manual_time", "real_time": 374.0,
+         "time_unit": "us"}]
+json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
+"""
+
+
+class GpuSessionPlumbing(unittest.TestCase):
+    def test_one_call_runs_the_ab_the_check_and_the_sanitizers_and_packs_them(self):
+        """scripts/gpu-session.sh on a carried build with a baseline: the A/B tables (with the
+        candidate / baseline ratio), gpu-check's summary, the sanitizers' and the carry's
+        BUILT_FROM, all in session.tgz."""
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = pathlib.Path(tmp)
+            build, out, bin_dir = tmp / "carry", tmp / "out", tmp / "bin"
+            executable(bin_dir / "nvidia-smi", FAKE_SMI)
+            executable(bin_dir / "compute-sanitizer", "#!/bin/sh\nexit 0\n")
+            executable(build / "tests/gpu/test_gpu_sparq_decode",
+                       "#!/bin/sh\necho '[  PASSED  ] 1 test.'\n")
+            executable(build / "bench/bench_kernels", FAKE_BENCH_KERNELS)
+            executable(build / "bench/bench_sweep", FAKE_BENCH_SWEEP)
+            executable(build / "old/bench_kernels", FAKE_OLD_BENCH_KERNELS)
+            executable(build / "old/bench_sweep", FAKE_BENCH_SWEEP)
+            executable(build / "examples/llama2/llama2_chat", FAKE_CHAT)
+            (build / "BUILT_FROM").write_text("built from 0123abc\n")
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            env.pop("OUT", None)
+            run = subprocess.run(
+                ["bash", "scripts/gpu-session.sh", "--build-dir", str(build), "--out", str(out),
+                 "--budget", "240"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            detail = run.stdout + run.stderr
+            self.assertEqual(run.returncode, 0, detail)
+            ab = (out / "ab_kernels.txt").read_text()
+            self.assertRegex(ab, r"BM_DenseDecode/B:1/S:32768\S* +374\.0 +187\.0 +0\.500", ab)
+            self.assertIn("sweep/Hq32_Hkv8/B1/S16384/c8", (out / "ab_sweep.txt").read_text())
+            self.assertRegex((out / "check" / "summary.txt").read_text(),
+                             r"test_gpu_sparq_decode +pass")
+            self.assertRegex((out / "sanitizers" / "summary.txt").read_text(),
+                             r"compute-sanitizer memcheck +clean")
+            self.assertIn("built from 0123abc", (out / "session.log").read_text())
+            packed = subprocess.run(["tar", "tzf", str(out / "session.tgz")], check=True,
+                                    capture_output=True, text=True).stdout
+            for name in ("ab_kernels.txt", "ab_sweep.txt", "check/summary.txt",
+                         "sanitizers/summary.txt", "session.log", "gpu.txt"):
+                self.assertIn("./" + name, packed.split(), name)
 
 
 if __name__ == "__main__":
