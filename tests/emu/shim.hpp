@@ -391,7 +391,7 @@ inline unsigned __activemask() {
 }  // see README: own lane only
 // Every lane of the warp exchanges through its slot between two warp barriers, so a lane
 // missing from the call (divergence under a full mask) deadlocks, which the emulation reports.
-inline unsigned emu_warp_gather(unsigned v, unsigned (&all)[32]) {
+inline void emu_warp_gather(unsigned v, unsigned (&all)[32]) {
   emu::Warp& w = emu::cb->warps[threadIdx.x / 32];
   if (w.live != 32) {
     std::fprintf(stderr, "emu: full-mask warp vote with %u live lanes (thread %u)\n", w.live,
@@ -403,7 +403,6 @@ inline unsigned emu_warp_gather(unsigned v, unsigned (&all)[32]) {
   for (int l = 0; l < 32; ++l)
     all[l] = static_cast<unsigned>(w.slot[l]);
   emu::warp_barrier();
-  return v;
 }
 inline unsigned __match_any_sync(unsigned mask, unsigned v) {
   if (mask == (1u << (threadIdx.x & 31))) return mask;

@@ -340,12 +340,10 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   } else {
     int need_equal = 0;
     const uint32_t threshold = TopK::threshold(s_topk, s_keys, len, keff, &need_equal);
-    TopK::compact(s_topk, s_keys, len, threshold, need_equal, out);
-    __syncthreads();  // `out` visible to the whole block
-    for (int i = threadIdx.x; i < keff; i += kThreads) {
-      const uint32_t key = s_keys[out[i]];
+    // The other selected positions' s-hat, decoded from their keys as they are written.
+    TopK::compact(s_topk, s_keys, len, threshold, need_equal, out, 0, 0, 0, [&](uint32_t key, int) {
       if (key != device::kForcedKey) alpha[0] += device::ordered_to_float(key);
-    }
+    });
   }
   device::block_sum<1, kThreads>(alpha, s_scratch);  // its barriers also publish `out`
 

@@ -194,15 +194,30 @@ __device__ void alpha_partials(const SelectParams& p, const UnitView& u, const f
   }
 }
 
-/// s-hat of a selected position of a one-head unit, from its ranking key: the key is s-hat
-/// itself, order-mapped (float_to_ordered of 0 + s-hat), so it decodes exactly, with no read
-/// of the logits. Forced positions (the local window) and NaN keys carry no s-hat: those read
-/// their logit.
-__device__ __forceinline__ float shat_of_selected(const UnitView& u, uint32_t key, int s, float max,
-                                                  float inv_sum) {
-  return key == device::kForcedKey || key <= 1u ? device::shat(u.logits[s], max, inv_sum)
-                                                : device::ordered_to_float(key);
-}
+/// Alpha of a one-head unit, summed from the keys BlockTopK::compact selects (its callback):
+/// such a key is the position's s-hat, order-mapped (float_to_ordered of 0 + s-hat), so it
+/// decodes exactly with no read of the logits; forced keys (the local window) carry none and
+/// read their logit. Off (adds nothing) for units of several heads, which sum per head from
+/// the logits afterwards (alpha_partials).
+struct KeyAlpha {
+  const UnitView& u;
+  float max, inv_sum;
+  bool on;
+  float sum[1] = {0.f};
+
+  __device__ void operator()(uint32_t key, int s) {
+    if (on)
+      sum[0] += key == device::kForcedKey ? device::shat(u.logits[s], max, inv_sum)
+                                          : device::ordered_to_float(key);
+  }
+  /// This block's sum into s_alpha[0] (valid after the call's barriers); call from the block.
+  template <int kThreads>
+  __device__ void finish(float* s_red, float* s_alpha) {
+    if (!on) return;
+    device::block_sum<1, kThreads>(sum, s_red);
+    if (threadIdx.x == 0) s_alpha[0] = sum[0];
+  }
+};
 
 }  // namespace select_detail
 
@@ -224,8 +239,8 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
   TopK::clear_histogram(s_topk);
   __syncthreads();
 
-  // One-head units sum alpha from the selected keys as they are written (shat_of_selected);
-  // units of several heads, and sequences that take every row, read the logits back after.
+  // One-head units sum alpha from the selected keys as they are written (KeyAlpha); units of
+  // several heads, and sequences that take every row, read the logits back after.
   if (u.keff == u.len) {
     for (int s = threadIdx.x; s < u.len; s += kThreads)
       u.out[s] = s;  // every row taken
@@ -236,17 +251,9 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
     __syncthreads();
     int need_equal = 0;
     const uint32_t threshold = TopK::threshold(s_topk, keys, u.len, u.keff, &need_equal);
-    const bool alpha_from_keys = u.nh == 1;
-    float a[1] = {0.f};
-    TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out, 0, 0, 0,
-                  [&](uint32_t key, int s) {
-                    if (alpha_from_keys)
-                      a[0] += select_detail::shat_of_selected(u, key, s, s_max[0], s_inv_sum[0]);
-                  });
-    if (alpha_from_keys) {
-      device::block_sum<1, kThreads>(a, s_red);
-      if (threadIdx.x == 0) s_alpha[0] = a[0];
-    }
+    select_detail::KeyAlpha alpha{u, s_max[0], s_inv_sum[0], u.nh == 1};
+    TopK::compact(s_topk, keys, u.len, threshold, need_equal, u.out, 0, 0, 0, alpha);
+    alpha.template finish<kThreads>(s_red, s_alpha);
   }
   __syncthreads();
   if (u.nh != 1 || u.keff == u.len)
@@ -391,18 +398,10 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
     select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
                                                  s_sel.hist[0]);
     __syncthreads();
-    const bool alpha_from_keys = u.nh == 1;
-    float a[1] = {0.f};
+    select_detail::KeyAlpha alpha{u, s_max[0], s_inv_sum[0], u.nh == 1};
     select_detail::cluster_top_k<kClusterThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank,
-                                                  u.out, &first, &last, [&](uint32_t key, int s) {
-                                                    if (alpha_from_keys)
-                                                      a[0] += select_detail::shat_of_selected(
-                                                          u, key, s, s_max[0], s_inv_sum[0]);
-                                                  });
-    if (alpha_from_keys) {
-      device::block_sum<1, kClusterThreads>(a, s_red);
-      if (threadIdx.x == 0) s_alpha[0] = a[0];
-    }
+                                                  u.out, &first, &last, alpha);
+    alpha.template finish<kClusterThreads>(s_red, s_alpha);
   }
   __syncthreads();
   if (u.nh != 1 || u.keff == u.len)
