@@ -427,6 +427,9 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
     bits |= all[l] << l;
   return bits;
 }
+inline int __any_sync(unsigned mask, int pred) {
+  return __ballot_sync(mask, pred) != 0u;
+}
 template <typename T>
 inline T emu_shfl(unsigned mask, T v, int src_of_lane_ok, int src) {
   if (mask != 0xffffffffu) {

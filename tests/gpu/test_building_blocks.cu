@@ -157,8 +157,9 @@ __global__ void topk_kernel(const uint32_t* keys, int n, int count, int* out, in
   __shared__ typename TopK::TempStorage ts;
   TopK::clear_histogram(ts);
   __syncthreads();
-  for (int s = threadIdx.x; s < n; s += kThreads)
-    TopK::add_to_first_histogram(ts, keys[s]);
+  // Whole warps in every step (add_all is converged): a lane past the end adds nothing.
+  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kThreads)
+    TopK::add_all(ts.hist, s < n ? keys[s] >> 24 : 0u, s < n);
   __syncthreads();
   int need = 0;
   const uint32_t t = TopK::threshold(ts, keys, n, count, &need);

@@ -51,6 +51,11 @@ REGISTERS = [
 ]
 
 
+# Kernels whose histogram adds must all be converged: no __activemask (VOTE.ANY Rn, PT, PT),
+# which a match under a per-key bounds test needed (fifteenth session; it was 16 per kernel).
+CONVERGED = ["select_kernel<true, 1024>", "select_kernel<true, 512>", "select_cluster_kernel<256>"]
+
+
 def find_tool(name, extra):
     for d in extra:
         p = pathlib.Path(d) / name
@@ -95,6 +100,17 @@ def main():
         verdict = "ok  " if best >= want else "FAIL"
         failed += best < want
         print(f"{verdict} {fragment}: {op} loads, up to {best} in flight (want >= {want})")
+    for fragment in CONVERGED:
+        bodies = [b for n, b in functions.items() if fragment in n]
+        if not bodies:
+            print(f"FAIL {fragment}: not in the SASS")
+            failed += 1
+            continue
+        masks = sum(1 for _, o, a in bodies[0]
+                    if o == "VOTE.ANY" and re.match(r"R\d+, PT, PT$", a))
+        failed += masks > 0
+        print(f"{'ok  ' if masks == 0 else 'FAIL'} {fragment}: {masks} active-mask votes "
+              f"(want 0: every histogram add converged)")
     resources = {}  # demangled name -> (registers, local memory bytes)
     name = None
     for line in usage.splitlines():

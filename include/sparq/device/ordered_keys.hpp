@@ -14,12 +14,15 @@ namespace sparq::device {
 /// Order-preserving map of a float to uint32 (larger float, larger key; -0 == +0). Every NaN
 /// maps to 1: below -inf (as ranks_before orders it), above the key 0 of padding past a
 /// length, and never kForcedKey (the device's canonical NaN 0x7FFFFFFF would map to it).
+/// Written without branches: the selection kernels map every position, and nvcc compiled the
+/// early return into a branch around each key.
 SPARQ_HOST_DEVICE inline uint32_t float_to_ordered(float f) {
-  if (f != f) return 1u;
   uint32_t u;
   memcpy(&u, &f, sizeof(u));
-  if (u == 0x80000000u) u = 0;  // -0 ranks as +0
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  u = u == 0x80000000u ? 0u : u;  // -0 ranks as +0
+  // Negative: every bit flipped; otherwise the sign bit set (u has it clear).
+  const uint32_t flip = 0x80000000u | (0u - (u >> 31));
+  return f != f ? 1u : u ^ flip;
 }
 
 /// Inverse of float_to_ordered (-0 comes back as +0).

@@ -64,26 +64,30 @@ struct BlockTopK {
       if (in_play) atomicAdd(&hist[bin], 1u);
       return;
     }
+    add_all(hist, bin, in_play);
+  }
+
+  /// One count for `bin` from each lane where `in_play`, every lane of the warp calling at
+  /// once (converged, as add_converged), with no ballot first: for the first pass, where
+  /// nearly every lane has a key (a lane past the end of the keys passes false).
+  __device__ static void add_all(unsigned* hist, unsigned bin, bool in_play) {
     const unsigned peers = __match_any_sync(0xffffffffu, in_play ? bin : 256u);
     if (in_play && (threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
       atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
   }
 
-  /// Lets the caller fill the first pass's histogram while it writes the keys.
-  __device__ static void add_to_first_histogram(TempStorage& ts, uint32_t key) {
-    add(ts.hist, key >> 24);
-  }
-
   /// Adds the digit of `pass` of every key still in play to `hist` (no barrier). Four keys
   /// per thread at a time (16-byte reads: a quarter of the load instructions, no bank
   /// conflicts; keys must be 16-byte aligned), with trip counts uniform per warp (a lane past
-  /// the end takes part with no key), so every add is converged.
+  /// the end takes part with no key), so every add is converged. One vote skips a warp's four
+  /// keys per lane where none is in play (most of them after the second pass).
   __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
                                          const RadixState& st, int pass) {
     const int shift = st.shift(pass);
     const int lane = threadIdx.x & 31;
-    auto add_key = [&](uint32_t key, bool valid) {
-      add_converged(hist, (key >> shift) & 0xFFu, valid && (key & st.mask) == st.prefix);
+    auto in_play = [&](uint32_t key, bool valid) { return valid && (key & st.mask) == st.prefix; };
+    auto add_key = [&](uint32_t key, bool play) {
+      add_converged(hist, (key >> shift) & 0xFFu, play);
     };
     const int n4 = n / 4;
     const uint4* k4 = reinterpret_cast<const uint4*>(keys);
@@ -91,14 +95,18 @@ struct BlockTopK {
       const bool valid = i0 + lane < n4;
       uint4 v{0u, 0u, 0u, 0u};
       if (valid) v = k4[i0 + lane];
-      add_key(v.x, valid);
-      add_key(v.y, valid);
-      add_key(v.z, valid);
-      add_key(v.w, valid);
+      const bool px = in_play(v.x, valid), py = in_play(v.y, valid), pz = in_play(v.z, valid),
+                 pw = in_play(v.w, valid);
+      if (!__any_sync(0xffffffffu, px || py || pz || pw)) continue;  // uniform per warp
+      add_key(v.x, px);
+      add_key(v.y, py);
+      add_key(v.z, pz);
+      add_key(v.w, pw);
     }
     if (threadIdx.x < 32) {  // the last n % 4 keys: warp 0
       const int s = 4 * n4 + lane;
-      add_key(s < n ? keys[s] : 0u, s < n);
+      const uint32_t key = s < n ? keys[s] : 0u;
+      add_key(key, in_play(key, s < n));
     }
   }
 

@@ -192,13 +192,16 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
     first = begin;
     last = end;
   } else {
-    for (int s = threadIdx.x; s < n; s += kFusedThreads) {
+    // Whole warps in every step, so the histogram adds are converged (BlockTopK::add_all).
+    for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kFusedThreads) {
+      const bool in = s < n;
       float sum = 0.f;
-      for (int h = 0; h < nh; ++h)
-        sum += device::shat(s_logits[h * seg + s], s_max[h], s_inv_sum[h]);
+      if (in)
+        for (int h = 0; h < nh; ++h)
+          sum += device::shat(s_logits[h * seg + s], s_max[h], s_inv_sum[h]);
       const uint32_t key = device::ranking_key(sum, begin + s, len, leff);
-      s_keys[s] = key;
-      TopK::add(s_sel.hist[0], key >> 24);
+      if (in) s_keys[s] = key;
+      TopK::add_all(s_sel.hist[0], key >> 24, in);
     }
     __syncthreads();
     select_detail::cluster_top_k<kFusedThreads, kBlocks>(cluster, s_sel, s_keys, n, keff, begin,
@@ -326,12 +329,16 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   TopK::clear_histogram(s_topk);
   __syncthreads();
   float alpha[1] = {0.f};
-  for (int s = threadIdx.x; s < len; s += kThreads) {
-    const float shat = device::shat(s_x[s], m, inv_sum);
+  // Whole warps in every step, so the histogram adds are converged (BlockTopK::add_all).
+  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < len; s += kThreads) {
+    const bool in = s < len;
+    const float shat = in ? device::shat(s_x[s], m, inv_sum) : 0.f;
     const uint32_t key = device::ranking_key(shat, s, len, leff);
-    if (s >= len - leff || take_all) alpha[0] += shat;
-    s_keys[s] = key;
-    if (!take_all) TopK::add_to_first_histogram(s_topk, key);
+    if (in) {
+      if (s >= len - leff || take_all) alpha[0] += shat;
+      s_keys[s] = key;
+    }
+    if (!take_all) TopK::add_all(s_topk.hist, key >> 24, in);
   }
   __syncthreads();
   if (take_all) {

@@ -144,29 +144,40 @@ __device__ __forceinline__ void shat_sums(const SelectParams& p, const UnitView&
   }
 }
 
-/// Keys of positions [begin, end) into keys[s - begin] (begin a multiple of 4), each added to
-/// the first radix pass's histogram. A thread takes 4 consecutive positions from each of
-/// kVecs strips per step, so a warp's float4 loads are contiguous and several are in flight.
+/// Keys of positions [begin, end) into keys[s - begin] (begin a multiple of 4, keys 16-byte
+/// aligned), each added to the first radix pass's histogram. A thread takes 4 consecutive
+/// positions from each of kVecs strips per step, so a warp's float4 loads are contiguous and
+/// several are in flight, and stores their keys as one 16-byte write. The loop runs while the
+/// warp's first lane has positions, so every histogram add is converged (under a per-key
+/// bounds test nvcc wrapped each match in a divergence check and a branch).
 template <int kThreads>
 __device__ void compute_keys(const SelectParams& p, const UnitView& u, const float* s_max,
                              const float* s_inv_sum, int begin, int end, uint32_t* keys,
                              unsigned* hist) {
   using TopK = device::BlockTopK<kThreads>;
   constexpr int kVecs = 4, kStep = kThreads * 4;
-  for (int base = begin + threadIdx.x * 4; base < end; base += kStep * kVecs) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  for (int base = begin + threadIdx.x * 4; base - 4 * lane < end; base += kStep * kVecs) {
     float sum[kVecs][4];
     shat_sums<kVecs>(p, u, s_max, s_inv_sum, base, kStep, end, sum);
 #pragma unroll
-    for (int v = 0; v < kVecs; ++v)
+    for (int v = 0; v < kVecs; ++v) {
+      const int s0 = base + v * kStep;
+      uint32_t key[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int s = base + v * kStep + i;
-        if (s < end) {
-          const uint32_t key = device::ranking_key(sum[v][i], s, u.len, u.leff);
-          keys[s - begin] = key;
-          TopK::add(hist, key >> 24);
-        }
+      for (int i = 0; i < 4; ++i)
+        key[i] = device::ranking_key(sum[v][i], s0 + i, u.len, u.leff);
+      if (s0 + 4 <= end) {
+        *reinterpret_cast<uint4*>(keys + (s0 - begin)) = make_uint4(key[0], key[1], key[2], key[3]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (s0 + i < end) keys[s0 + i - begin] = key[i];
       }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        TopK::add_all(hist, key[i] >> 24, s0 + i < end);
+    }
   }
 }
 
