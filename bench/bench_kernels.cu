@@ -89,6 +89,7 @@ enum Stage {
   kScores,
   kSelect,
   kSelectWide,
+  kSelectCluster,  // the cluster selection where the launch API takes the one-block one
   kSelectStream,
   kAttend
 };
@@ -114,6 +115,12 @@ void BM_SparqDecode(benchmark::State& state) {
   // have run: the fused and stage rows need their plan's intermediates, not this one's).
   const sparq::kernels::SparqPlan<T> flow_plan(s.p, s.cfg, s.workspace,
                                                sparq::kernels::SparqRoute::kDataflow);
+  // The cluster selection (sm_90) at any batch: the same offsets (its keys need no buffer).
+  const sparq::kernels::SparqPlan<T> cluster_plan(s.p, s.cfg, s.workspace,
+                                                  sparq::kernels::SparqRoute::kThreeLaunches,
+                                                  sparq::kernels::SelectRoute::kCluster);
+  if (kStage == kSelectCluster && !sparq::kernels::device_has_clusters())
+    return state.SkipWithError("the cluster selection needs sm_90");
   dependent_plan.dependent_launch = stream_dependent_plan.dependent_launch = true;
   if ((kStage == kThreeDependent || kStage == kThreeStreamDependent) &&
       !sparq::kernels::device_has_clusters())
@@ -134,9 +141,10 @@ void BM_SparqDecode(benchmark::State& state) {
   // select_kernel: the logits once, and the keys written and read once where they do not fit
   // in shared memory (the global-keys route); the streaming one reads the logits twice
   // instead (counted once here, so the rows compare time on the same bytes).
-  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectStream) {
-    const bool global_keys =
-        kStage != kSelectStream && plan.select == sparq::kernels::SelectRoute::kGlobalKeys;
+  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectCluster ||
+      kStage == kSelectStream) {
+    const bool global_keys = kStage != kSelectStream && kStage != kSelectCluster &&
+                             plan.select == sparq::kernels::SelectRoute::kGlobalKeys;
     bytes = rows * (4.0 * S * g + (global_keys ? 8.0 * S : 0.0));
   }
   if (kStage == kAttend) bytes = rows * (2.0 * k * kDim * sizeof(T));
@@ -167,6 +175,8 @@ void BM_SparqDecode(benchmark::State& state) {
           if (kStage == kSelectWide)
             st = sparq::kernels::launch_sparq_select<T, sparq::kernels::kSelectThreadsWide>(
                 a, plan, nullptr);
+          if (kStage == kSelectCluster)
+            st = sparq::kernels::launch_sparq_select<T>(a, cluster_plan, nullptr);
           if (kStage == kAttend)
             st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
           sb::check_status(st, "sparq stage");
@@ -333,6 +343,12 @@ BENCHMARK(BM_KVAppendDecode)
 // measured row has run. The streaming selection alone and in the three launches, and the
 // three launches as programmatic dependent launches (sm_90), alone and with it.
 BENCHMARK(BM_SparqDecode<kSelectStream>)->Name("BM_SparqStageSelectStream")->Apply(shapes);
+// The cluster selection at large batch (the launch API takes it below the SM count of units):
+// whether eight blocks of a unit per cluster, several clusters per SM, beat one block of 1024
+// threads per SM where the keys fill shared memory.
+BENCHMARK(BM_SparqDecode<kSelectCluster>)
+    ->Name("BM_SparqStageSelectCluster")
+    ->Apply(large_batch_shapes);
 BENCHMARK(BM_SparqDecode<kThreeStream>)->Name("BM_SparqRouteThreeStream")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kThreeDependent>)->Name("BM_SparqRouteThreeDependent")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)
