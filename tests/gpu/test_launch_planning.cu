@@ -238,6 +238,8 @@ TEST(SparqSelect, EnvironmentOverrideParses) {
   EXPECT_FALSE(parse_select_override("auto")->has_value());
   ASSERT_TRUE(parse_select_override("stream").has_value());
   EXPECT_EQ(*parse_select_override("stream"), SelectRoute::kStream);
+  ASSERT_TRUE(parse_select_override("cluster").has_value());
+  EXPECT_EQ(*parse_select_override("cluster"), SelectRoute::kCluster);
   EXPECT_FALSE(parse_select_override("Stream").has_value()) << "not a value: refused";
   EXPECT_FALSE(parse_select_override("block").has_value());
 }

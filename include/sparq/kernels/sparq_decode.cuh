@@ -102,12 +102,14 @@ bool flow_fits(int64_t kmax, int heads_per_unit) {
 }
 
 /// The SPARQ_SELECT environment variable: "stream" makes every three-launch plan select with
-/// select_stream_kernel; unset, empty or "auto": the rule (select_route). Null where the value
-/// is not one of those.
+/// select_stream_kernel, "cluster" with select_cluster_kernel wherever it fits (sm_90; to time
+/// it end to end at batches where the rule takes the one-block kernel); unset, empty or
+/// "auto": the rule (select_route). Null where the value is not one of those.
 inline std::optional<std::optional<SelectRoute>> parse_select_override(const char* v) {
   const std::string s = v ? v : "";
   if (s.empty() || s == "auto") return std::optional<SelectRoute>{};
   if (s == "stream") return std::optional<SelectRoute>{SelectRoute::kStream};
+  if (s == "cluster") return std::optional<SelectRoute>{SelectRoute::kCluster};
   return std::nullopt;
 }
 
@@ -116,7 +118,7 @@ inline std::optional<SelectRoute> select_override() {
     const char* v = std::getenv("SPARQ_SELECT");
     const auto parsed = parse_select_override(v);
     if (parsed) return *parsed;
-    std::fprintf(stderr, "sparq: SPARQ_SELECT=%s ignored (auto or stream)\n", v);
+    std::fprintf(stderr, "sparq: SPARQ_SELECT=%s ignored (auto, stream or cluster)\n", v);
     return std::optional<SelectRoute>{};
   }();
   return value;
@@ -138,18 +140,24 @@ inline bool wide_select_preferred(int bound) {
   return 2 * bound > narrow && bound <= block_key_capacity<kSelectThreadsWide>();
 }
 
-inline SelectRoute select_route(int bound, int64_t batch_units) {
+/// Whether the cluster selection runs for this length bound: an sm_90 device whose shared
+/// memory holds a block's segment of keys (its limit raised once).
+inline bool cluster_select_fits(int bound) {
   static const int cluster_keys =
       device_has_clusters()
           ? raise_dynamic_smem(select_cluster_kernel<>) / static_cast<int>(sizeof(uint32_t))
           : 0;
+  return cluster_segment(bound) <= cluster_keys;
+}
+
+inline SelectRoute select_route(int bound, int64_t batch_units) {
   const int block_keys = block_key_capacity<kSelectThreads>();
   // A cluster spreads one unit over 8 SMs: worth its barriers only while one block per unit
   // would leave most of the device idle.
   const bool few_units = batch_units < planning_sm_count();
-  if (few_units && cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
+  if (few_units && cluster_select_fits(bound)) return SelectRoute::kCluster;
   if (bound <= block_keys) return SelectRoute::kSharedKeys;
-  if (cluster_segment(bound) <= cluster_keys) return SelectRoute::kCluster;
+  if (cluster_select_fits(bound)) return SelectRoute::kCluster;
   return SelectRoute::kGlobalKeys;
 }
 
@@ -305,9 +313,14 @@ struct SparqPlan {
     // Consecutive chunks per score block (each computes its unit's top-r and temperatures
     // once for all of them), chosen so that the grid's last wave is not mostly empty.
     score_iters = plan_chunk_iters(chunks, batch_units, score_block_slots);
-    select = forced_select       ? *forced_select
-             : select_override() ? *select_override()
-                                 : select_route(static_cast<int>(bound), batch_units);
+    // A forced cluster selection (SPARQ_SELECT=cluster) only where it fits; the rule elsewhere.
+    const std::optional<SelectRoute> env_select =
+        select_override() == SelectRoute::kCluster && !cluster_select_fits(static_cast<int>(bound))
+            ? std::nullopt
+            : select_override();
+    select = forced_select ? *forced_select
+             : env_select  ? *env_select
+                           : select_route(static_cast<int>(bound), batch_units);
     size_t flow_smem_limit = 0;
     if (route == SparqRoute::kDataflow)
       dispatch_head_dim(p.head_dim, [&](auto dim) {
