@@ -119,8 +119,8 @@ void BM_SparqDecode(benchmark::State& state) {
   const sparq::kernels::SparqPlan<T> cluster_plan(s.p, s.cfg, s.workspace,
                                                   sparq::kernels::SparqRoute::kThreeLaunches,
                                                   sparq::kernels::SelectRoute::kCluster);
-  if (kStage == kSelectCluster && !sparq::kernels::device_has_clusters())
-    return state.SkipWithError("the cluster selection needs sm_90");
+  if (kStage == kSelectCluster && !sparq::kernels::cluster_select_fits(seq))
+    return state.SkipWithError("the cluster selection does not fit this shape on this device");
   dependent_plan.dependent_launch = stream_dependent_plan.dependent_launch = true;
   if ((kStage == kThreeDependent || kStage == kThreeStreamDependent) &&
       !sparq::kernels::device_has_clusters())

@@ -509,6 +509,7 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   cudaError_t e = cudaSuccess;
   switch (plan.select) {
     case SelectRoute::kCluster:
+      if (!cluster_select_fits(bound)) return Status::kUnsupportedDevice;
       e = launch_ex(select_cluster_kernel<>, dim3(kClusterBlocks, plan.units.per_batch, p.batch),
                     dim3(kClusterThreads), sizeof(uint32_t) * cluster_segment(bound), stream,
                     kClusterBlocks, dep, sel);
