@@ -81,6 +81,13 @@ inline SparqCase long_mha_case() {
           GqaMode::kShared};
 }
 
+/// More units of one head than an H100 has SMs (5 x 32), from 4k positions: where the plan
+/// takes the block route on cards with little DRAM bandwidth per SM (block_route_rule).
+inline SparqCase many_units_case() {
+  return {"many_units_4k", 5, 32, 32, 128, 4500, {4500, 4096, 1, 2999, 4497}, 16, 512, 8, true,
+          GqaMode::kShared};
+}
+
 enum class Route {
   kChosen,
   kFused,

@@ -3,6 +3,8 @@
 // picks) and through each route forced: fused with a cluster per unit, fused with a block per
 // unit (units of one head; the others skip), and the three launches with each selection
 // kernel. The dataflow route has its own binary (test_gpu_sparq_dataflow.cu).
+#include <cstdio>
+
 #include "gpu/sparq_decode_cases.cuh"
 
 namespace {
@@ -96,6 +98,24 @@ TEST(SparqDecodeGpuLong, Positions128kFusedBFloat16) {
 TEST(SparqDecodeGpuLong, Positions128kThreeLaunchesFloat32) {
   SPARQ_REQUIRE_GPU();
   run_case<float>(long_mha_case(), fresh_seed() + 11, Route::kThreeLaunches);
+}
+
+// The route the plan picks for many one-head units (the block route on an H100, three
+// launches on an H200), and the block route forced there.
+TEST(SparqDecodeGpuManyUnits, ChosenRouteBFloat16) {
+  SPARQ_REQUIRE_GPU();
+  const SparqCase c = many_units_case();
+  const int64_t units = int64_t{c.batch} * c.hq;
+  std::printf("%lld units, %d SMs, %.1f GB/s of DRAM per SM: %s\n", static_cast<long long>(units),
+              sparq::kernels::planning_sm_count(), sparq::kernels::device_dram_gbs_per_sm(),
+              sparq::kernels::block_route_preferred(units, c.capacity, 1) ? "block route"
+                                                                          : "three launches");
+  run_case<__nv_bfloat16>(c, fresh_seed() + 20);
+}
+
+TEST(SparqDecodeGpuManyUnits, FusedBlockFloat32) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(many_units_case(), fresh_seed() + 21, Route::kFusedBlock);
 }
 
 }  // namespace

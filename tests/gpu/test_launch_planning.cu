@@ -3,6 +3,8 @@
 // (fused or three launches) follows the device and the shape.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "sparq/cuda.cuh"
 
 namespace {
@@ -175,27 +177,49 @@ TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
 }
 
 TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
-  using sparq::kernels::block_route_preferred;
-  const int sms = sparq::kernels::planning_sm_count();
+  using sparq::kernels::block_route_rule;
+  // An H100 SXM's 132 SMs; DRAM bandwidth per SM of an H200 (above the many-units limit).
+  const int sms = 132;
+  const double h200 = 37.3;
   const int64_t short_bound = sparq::kernels::kBlockRouteShortBound;
   // Half to one wave of units, whatever the length and the heads per unit (below half a wave
   // where neither exception below applies).
   for (int64_t bound : {short_bound + 1, int64_t{32768}})
     for (int heads : {1, 4}) {
-      EXPECT_FALSE(block_route_preferred(sms / 2, bound, heads)) << bound << " " << heads;
-      EXPECT_TRUE(block_route_preferred(sms / 2 + 1, bound, heads)) << bound << " " << heads;
-      EXPECT_TRUE(block_route_preferred(sms, bound, heads)) << bound << " " << heads;
-      EXPECT_FALSE(block_route_preferred(sms + 1, bound, heads)) << bound << " " << heads;
+      EXPECT_FALSE(block_route_rule(sms / 2, bound, heads, sms, h200)) << bound << " " << heads;
+      EXPECT_TRUE(block_route_rule(sms / 2 + 1, bound, heads, sms, h200)) << bound << " " << heads;
+      EXPECT_TRUE(block_route_rule(sms, bound, heads, sms, h200)) << bound << " " << heads;
+      EXPECT_FALSE(block_route_rule(sms + 1, bound, heads, sms, h200)) << bound << " " << heads;
     }
   // Fewer units of one head: only up to the short bound (batch 1 with 32 heads at 4k and 8k).
-  EXPECT_TRUE(block_route_preferred(1, short_bound, 1));
-  EXPECT_TRUE(block_route_preferred(32, 4096, 1));
-  EXPECT_FALSE(block_route_preferred(32, short_bound + 1, 1));
-  EXPECT_FALSE(block_route_preferred(32, 16384, 1));
-  EXPECT_TRUE(block_route_preferred(sms / 2, 1024, 1));
-  EXPECT_FALSE(block_route_preferred(8, 4096, 4)) << "GQA units of four heads: not measured";
-  EXPECT_FALSE(block_route_preferred(sms / 2, 1024, 4));
-  EXPECT_FALSE(block_route_preferred(sms + 1, 4096, 1));
+  EXPECT_TRUE(block_route_rule(1, short_bound, 1, sms, h200));
+  EXPECT_TRUE(block_route_rule(32, 4096, 1, sms, h200));
+  EXPECT_FALSE(block_route_rule(32, short_bound + 1, 1, sms, h200));
+  EXPECT_FALSE(block_route_rule(32, 16384, 1, sms, h200));
+  EXPECT_TRUE(block_route_rule(sms / 2, 1024, 1, sms, h200));
+  EXPECT_FALSE(block_route_rule(8, 4096, 4, sms, h200)) << "GQA units of four heads: not measured";
+  EXPECT_FALSE(block_route_rule(sms / 2, 1024, 4, sms, h200));
+  EXPECT_FALSE(block_route_rule(sms + 1, 4096, 1, sms, h200));
+}
+
+TEST(SparqRoute, ManyUnitsTakeTheBlockRouteWhereDramIsSlowPerSm) {
+  using sparq::kernels::block_route_rule;
+  const int sms = 132;
+  const double h100 = 3352.3 / 132, h200 = 4915.2 / 132;  // peak GB/s per SM
+  const double limit = sparq::kernels::kBlockRouteMaxGbsPerSm;
+  const int64_t min_bound = sparq::kernels::kBlockRouteManyUnitsMinBound;
+  ASSERT_LT(h100, limit);
+  ASSERT_GT(h200, limit);
+  for (int64_t units : {int64_t{sms} + 1, int64_t{16 * 32}, int64_t{64 * 32}})
+    for (int64_t bound : {min_bound, int64_t{16384}, int64_t{32768}}) {
+      EXPECT_TRUE(block_route_rule(units, bound, 1, sms, h100)) << units << " " << bound;
+      EXPECT_TRUE(block_route_rule(units, bound, 1, sms, limit)) << "the limit is included";
+      EXPECT_FALSE(block_route_rule(units, bound, 1, sms, h200)) << units << " " << bound;
+      EXPECT_FALSE(block_route_rule(units, bound, 1, sms, 0.0)) << "bandwidth unknown";
+      EXPECT_FALSE(block_route_rule(units, bound, 4, sms, h100)) << "GQA units: not measured";
+    }
+  EXPECT_FALSE(block_route_rule(64 * 32, min_bound - 1, 1, sms, h100)) << "shorter: not measured";
+  EXPECT_FALSE(block_route_rule(64 * 32, 1024, 1, sms, h100));
 }
 
 TEST(SparqRoute, ThreeLaunchesRefuseAPlanMadeForAFusedRoute) {
@@ -311,7 +335,14 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   const sparq::kernels::SparqPlan<T> long_four(mha_problem(4, 131072), cfg, nullptr);
   EXPECT_EQ(long_four.route, SparqRoute::kThreeLaunches) << "128k positions: three launches";
   EXPECT_EQ(one.route, SparqRoute::kThreeLaunches) << "batch 1: three launches (measured)";
-  EXPECT_EQ(many.route, SparqRoute::kThreeLaunches) << "batch 64: three launches (measured)";
+  // Batch 64: the block route on cards with little DRAM bandwidth per SM (an H100), else
+  // three launches (an H200; measured on both).
+  const double gbs_per_sm = sparq::kernels::device_dram_gbs_per_sm();
+  const bool slow_dram = gbs_per_sm > 0 && gbs_per_sm <= sparq::kernels::kBlockRouteMaxGbsPerSm;
+  const bool fits = sparq::kernels::fused_block_fits<T, 128>(32768, 1);
+  EXPECT_EQ(many.route, slow_dram && fits ? SparqRoute::kFusedBlock : SparqRoute::kThreeLaunches)
+      << "batch 64, S 32k; peak DRAM GB/s per SM " << gbs_per_sm;
+  if (gbs_per_sm > 0) std::printf("peak DRAM bandwidth per SM: %.1f GB/s\n", gbs_per_sm);
   sparq::SparqDecodeParams<T> a;
   a.problem = mha_problem(1, 32768);
   a.config = cfg;

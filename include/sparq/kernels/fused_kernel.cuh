@@ -396,23 +396,46 @@ int smem_limit() {
 /// of one head).
 constexpr int64_t kBlockRouteShortBound = 8192;
 
-/// Where the launch API takes the block-per-unit route: between half and all of the SM count
-/// of units (one wave of blocks), and, for units of one head, fewer units where the length
-/// bound is at most kBlockRouteShortBound. Measured (docs/benchmarks.md; 32 heads, d 128,
-/// 1/8): batch 4, S 16k, 80 against 127 µs for the three launches (H100, run 8). With many
-/// more units it lost at S 4k on the H100 (batch 16 and 64, by about 5%); at batch 64, S 16k
-/// and 32k it won by 6% and 11% on the H100 but lost by 7% and 2% on an H200 (twelfth
-/// session), so that stays with the three launches. At batch 1 it took 55.6 µs at S 16k and
-/// 94.7 at S 32k (run 8; three launches 58.1 and 74.1, and 48.6 at 16k by run 9): a block per
-/// head grows by about 2.4 µs per 1k positions from about 16.5, while the three launches have
-/// a floor of about 40 µs (43.2 at S 4k, 49.2 at 8k in run 8). So up to 8k positions the block
-/// route is taken at batch 1 too (the fourteenth session's extrapolation, not yet measured: at
-/// S 4k about 26 against 43 µs). The cluster route lost at batch 1 and 2 (99 against 74 µs at
-/// S 32k, H100 run 8), so it is taken only when SPARQ_ROUTE=cluster asks for it.
-inline bool block_route_preferred(int64_t batch_units, int64_t length_bound, int heads_per_unit) {
-  const int sms = planning_sm_count();
-  if (batch_units > sms) return false;
+/// Peak DRAM GB/s per SM up to which many units of one head (more than the SM count) take the
+/// block route. Measured at batch 16 and 64 (32 heads, d 128, 1/8; block route against three
+/// launches): on an H100 SXM (25.4 GB/s per SM) the block route won at every length timed,
+/// 89.0 vs 90.9 µs at B16 S4k, 305.7 vs 316.4 at B64 S4k, 960 vs 1029 at S16k and 1843 vs
+/// 2071 at S32k (run 10; run 8 alike at S16k and S32k); on an H200 (37.3 GB/s per SM) it lost,
+/// 313 vs 267, 869 vs 811 and 1666 vs 1634 at B64 S4k, 16k and 32k (twelfth session). One
+/// block per unit saves the logits' and keys' round trip through DRAM but runs its stages one
+/// after another; that pays where DRAM is slow next to the SMs.
+constexpr double kBlockRouteMaxGbsPerSm = 30.0;
+
+/// Length bound from which many units take the block route where kBlockRouteMaxGbsPerSm
+/// allows it (the shortest measured; shorter ones keep the three launches).
+constexpr int64_t kBlockRouteManyUnitsMinBound = 4096;
+
+/// block_route_preferred for a device with `sms` multiprocessors and `gbs_per_sm` peak DRAM
+/// GB/s per SM (0: unknown): a pure function, so that CPU tests cover every branch.
+inline bool block_route_rule(int64_t batch_units, int64_t length_bound, int heads_per_unit, int sms,
+                             double gbs_per_sm) {
+  if (batch_units > sms)
+    return heads_per_unit == 1 && length_bound >= kBlockRouteManyUnitsMinBound && gbs_per_sm > 0 &&
+           gbs_per_sm <= kBlockRouteMaxGbsPerSm;
   return batch_units * 2 > sms || (heads_per_unit == 1 && length_bound <= kBlockRouteShortBound);
+}
+
+/// Where the launch API takes the block-per-unit route (block_route_rule on this device):
+/// - between half and all of the SM count of units (one wave of blocks): measured at batch 4,
+///   S 16k, 80 against 127 µs for the three launches (H100, run 8);
+/// - for units of one head, fewer units where the length bound is at most
+///   kBlockRouteShortBound. At batch 1 it took 55.6 µs at S 16k and 94.7 at S 32k (run 8;
+///   three launches 58.1 and 74.1): a block per head grows by about 2.4 µs per 1k positions
+///   from about 16.5, while the three launches have a floor of about 40 µs. At S 4k and 8k it
+///   took 24.0 and 34.4 against 38.8 and 41.6 (run 10);
+/// - for units of one head, more units than SMs on cards with little DRAM bandwidth per SM
+///   (kBlockRouteMaxGbsPerSm) from kBlockRouteManyUnitsMinBound positions.
+/// Units of several heads with more units than SMs were not measured: three launches. The
+/// cluster route lost at batch 1 and 2 (99 against 74 µs at S 32k, H100 run 8), so it is
+/// taken only when SPARQ_ROUTE=cluster asks for it.
+inline bool block_route_preferred(int64_t batch_units, int64_t length_bound, int heads_per_unit) {
+  return block_route_rule(batch_units, length_bound, heads_per_unit, planning_sm_count(),
+                          device_dram_gbs_per_sm());
 }
 
 /// Whether sparq_fused_kernel<T, D, kBlocks> can run this shape on the current device.
