@@ -8,8 +8,8 @@
 #   2. scripts/gpu-check.sh --bench --no-sanitizers (every GPU test, the benchmarks, the sweep,
 #      the Llama 2 7B decode) with what the budget leaves;
 #   3. the sanitizers, if 50 s are left.
-# Results under --out (default $OUT, else out/gpu-session), and all of them packed into
-# session.tgz there (the device returns few files).
+# Results packed into session.tgz under --out (default $OUT, else out/gpu-session), beside
+# at most six summaries (the device returns 8 files).
 #
 #   tar xzf .devcarry.tar.gz && scripts/gpu-session.sh [--budget SECONDS] [--out DIR]
 #                                                        [--build-dir DIR]
@@ -33,7 +33,10 @@ while [ $# -gt 0 ]; do
 done
 # Relative paths are the caller's; the scripts below run from the repository root.
 mkdir -p "$out"
-out=$(cd "$out" && pwd)
+final=$(cd "$out" && pwd)
+# The device returns at most 8 files from $OUT: everything is written to a work folder, and
+# only session.tgz (all of it) and a few summaries are copied into --out at the end.
+out=$(mktemp -d)
 [ -d "$build" ] && build=$(cd "$build" && pwd)
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH="$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
@@ -83,7 +86,9 @@ else
   note "sanitizers skipped: $left s left"
 fi
 note "done"
-# Packed outside $out, then moved in (tar would see the folder change as it writes).
-pack=$(mktemp)
-tar czf "$pack" -C "$out" --exclude ./session.tgz . && mv "$pack" "$out/session.tgz" || status=1
+tar czf "$final/session.tgz" -C "$out" . || status=1
+for f in session.log gpu.txt ab_kernels.txt ab_sweep.txt check/summary.txt sanitizers/summary.txt; do
+  [ -f "$out/$f" ] && cp "$out/$f" "$final/$(echo "$f" | tr / -)"
+done
+echo "results: $final (all of them in session.tgz)"
 exit $status
