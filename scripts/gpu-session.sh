@@ -8,8 +8,10 @@
 #   2. scripts/gpu-check.sh --bench --no-sanitizers (every GPU test, the benchmarks, the sweep,
 #      the Llama 2 7B decode) with what the budget leaves;
 #   3. the sanitizers, if 50 s are left.
+# Between 1 and 2: the block route against the three launches, both forced, at batch 8-64
+# (routes.txt; about 20 s).
 # Results packed into session.tgz under --out (default $OUT, else out/gpu-session), beside
-# at most six summaries (the device returns 8 files).
+# at most seven summaries (the device returns 8 files).
 #
 #   tar xzf .devcarry.tar.gz && scripts/gpu-session.sh [--budget SECONDS] [--out DIR]
 #                                                        [--build-dir DIR]
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
     --budget) budget=$2; shift ;;
     --out) out=$2; shift ;;
     --build-dir) build=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -61,6 +63,27 @@ else
   note "no baseline in $build/old: A/B skipped"
 fi
 
+# The block route against the three launches, each forced, at batch 8-64 (MHA and GQA, 1k-32k
+# positions, 1/8): where the rule (block_route_rule) should take which, on this card.
+note "routes forced: block against three"
+for route in block three; do
+  SPARQ_ROUTE=$route timeout -k 5 60 "$build/bench/bench_sweep" \
+    --benchmark_filter='^sweep/Hq32_Hkv(8|32)/B(8|32|64)/S([0-9]+)/c8/' \
+    --benchmark_out="$out/routes_$route.json" --benchmark_out_format=json > /dev/null 2>> "$log"
+done
+python3 - "$out/routes_block.json" "$out/routes_three.json" > "$out/routes.txt" 2>> "$log" <<'PY'
+import json, sys
+def rows(path):
+    return {b["name"].split("/iterations")[0]: b for b in json.load(open(path))["benchmarks"]}
+block, three = rows(sys.argv[1]), rows(sys.argv[2])
+print(f"{'row':<36} {'block us':>9} {'three us':>9} {'block/three':>11}  block fits")
+for name, b in block.items():
+    if name in three:
+        t = three[name]
+        fits = "yes" if b.get("route") == 1 else "no (ran three)"
+        print(f"{name:<36} {b['sparq_us']:9.1f} {t['sparq_us']:9.1f} {b['sparq_us'] / t['sparq_us']:11.3f}  {fits}")
+PY
+
 left=$((budget - SECONDS - 60))
 if [ $left -gt 60 ]; then
   note "gpu-check --bench --no-sanitizers, budget $left s"
@@ -87,7 +110,7 @@ else
 fi
 note "done"
 tar czf "$final/session.tgz" -C "$out" . || status=1
-for f in session.log gpu.txt ab_kernels.txt ab_sweep.txt check/summary.txt sanitizers/summary.txt; do
+for f in session.log gpu.txt ab_kernels.txt ab_sweep.txt routes.txt check/summary.txt sanitizers/summary.txt; do
   [ -f "$out/$f" ] && cp "$out/$f" "$final/$(echo "$f" | tr / -)"
 done
 echo "results: $final (all of them in session.tgz)"
