@@ -37,9 +37,9 @@ inline int device_sm_count() {
 }
 
 /// Peak DRAM bandwidth of the current device per multiprocessor in GB/s (memory clock, double
-/// data rate, bus width), or 0 where unknown or no device. The memory clock query took about
-/// 0.6 ms on an H100 (run 11), too slow for a launch path that plans every call, so each
-/// device's value is queried once per process (no synchronisation either way).
+/// data rate, bus width), or 0 where unknown or no device. These attribute queries took about
+/// 0.6 ms per call on an H100 (run 11a), too slow for a launch path that plans every call, so
+/// each device's value is queried once per process (no synchronisation either way).
 inline double device_dram_gbs_per_sm() {
   constexpr int kCachedDevices = 64;
   static std::atomic<float> cache[kCachedDevices];  // 0: not queried yet; -1: unknown
