@@ -180,7 +180,7 @@ TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
   using sparq::kernels::block_route_rule;
   // An H100 SXM's 132 SMs; DRAM bandwidth per SM of an H200 (above the many-units limit).
   const int sms = 132;
-  const double h200 = 37.3;
+  const double h200 = 4800.0 / 132;
   const int64_t short_bound = sparq::kernels::kBlockRouteShortBound;
   // Half to one wave of units, whatever the length and the heads per unit (below half a wave
   // where neither exception below applies).
@@ -202,10 +202,21 @@ TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
   EXPECT_FALSE(block_route_rule(sms + 1, 4096, 1, sms, h200));
 }
 
+TEST(SparqRoute, PeakDramBandwidthPerSmFromTheDeviceAttributes) {
+  using sparq::kernels::peak_dram_gbs_per_sm;
+  // An H100 SXM as run 11 read it: 2619 MHz memory clock, a 5120-bit bus, 132 SMs.
+  EXPECT_NEAR(peak_dram_gbs_per_sm(2619000, 5120, 132), 25.4, 0.05);
+  EXPECT_NEAR(peak_dram_gbs_per_sm(2619000, 5120, 132) * 132, 3352.3, 0.1);
+  EXPECT_EQ(peak_dram_gbs_per_sm(0, 5120, 132), 0.0);
+  EXPECT_EQ(peak_dram_gbs_per_sm(2619000, 0, 132), 0.0);
+  EXPECT_EQ(peak_dram_gbs_per_sm(2619000, 5120, 0), 0.0);
+}
+
 TEST(SparqRoute, ManyUnitsTakeTheBlockRouteWhereDramIsSlowPerSm) {
   using sparq::kernels::block_route_rule;
   const int sms = 132;
-  const double h100 = 3352.3 / 132, h200 = 4915.2 / 132;  // peak GB/s per SM
+  // Peak GB/s per SM: an H100 SXM (run 11), an H200 by its data sheet (4.8 TB/s, 132 SMs).
+  const double h100 = 3352.3 / 132, h200 = 4800.0 / 132;
   const double limit = sparq::kernels::kBlockRouteMaxGbsPerSm;
   const int64_t min_bound = sparq::kernels::kBlockRouteManyUnitsMinBound;
   ASSERT_LT(h100, limit);

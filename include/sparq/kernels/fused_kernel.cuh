@@ -397,13 +397,13 @@ int smem_limit() {
 constexpr int64_t kBlockRouteShortBound = 8192;
 
 /// Peak DRAM GB/s per SM up to which many units of one head (more than the SM count) take the
-/// block route. Measured at batch 16 and 64 (32 heads, d 128, 1/8; block route against three
-/// launches): on an H100 SXM (25.4 GB/s per SM) the block route won at every length timed,
-/// 89.0 vs 90.9 µs at B16 S4k, 305.7 vs 316.4 at B64 S4k, 960 vs 1029 at S16k and 1843 vs
-/// 2071 at S32k (run 10; run 8 alike at S16k and S32k); on an H200 (37.3 GB/s per SM) it lost,
-/// 313 vs 267, 869 vs 811 and 1666 vs 1634 at B64 S4k, 16k and 32k (twelfth session). One
-/// block per unit saves the logits' and keys' round trip through DRAM but runs its stages one
-/// after another; that pays where DRAM is slow next to the SMs.
+/// block route (32 heads, d 128, 1/8; block route against three launches, both forced). On an
+/// H100 SXM (25.4 GB/s per SM), run 11a, batch 8, 32 and 64 at 1k-32k positions: from 4k at
+/// most 1.5% slower (B8 S16k) and up to 10% faster (B64 S32k: 1866 vs 2073 µs); below 4k up to
+/// 49% slower. On an H200 (about 36 GB/s per SM by its 4.8 TB/s) it lost at batch 64: 313 vs
+/// 267, 869 vs 811 and 1666 vs 1634 µs at S4k, 16k and 32k (twelfth session). A block per unit
+/// saves the logits' and keys' round trip through DRAM but runs its stages one after another;
+/// that pays where DRAM is slow next to the SMs.
 constexpr double kBlockRouteMaxGbsPerSm = 30.0;
 
 /// Length bound from which many units take the block route where kBlockRouteMaxGbsPerSm

@@ -36,6 +36,13 @@ inline int device_sm_count() {
   return sms;
 }
 
+/// Peak DRAM bandwidth per multiprocessor in GB/s from the device attributes: the memory
+/// clock in kHz (double data rate), the bus width in bits, the SM count; 0 if one is unknown.
+inline double peak_dram_gbs_per_sm(int memory_khz, int bus_bits, int sms) {
+  if (memory_khz <= 0 || bus_bits <= 0 || sms <= 0) return 0;
+  return 2.0 * memory_khz * 1e3 * (bus_bits / 8.0) / 1e9 / sms;
+}
+
 /// Peak DRAM bandwidth of the current device per multiprocessor in GB/s (memory clock, double
 /// data rate, bus width), or 0 where unknown or no device. These attribute queries took about
 /// 0.6 ms per call on an H100 (run 11a), too slow for a launch path that plans every call, so
@@ -56,7 +63,7 @@ inline double device_dram_gbs_per_sm() {
   if (sms > 0 && cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) == cudaSuccess &&
       cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) == cudaSuccess &&
       khz > 0 && bits > 0)
-    gbs = static_cast<float>(2.0 * khz * 1e3 * (bits / 8) / 1e9 / sms);
+    gbs = static_cast<float>(peak_dram_gbs_per_sm(khz, bits, sms));
   else
     cudaGetLastError();  // this query's own error, not left for the caller
   if (cached) cache[dev].store(gbs, std::memory_order_relaxed);
