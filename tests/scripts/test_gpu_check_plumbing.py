@@ -66,14 +66,16 @@ json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"
 """
 
 FAKE_BENCH_SWEEP = """#!/usr/bin/env python3
-import json, re, sys
+import json, os, re, sys
 args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 m = re.search(r"Hkv(\\d+)/B(\\d+)", args["--benchmark_filter"])
 hkv, batch = m.groups() if m else ("8", "1")  # gpu-session.sh's A/B filter: any rows
+block = os.environ.get("SPARQ_ROUTE") == "block"  # gpu-session.sh's forced routes
 rows = [{"name": f"sweep/Hq32_Hkv{hkv}/B{batch}/S{s}/c8/iterations:1/manual_time",
-         "dense_us": 10.0 * s / 1024, "sparq_us": 4.0 * s / 1024 + 20, "speedup": 1.0,
-         "theory": 8.0, "auto_vs_dense": 1.0, "dense_pct_bw": 90.0, "sparq_pct_bw": 40.0,
-         "route": 2, "time_us": 1.0, "real_time": 1.0, "time_unit": "us"}
+         "dense_us": 10.0 * s / 1024, "sparq_us": (2.0 if block else 4.0) * s / 1024 + 20,
+         "speedup": 1.0, "theory": 8.0, "auto_vs_dense": 1.0, "dense_pct_bw": 90.0,
+         "sparq_pct_bw": 40.0, "route": 1 if block else 2, "time_us": 1.0, "real_time": 1.0,
+         "time_unit": "us"}
         for s in (1024, 16384, 32768)]
 json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
 """
@@ -264,14 +266,20 @@ class GpuSessionPlumbing(unittest.TestCase):
             ab = (out / "ab_kernels.txt").read_text()
             self.assertRegex(ab, r"BM_DenseDecode/B:1/S:32768\S* +374\.0 +187\.0 +0\.500", ab)
             self.assertIn("sweep/Hq32_Hkv8/B1/S16384/c8", (out / "ab_sweep.txt").read_text())
-            self.assertRegex((out / "check" / "summary.txt").read_text(),
+            self.assertRegex((out / "check-summary.txt").read_text(),
                              r"test_gpu_sparq_decode +pass")
-            self.assertRegex((out / "sanitizers" / "summary.txt").read_text(),
+            self.assertRegex((out / "sanitizers-summary.txt").read_text(),
                              r"compute-sanitizer memcheck +clean")
             self.assertIn("built from 0123abc", (out / "session.log").read_text())
+            # Both routes forced: block / three = (2 * 32 + 20) / (4 * 32 + 20) at S 32k.
+            self.assertRegex((out / "routes.txt").read_text(),
+                             r"sweep/Hq32_Hkv8/B1/S32768/c8 +84\.0 +148\.0 +0\.568 +yes")
+            # The device returns at most 8 files from $OUT.
+            returned = [p for p in out.rglob("*") if p.is_file()]
+            self.assertLessEqual(len(returned), 8, returned)
             packed = subprocess.run(["tar", "tzf", str(out / "session.tgz")], check=True,
                                     capture_output=True, text=True).stdout
-            for name in ("ab_kernels.txt", "ab_sweep.txt", "check/summary.txt",
+            for name in ("ab_kernels.txt", "ab_sweep.txt", "routes.txt", "check/summary.txt",
                          "sanitizers/summary.txt", "session.log", "gpu.txt"):
                 self.assertIn("./" + name, packed.split(), name)
 
