@@ -193,6 +193,12 @@ void BM_SparqDecode(benchmark::State& state) {
         : kStage == kWhole      ? chosen
                                 : sparq::kernels::SparqRoute::kThreeLaunches;
     state.counters["route"] = static_cast<int>(route);
+    // Clusters of the cluster route resident at once for this shape (fused_resident_clusters):
+    // fewer than the units means more than one wave.
+    if (kStage == kFused || kStage == kWhole)
+      state.counters["clusters"] = sparq::kernels::fused_resident_clusters<T, kDim>(
+          sparq::kernels::fused_smem_bytes(plan.units.heads_per_unit, kDim,
+                                           sparq::kernels::cluster_segment(s.p.length_bound())));
   }
 }
 
@@ -283,8 +289,14 @@ void large_batch_shapes(benchmark::internal::Benchmark* b) {
 
 /// Where the cluster route competes: batch x units below the device's SM count.
 void route_shapes(benchmark::internal::Benchmark* b) {
-  for (auto bs : std::vector<std::pair<int, int>>{
-           {1, 4096}, {1, 16384}, {1, 32768}, {1, 131072}, {2, 32768}, {4, 16384}, {16, 4096}})
+  for (auto bs : std::vector<std::pair<int, int>>{{1, 4096},
+                                                  {1, 8192},
+                                                  {1, 16384},
+                                                  {1, 32768},
+                                                  {1, 131072},
+                                                  {2, 32768},
+                                                  {4, 16384},
+                                                  {16, 4096}})
     b->Args({bs.first, bs.second});
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }

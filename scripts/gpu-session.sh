@@ -2,7 +2,8 @@
 # Everything a session with unmeasured kernel changes needs from one device call (at most 10
 # minutes), from a carry built by `scripts/build-for-device.sh --baseline COMMIT`:
 #   1. same-card A/B of the baseline's and the candidate's bench_kernels (batch 1 and 64 rows
-#      of dense, SparQ and each SparQ stage, the 1024-thread selection too) and bench_sweep
+#      of dense, SparQ and each SparQ stage, the 1024-thread selection too, and the cluster
+#      route forced at batch 1-16) and bench_sweep
 #      at 1/8 (batch 1 at S 4k and 8k, MHA and GQA 32/8; GQA batch 1 and 64 at S 16k and
 #      128k): scripts/gpu-ab.sh;
 #   2. scripts/gpu-check.sh --bench --no-sanitizers (every GPU test, the benchmarks, the sweep,
@@ -53,7 +54,7 @@ cat "$build/BUILT_FROM" >> "$log" 2>/dev/null || note "no $build/BUILT_FROM"
 if [ -x "$build/old/bench_kernels" ] && [ -x "$build/old/bench_sweep" ]; then
   note "A/B bench_kernels"
   bash scripts/gpu-ab.sh --base "$build/old/bench_kernels" --cand "$build/bench/bench_kernels" \
-    --filter '^BM_(DenseDecode|SparqDecode|SparqStage(Scores|Select|SelectWide|Attend))/B:(1|64)/' \
+    --filter '^BM_(DenseDecode|SparqDecode|SparqStage(Scores|Select|SelectWide|Attend))/B:(1|64)/|^BM_SparqRouteFused/' \
     --out "$out/ab_kernels" --timeout 75 > "$out/ab_kernels.txt" 2>&1
   note "A/B bench_sweep"
   bash scripts/gpu-ab.sh --base "$build/old/bench_sweep" --cand "$build/bench/bench_sweep" \

@@ -171,9 +171,13 @@ TEST(LaunchPlanning, EveryPlanKeepsItsCountersInTheSharedRegion) {
 }
 
 TEST(SparqRoute, FusedSharedMemoryCountsQueriesOutputsLogitsAndKeys) {
-  // 1 head, d 128, a 4096-position segment: q and partial output (2 x 128), logits, keys.
-  EXPECT_EQ(sparq::kernels::fused_smem_bytes(1, 128, 4096), 4u * (256 + 4096 + 4096));
-  EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 16), 4u * (2 * 4 * 64 + 4 * 16 + 16));
+  // 1 head, d 128, a 4096-position segment: q and partial output (2 x 128), logits (their
+  // keys in place).
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(1, 128, 4096), 4u * (256 + 4096));
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 256), 4u * (2 * 4 * 64 + 4 * 256 + 256));
+  // Short segments: room for the attention step's scratch (8 warps x d floats) all the same.
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(4, 64, 16), 4u * (2 * 4 * 64 + 8 * 64));
+  EXPECT_EQ(sparq::kernels::fused_smem_bytes(1, 128, 16), 4u * (256 + 8 * 128));
 }
 
 TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
@@ -200,6 +204,42 @@ TEST(SparqRoute, BlockRouteForAboutOneWaveOfUnitsOrFewShortOnes) {
   EXPECT_FALSE(block_route_rule(8, 4096, 4, sms, h200)) << "GQA units of four heads: not measured";
   EXPECT_FALSE(block_route_rule(sms / 2, 1024, 4, sms, h200));
   EXPECT_FALSE(block_route_rule(sms + 1, 4096, 1, sms, h200));
+}
+
+TEST(SparqRoute, ClusterRouteForFewOneHeadUnitsInOneWave) {
+  using sparq::kernels::cluster_route_rule;
+  const int64_t min_bound = sparq::kernels::kClusterRouteMinBound;
+  // Batch 1 x 32 heads on an H100: 45 clusters resident at 3 blocks per SM, 29 at 2.
+  for (int64_t bound : {min_bound, int64_t{16384}, int64_t{32768}}) {
+    EXPECT_TRUE(cluster_route_rule(32, bound, 1, 45)) << bound;
+    EXPECT_FALSE(cluster_route_rule(32, bound, 1, 29)) << bound << ": a second wave";
+  }
+  EXPECT_TRUE(cluster_route_rule(45, 16384, 1, 45)) << "every resident cluster used";
+  EXPECT_FALSE(cluster_route_rule(46, 16384, 1, 45));
+  EXPECT_TRUE(cluster_route_rule(1, 16384, 1, 45));
+  EXPECT_FALSE(cluster_route_rule(32, min_bound - 1, 1, 45)) << "shorter: the block route";
+  EXPECT_FALSE(cluster_route_rule(8, 32768, 4, 45)) << "units of four heads: not measured";
+  EXPECT_FALSE(cluster_route_rule(32, 32768, 1, 0)) << "no clusters on the device";
+  EXPECT_FALSE(cluster_route_rule(0, 32768, 1, 45));
+  // The block route's short-bound case ends where this begins.
+  EXPECT_EQ(min_bound, sparq::kernels::kBlockRouteShortBound);
+}
+
+TEST(SparqRoute, FusedClusterKernelCapsItsRegistersForThreeBlocksPerSm) {
+  using sparq::kernels::fused_min_blocks;
+  using sparq::kernels::FusedShape;
+  EXPECT_EQ((fused_min_blocks<__nv_bfloat16, 128>(8)), 3);
+  EXPECT_EQ((fused_min_blocks<__half, 128>(8)), 3);
+  EXPECT_EQ((fused_min_blocks<float, 128>(8)), 3);
+  // Head sizes where 80 registers spilled, and clusters of one block: no minimum (0).
+  EXPECT_EQ((fused_min_blocks<__nv_bfloat16, 256>(8)), 0);
+  EXPECT_EQ((fused_min_blocks<__nv_bfloat16, 64>(8)), 0);
+  EXPECT_EQ((fused_min_blocks<float, 256>(8)), 0);
+  EXPECT_EQ((fused_min_blocks<__nv_bfloat16, 128>(1)), 0);
+  EXPECT_EQ((FusedShape<__nv_bfloat16, 128, 8>::kHeadsPerPass), 1);
+  EXPECT_EQ((FusedShape<__nv_bfloat16, 128, 8>::kRowsInFlight), 4);
+  EXPECT_EQ((FusedShape<__nv_bfloat16, 128, 1>::kHeadsPerPass), sparq::kernels::kScoreHeadsPerPass);
+  EXPECT_EQ((FusedShape<__nv_bfloat16, 128, 1>::kRowsInFlight), sparq::kernels::kAttendUnroll);
 }
 
 TEST(SparqRoute, PeakDramBandwidthPerSmFromTheDeviceAttributes) {
@@ -345,7 +385,20 @@ TEST(SparqRoute, PlanFollowsTheDevice) {
   const sparq::kernels::SparqPlan<T> many(mha_problem(64, 32768), cfg, nullptr);
   const sparq::kernels::SparqPlan<T> long_four(mha_problem(4, 131072), cfg, nullptr);
   EXPECT_EQ(long_four.route, SparqRoute::kThreeLaunches) << "128k positions: three launches";
-  EXPECT_EQ(one.route, SparqRoute::kThreeLaunches) << "batch 1: three launches (measured)";
+  // Batch 1 x 32 heads from 8k positions: the cluster route where its 32 clusters are resident
+  // at once (sm_90), else three launches.
+  const int resident = sparq::kernels::fused_resident_clusters<T, 128>(
+      sparq::kernels::fused_smem_bytes(1, 128, sparq::kernels::cluster_segment(32768)));
+  const bool one_wave = resident >= 32 && sparq::kernels::fused_fits<T, 128>(32768, 1);
+  EXPECT_EQ(one.route, one_wave ? SparqRoute::kFusedCluster : SparqRoute::kThreeLaunches)
+      << "batch 1, 32k; clusters resident: " << resident;
+  if (sparq::kernels::device_has_clusters()) {
+    std::printf("clusters of 8 resident at batch 1, 32k: %d\n", resident);
+    // The design's premise (fused_min_blocks): an H100's 132 SMs hold 45 clusters of 8 at 3
+    // blocks per SM; at 2 per SM they held 29, and 3 of batch 1's 32 ran in a second wave.
+    if (sparq::kernels::planning_sm_count() >= 128 && sparq::kernels::planning_sm_count() < 256)
+      EXPECT_GE(resident, 32) << "fewer than 32 clusters resident: a second wave";
+  }
   // Batch 64: the block route on cards with little DRAM bandwidth per SM (an H100), else
   // three launches (an H200; measured on both).
   const double gbs_per_sm = sparq::kernels::device_dram_gbs_per_sm();

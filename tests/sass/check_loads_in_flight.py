@@ -5,7 +5,8 @@ Compiles tests/sass/probe_kernels.cu for sm_90, disassembles it and checks that 
 keep several global loads in flight per thread, as the fourth session's changes made them do
 (see docs/tuning-notes.md): a compiler or source change that puts a bounds test back into an
 unrolled loop fails here instead of silently halving batch-1 speed. It also checks the attend
-kernel's register count (its blocks per SM) and that no variant spills to local memory.
+and fused cluster kernels' register counts (their blocks per SM) and that none spills to local
+memory.
 
   check_loads_in_flight.py --nvcc NVCC --include DIR [--tools DIR]
 
@@ -40,14 +41,19 @@ EXPECTED = [
     ("select_cluster_kernel<256>", "LDG.E.128", 4),
 ]
 
-# (kernel name fragment, most registers): the attend kernel's occupancy, 4 direct or 3 staged
+# (kernel name fragment, most registers, most bytes of local memory): the attend kernel's occupancy, 4 direct or 3 staged
 # blocks of 128 threads per SM, as run 8's code reached it. Run 9a lost a block per SM in the
 # staged variant to a change elsewhere in the kernel (208 registers, GQA 10-15% slower at large
 # batch); __launch_bounds__ now holds the count, so what this checks is that it still does and
 # that no variant spills to local memory to fit.
 REGISTERS = [
-    ("attend_kernel<__nv_bfloat16, 128, false>", 128),
-    ("attend_kernel<__nv_bfloat16, 128, true>", 168),
+    ("attend_kernel<__nv_bfloat16, 128, false>", 128, 0),
+    ("attend_kernel<__nv_bfloat16, 128, true>", 168, 0),
+    # The cluster route: 3 blocks of 256 threads per SM, so that batch 1's 32 clusters of 8
+    # are resident at once on an H100 (fused_min_blocks; at 128 registers 29 were). Under that
+    # cap ptxas keeps one value (the KV head) in local memory, stored once and reloaded at
+    # three step boundaries; more than that is a spill in a loop.
+    ("sparq_fused_kernel<__nv_bfloat16, 128, 8>", 80, 8),
 ]
 
 
@@ -118,20 +124,20 @@ def main():
         if m:
             name = sass_loads.demangle(m.group(1))
             continue
-        m = re.search(r"REG:(\d+).*LOCAL:(\d+)", line)
-        if m and name:
-            resources[name] = (int(m.group(1)), int(m.group(2)))
-    for fragment, most in REGISTERS:
+        m = re.search(r"REG:(\d+) STACK:(\d+).*LOCAL:(\d+)", line)
+        if m and name:  # spills go to the stack frame
+            resources[name] = (int(m.group(1)), int(m.group(2)) + int(m.group(3)))
+    for fragment, most, most_local in REGISTERS:
         found = [v for n, v in resources.items() if fragment in n]
         if not found:
             print(f"FAIL {fragment}: no resource usage")
             failed += 1
             continue
         regs, local = found[0]
-        ok = regs <= most and local == 0
+        ok = regs <= most and local <= most_local
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {fragment}: {regs} registers (want <= {most}), "
-              f"{local} bytes of local memory (want 0)")
+              f"{local} bytes of local memory (want <= {most_local})")
     return 1 if failed else 0
 
 

@@ -66,7 +66,7 @@ struct WarpRole {
 /// batch waits one memory round trip, not two (index, then row); the first batch's indices
 /// are requested before `end` is known (they are bounded by `index_end`, the index buffer's
 /// valid extent, not by the sequence length, which may still be in flight).
-template <typename T, int D>
+template <typename T, int D, int kUnroll = kAttendUnroll>
 __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>& st,
                                                  const KVCacheView<T>& cache, int b, int kvh,
                                                  const int* rows, int begin, int end, int index_end,
@@ -74,19 +74,19 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
   using G = device::RowGeometry<T, D>;
   const int group_in_warp = (threadIdx.x & 31) / G::kLanesPerRow;
   const int groups = role.row_warps * G::kRowsPerWarp;
-  const int step = groups * kAttendUnroll;
-  auto fetch_rows = [&](int base, int(&row_of)[kAttendUnroll]) {
+  const int step = groups * kUnroll;
+  auto fetch_rows = [&](int base, int(&row_of)[kUnroll]) {
 #pragma unroll
-    for (int u = 0; u < kAttendUnroll; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int i = base + group_in_warp + u * groups;
       row_of[u] = i < index_end ? rows[i] : 0;
     }
   };
-  using Batch = uint4[kAttendUnroll][G::kChunksPerLane];
+  using Batch = uint4[kUnroll][G::kChunksPerLane];
   // Requests a batch's rows (row_at(u, i): the row of lane group's u-th, list position i).
-  auto load_batch = [&](int base, auto row_at, Batch& k, Batch& v, bool(&valid)[kAttendUnroll]) {
+  auto load_batch = [&](int base, auto row_at, Batch& k, Batch& v, bool(&valid)[kUnroll]) {
 #pragma unroll
-    for (int u = 0; u < kAttendUnroll; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int i = base + group_in_warp + u * groups;
       valid[u] = i < end;
       if (valid[u]) {
@@ -105,18 +105,18 @@ __device__ __forceinline__ void fold_rows_direct(device::AttentionState<T, D, 1>
     // through the indexed loop).
     for (; base < end; base += step) {
       Batch k, v;
-      bool valid[kAttendUnroll];
+      bool valid[kUnroll];
       load_batch(
           base, [](int, int i) { return i; }, k, v, valid);
       st.update(k, v, valid, 1);
     }
     return;
   }
-  int row_of[kAttendUnroll];
+  int row_of[kUnroll];
   fetch_rows(base, row_of);
   for (; base < end; base += step) {
     Batch k, v;
-    bool valid[kAttendUnroll];
+    bool valid[kUnroll];
     load_batch(
         base, [&](int u, int) { return row_of[u]; }, k, v, valid);
     fetch_rows(base + step, row_of);  // the next batch's, while these rows are in flight

@@ -9,6 +9,10 @@
 
 #include <cooperative_groups.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
 #include "sparq/device/approx_scores.cuh"
 #include "sparq/device/mean_interpolation.cuh"
 #include "sparq/device/sparse_attention.cuh"
@@ -45,11 +49,37 @@ constexpr int kFusedThreads = 256;
 constexpr int kFusedWarps = kFusedThreads / 32;
 
 /// Dynamic shared memory of one block: each head's query and partial output (D floats each),
-/// its logits over the segment, and the segment's keys.
+/// its logits over the segment, and the segment's keys (units of several heads; one head's
+/// keys overwrite its logits), or at least the attention step's scratch of D floats per warp,
+/// which reuses that space.
 inline size_t fused_smem_bytes(int heads_per_unit, int d, int segment) {
   const size_t h = static_cast<size_t>(heads_per_unit);
-  return sizeof(float) * (2 * h * d + h * segment + segment);
+  const size_t logits_keys = h * segment + (h > 1 ? segment : 0);
+  const size_t scratch = static_cast<size_t>(kFusedWarps) * d;
+  return sizeof(float) * (2 * h * d + (logits_keys > scratch ? logits_keys : scratch));
 }
+
+/// Blocks per SM that sparq_fused_kernel<T, D, kBlocks> is compiled for (its register cap).
+/// Clusters of 8 with d = 128: 3, at most 80 registers. With 128 registers (the cap of one
+/// block) an H100 holds 2 such blocks per SM, and its GPCs (five of 18 SMs, three of 14) fit
+/// 29 clusters of 8, not the 32 of batch 1 with 32 heads: 3 clusters ran in a second wave,
+/// doubling the time (runs 8 and 10: 2, 3, 5 and 18 waves of 29 explain the times at batch
+/// 1, 2, 4 and 16 within 8%). 3 per SM fit 45 clusters. Other head sizes spilled under 80
+/// registers, and clusters of one block keep the kernel as it was measured: 0, no minimum.
+template <typename T, int D>
+constexpr int fused_min_blocks(int blocks) {
+  return blocks > 1 && D == 128 ? 3 : 0;
+}
+
+/// What the register cap of fused_min_blocks costs: under 80 registers, heads one at a time
+/// in the score step and 4 rows in flight per lane group in the attention step (score heads
+/// 4 at a time and 8 rows spilled 128-700 bytes).
+template <typename T, int D, int kBlocks>
+struct FusedShape {
+  static constexpr bool kCapped = fused_min_blocks<T, D>(kBlocks) > 1;
+  static constexpr int kHeadsPerPass = kCapped ? 1 : kScoreHeadsPerPass;
+  static constexpr int kRowsInFlight = kCapped ? 4 : kAttendUnroll;
+};
 
 namespace fused_detail {
 
@@ -58,7 +88,7 @@ namespace fused_detail {
 /// direct path. Writes each head's partial state (m, l in base 2; acc unnormalised) to
 /// part_ml[h] and part_acc[h * D ..]; s_acc / s_ml are scratch of kThreads / 32 warps. Ends
 /// with a barrier.
-template <int kThreads, typename T, int D>
+template <int kThreads, typename T, int D, int kUnroll = kAttendUnroll>
 __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T* q, int nh,
                             const int* rows, int count, float (*s_acc)[D], float2* s_ml,
                             float* part_acc, float2* part_ml) {
@@ -69,7 +99,8 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
     const WarpRole role(min(nh - hp, kWarps), warp, kWarps);
     device::AttentionState<T, D, 1> st;
     st.init(q + (hp + role.head) * D, 1, qscale);
-    if (role.active) fold_rows_direct<T, D>(st, cache, b, kvh, rows, 0, count, count, role);
+    if (role.active)
+      fold_rows_direct<T, D, kUnroll>(st, cache, b, kvh, rows, 0, count, count, role);
     st.merge_warp();
     st.store(0, s_acc[warp], &s_ml[warp], role.active);
     __syncthreads();
@@ -89,11 +120,12 @@ __device__ void attend_rows(const KVCacheView<T>& cache, int b, int kvh, const T
 /// kBlocks blocks per unit: kClusterBlocks for few units, or 1 (a cluster of one block) for
 /// units of several heads at larger batch. Launched in clusters of kBlocks (launch_ex).
 template <typename T, int D, int kBlocks = kClusterBlocks>
-__global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<T> p) {
+__global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks))
+    sparq_fused_kernel(FusedParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   constexpr int V = device::kVec16<T>;
-  constexpr int kHeadsPerPass = kScoreHeadsPerPass;
+  constexpr int kHeadsPerPass = FusedShape<T, D, kBlocks>::kHeadsPerPass;
   using TopK = device::BlockTopK<kFusedThreads>;
   extern __shared__ __align__(16) float s_dyn[];
   __shared__ ClusterTopKShared<kFusedThreads> s_sel;
@@ -104,7 +136,6 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   __shared__ device::SoftmaxStats s_stats[kMaxHeadsPerUnit];
   __shared__ float2 s_part_ml[kMaxHeadsPerUnit];
   __shared__ float s_scratch[32 * kHeadsPerPass];
-  __shared__ float s_acc[kFusedWarps][D];
   __shared__ float2 s_ml[kFusedWarps];
 
   cg::cluster_group cluster = cg::this_cluster();
@@ -119,7 +150,14 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   float* s_q = s_dyn;                     // [nh][D]
   float* s_part_acc = s_q + nh * D;       // [nh][D]
   float* s_logits = s_part_acc + nh * D;  // [nh][seg], position begin + s at s
-  uint32_t* s_keys = reinterpret_cast<uint32_t*>(s_logits + nh * seg);  // [seg]
+  // [seg]; a unit of one head ranks by its own s-hat, so each logit becomes its key in place
+  // (fused_smem_bytes) and alpha is summed from the keys (as in sparq_fused_block_kernel).
+  const bool in_place = nh == 1;
+  uint32_t* s_keys = reinterpret_cast<uint32_t*>(in_place ? s_logits : s_logits + nh * seg);
+  // The attention step's per-warp scratch, over the logits and keys once alpha is summed
+  // (fused_smem_bytes keeps room for it): 4 KB less static shared memory, which with the keys
+  // in place leaves 3 blocks per SM up to 128k positions (d = 128).
+  float(*s_acc_over_logits)[D] = reinterpret_cast<float(*)[D]>(s_logits);
   int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
 
@@ -186,6 +224,7 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   // Step 4: ranking keys (the sum of s-hat over the unit's heads; the local window forced in)
   // and the cluster's top-k positions, written in position order to the workspace.
   int first = 0, last = 0;  // this block's slice of `out`
+  float own_alpha = 0.f;    // in place: this thread's s-hat of its selected positions
   if (keff == len) {
     for (int s = begin + threadIdx.x; s < end; s += kFusedThreads)
       out[s] = s;  // every row taken
@@ -200,17 +239,27 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
         for (int h = 0; h < nh; ++h)
           sum += device::shat(s_logits[h * seg + s], s_max[h], s_inv_sum[h]);
       const uint32_t key = device::ranking_key(sum, begin + s, len, leff);
+      // The window's keys carry no s-hat: counted here, before they are forced.
+      if (in && in_place && key == device::kForcedKey) own_alpha += sum;
       if (in) s_keys[s] = key;
       TopK::add_all(s_sel.hist[0], key >> 24, in);
     }
     __syncthreads();
-    select_detail::cluster_top_k<kFusedThreads, kBlocks>(cluster, s_sel, s_keys, n, keff, begin,
-                                                         rank, out, &first, &last);
+    // Other selected keys are their s-hat, order-mapped (0 + s-hat): they decode exactly.
+    select_detail::cluster_top_k<kFusedThreads, kBlocks>(
+        cluster, s_sel, s_keys, n, keff, begin, rank, out, &first, &last, [&](uint32_t key, int) {
+          if (in_place && key != device::kForcedKey) own_alpha += device::ordered_to_float(key);
+        });
   }
   __syncthreads();  // this block's positions in `out` are visible to all its threads
 
   // alpha: this block's share of the sum of s-hat over the selected positions, per head.
-  for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+  if (in_place && keff != len) {
+    float a[1] = {own_alpha};
+    device::block_sum<1, kFusedThreads>(a, s_scratch);
+    if (threadIdx.x == 0) s_alpha[0] = a[0];
+  }
+  for (int hb = 0; hb < nh && !(in_place && keff != len); hb += kHeadsPerPass) {
     float a[kHeadsPerPass];
 #pragma unroll
     for (int h = 0; h < kHeadsPerPass; ++h)
@@ -231,8 +280,9 @@ __global__ void __launch_bounds__(kFusedThreads) sparq_fused_kernel(FusedParams<
   }
 
   // Steps 5-6: exact attention of each head over this block's selected rows.
-  fused_detail::attend_rows<kFusedThreads, T, D>(p.cache, b, kvh, q, nh, out + first, last - first,
-                                                 s_acc, s_ml, s_part_acc, s_part_ml);
+  fused_detail::attend_rows<kFusedThreads, T, D, FusedShape<T, D, kBlocks>::kRowsInFlight>(
+      p.cache, b, kvh, q, nh, out + first, last - first, s_acc_over_logits, s_ml, s_part_acc,
+      s_part_ml);
 
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
   cluster.sync();  // partial states and alphas are published
@@ -390,11 +440,79 @@ int smem_limit() {
   return limit;
 }
 
+/// Clusters of sparq_fused_kernel<T, D, kBlocks> the device holds at once with `smem` bytes
+/// of dynamic shared memory per block (0 where none fits).
+template <typename T, int D, int kBlocks>
+int query_resident_clusters(size_t smem) {
+  const KernelLaunch launch(dim3(kBlocks), dim3(kFusedThreads), smem, nullptr, kBlocks);
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &launch.cfg) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return clusters;
+}
+
 }  // namespace fused_detail
+
+/// Shared memory steps in which fused_resident_clusters queries and remembers the device.
+constexpr size_t kResidentSmemStep = 8192;
+
+/// Clusters of sparq_fused_kernel<T, D, kBlocks> resident at once with `smem` bytes of dynamic
+/// shared memory per block: the device's answer for `smem` rounded up to kResidentSmemStep
+/// (more shared memory never fits more blocks, so this never overstates), asked once per step,
+/// of the device current at that first call (as every limit here). 0 without clusters or where
+/// `smem` exceeds the kernel's limit.
+template <typename T, int D, int kBlocks = kClusterBlocks>
+int fused_resident_clusters(size_t smem) {
+  const int limit = fused_detail::smem_limit<T, D, kBlocks>();
+  if (limit <= 0 || smem > static_cast<size_t>(limit)) return 0;
+  constexpr int kSteps = 64;  // up to 512 KiB, beyond any device's shared memory per block
+  static std::atomic<int> known[kSteps];  // clusters + 1; 0: not asked yet
+  const size_t step = (smem + kResidentSmemStep - 1) / kResidentSmemStep;
+  if (step >= kSteps) return 0;
+  std::atomic<int>& slot = known[step];
+  int v = slot.load(std::memory_order_relaxed);
+  if (v == 0) {
+    const size_t asked = std::min(step * kResidentSmemStep, static_cast<size_t>(limit));
+    v = fused_detail::query_resident_clusters<T, D, kBlocks>(asked) + 1;
+    slot.store(v, std::memory_order_relaxed);
+  }
+  return v - 1;
+}
 
 /// Length bound up to which fewer units than half the SMs also take the block route (units
 /// of one head).
 constexpr int64_t kBlockRouteShortBound = 8192;
+
+/// Length bound from which units of one head take the cluster route where all their clusters
+/// are resident at once (cluster_route_rule). Runs 8 and 10 timed the route in waves of 29
+/// clusters (H100): each wave took about 25 µs at S 4k, 33 at 16k and 49 at 32k, against the
+/// block route's 24.0 and 35.2 at 4k and 8k and the three launches' 48.8 and 63.4 at 16k and
+/// 32k (batch 1, 32 heads; run 10). Not yet timed in one wave.
+constexpr int64_t kClusterRouteMinBound = 8192;
+
+/// Whether `batch_units` units take the cluster route (sparq_fused_kernel, a cluster of 8
+/// blocks per unit) where `resident_clusters` clusters fit on the device at once: units of one
+/// head from kClusterRouteMinBound positions, all in one wave. A pure function, so that CPU
+/// tests cover it. A second wave doubles the time (fused_min_blocks), hence the residency test.
+inline bool cluster_route_rule(int64_t batch_units, int64_t length_bound, int heads_per_unit,
+                               int resident_clusters) {
+  return heads_per_unit == 1 && length_bound >= kClusterRouteMinBound && batch_units >= 1 &&
+         batch_units <= resident_clusters;
+}
+
+/// cluster_route_rule on the current device for a cluster of kClusterBlocks per unit, with the
+/// shared memory of the length bound's segment (asks the device only where the rest holds).
+template <typename T, int D>
+bool cluster_route_preferred(int64_t batch_units, int64_t length_bound, int heads_per_unit) {
+  if (!cluster_route_rule(batch_units, length_bound, heads_per_unit, INT32_MAX)) return false;
+  const size_t smem =
+      fused_smem_bytes(heads_per_unit, D, cluster_segment(static_cast<int>(length_bound)));
+  return cluster_route_rule(batch_units, length_bound, heads_per_unit,
+                            fused_resident_clusters<T, D>(smem));
+}
 
 /// Peak DRAM GB/s per SM up to which many units of one head (more than the SM count) take the
 /// block route (32 heads, d 128, 1/8; block route against three launches, both forced). On an
@@ -430,9 +548,9 @@ inline bool block_route_rule(int64_t batch_units, int64_t length_bound, int head
 ///   took 24.0 and 34.4 against 38.8 and 41.6 (run 10);
 /// - for units of one head, more units than SMs on cards with little DRAM bandwidth per SM
 ///   (kBlockRouteMaxGbsPerSm) from kBlockRouteManyUnitsMinBound positions.
-/// Units of several heads with more units than SMs were not measured: three launches. The
-/// cluster route lost at batch 1 and 2 (99 against 74 µs at S 32k, H100 run 8), so it is
-/// taken only when SPARQ_ROUTE=cluster asks for it.
+/// Units of several heads with more units than SMs were not measured: three launches. Where
+/// cluster_route_preferred holds (batch 1 with 32 heads from 8k positions), the plan takes the
+/// cluster route before asking this.
 inline bool block_route_preferred(int64_t batch_units, int64_t length_bound, int heads_per_unit) {
   return block_route_rule(batch_units, length_bound, heads_per_unit, planning_sm_count(),
                           device_dram_gbs_per_sm());

@@ -304,6 +304,9 @@ struct SparqPlan {
       } else if (forced == RouteOverride::kDataflow &&
                  flow_fits<T, D>(kmax, units.heads_per_unit)) {
         route = SparqRoute::kDataflow;
+      } else if (cluster &&
+                 cluster_route_preferred<T, D>(batch_units, bound, units.heads_per_unit)) {
+        route = SparqRoute::kFusedCluster;
       } else if (block && block_route_preferred(batch_units, bound, units.heads_per_unit)) {
         route = SparqRoute::kFusedBlock;
       }
