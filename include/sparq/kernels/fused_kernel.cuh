@@ -10,7 +10,6 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "sparq/device/approx_scores.cuh"
@@ -456,30 +455,36 @@ int query_resident_clusters(size_t smem) {
 
 }  // namespace fused_detail
 
-/// Shared memory steps in which fused_resident_clusters queries and remembers the device.
+/// Shared memory steps in which fused_resident_clusters knows the device.
 constexpr size_t kResidentSmemStep = 8192;
 
 /// Clusters of sparq_fused_kernel<T, D, kBlocks> resident at once with `smem` bytes of dynamic
 /// shared memory per block: the device's answer for `smem` rounded up to kResidentSmemStep
-/// (more shared memory never fits more blocks, so this never overstates), asked once per step,
-/// of the device current at that first call (as every limit here). 0 without clusters or where
-/// `smem` exceeds the kernel's limit.
+/// (more shared memory never fits more blocks, so this never overstates). Every step up to the
+/// kernel's limit is asked at the first call (about 28 queries), of the device current then,
+/// as every limit here; so a later call, in a stream capture for one, asks nothing. 0 without
+/// clusters or where `smem` exceeds the limit.
 template <typename T, int D, int kBlocks = kClusterBlocks>
 int fused_resident_clusters(size_t smem) {
-  const int limit = fused_detail::smem_limit<T, D, kBlocks>();
-  if (limit <= 0 || smem > static_cast<size_t>(limit)) return 0;
   constexpr int kSteps = 64;  // up to 512 KiB, beyond any device's shared memory per block
-  static std::atomic<int> known[kSteps];  // clusters + 1; 0: not asked yet
+  struct Table {
+    size_t limit = 0;
+    int clusters[kSteps] = {};
+  };
+  static const Table table = [] {
+    Table t;
+    const int limit = fused_detail::smem_limit<T, D, kBlocks>();
+    if (limit <= 0) return t;
+    t.limit = static_cast<size_t>(limit);
+    for (size_t step = 0; step < kSteps && (step == 0 || (step - 1) * kResidentSmemStep < t.limit);
+         ++step)
+      t.clusters[step] = fused_detail::query_resident_clusters<T, D, kBlocks>(
+          std::min(step * kResidentSmemStep, t.limit));
+    return t;
+  }();
+  if (smem > table.limit) return 0;
   const size_t step = (smem + kResidentSmemStep - 1) / kResidentSmemStep;
-  if (step >= kSteps) return 0;
-  std::atomic<int>& slot = known[step];
-  int v = slot.load(std::memory_order_relaxed);
-  if (v == 0) {
-    const size_t asked = std::min(step * kResidentSmemStep, static_cast<size_t>(limit));
-    v = fused_detail::query_resident_clusters<T, D, kBlocks>(asked) + 1;
-    slot.store(v, std::memory_order_relaxed);
-  }
-  return v - 1;
+  return step < kSteps ? table.clusters[step] : 0;
 }
 
 /// Length bound up to which fewer units than half the SMs also take the block route (units
