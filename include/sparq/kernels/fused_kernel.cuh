@@ -141,12 +141,15 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   const int rank = static_cast<int>(cluster.block_rank());
   const int b = blockIdx.z, unit = blockIdx.y;
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
+  const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
+  float* s_q = s_dyn;  // [nh][D]
+  // The queries are requested with the length, not after it (one round trip, not two).
   int len = p.lengths[b];
+  load_unit_query<kFusedThreads, T, D>(q, nh, s_q);
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
   const int seg = cluster_segment(len, kBlocks);
   const int begin = min(rank * seg, len), end = min(begin + seg, len), n = end - begin;
-  float* s_q = s_dyn;                     // [nh][D]
   float* s_part_acc = s_q + nh * D;       // [nh][D]
   float* s_logits = s_part_acc + nh * D;  // [nh][seg], position begin + s at s
   // [seg]; a unit of one head ranks by its own s-hat, so each logit becomes its key in place
@@ -158,10 +161,9 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   // in place leaves 3 blocks per SM up to 128k positions (d = 128).
   float(*s_acc_over_logits)[D] = reinterpret_cast<float(*)[D]>(s_logits);
   int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + unit) * p.index_stride;
-  const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
 
   // Steps 1-2 (every block computes the same).
-  unit_query_prologue<kFusedThreads, T, D>(q, nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
+  loaded_query_prologue<kFusedThreads, T, D>(nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
 
   // Step 3: approximate logits of this block's positions, into shared memory.
   const T* kt = p.cache.kt_row(b, kvh, 0);
@@ -336,18 +338,20 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   __shared__ float2 s_part_ml[1];
 
   const int b = blockIdx.y, h = blockIdx.x, kvh = h / p.group_size;  // one head per unit
+  const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h;
+  const T* q = p.q + row * D;
+  float* s_q = s_dyn;  // [D]
+  // The query is requested with the length, not after it (one round trip, not two).
   int len = p.lengths[b];
+  load_unit_query<kThreads, T, D>(q, 1, s_q);
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
-  float* s_q = s_dyn;                                   // [D]
   float* s_x = s_dyn + D;                               // [len]: logits, then keys
   uint32_t* s_keys = reinterpret_cast<uint32_t*>(s_x);  // 16-byte aligned (D % 64 == 0)
   int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + h) * p.index_stride;
-  const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h;
-  const T* q = p.q + row * D;
 
   // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory.
-  unit_query_prologue<kThreads, T, D>(q, 1, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
+  loaded_query_prologue<kThreads, T, D>(1, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   const T* kt = p.cache.kt_row(b, kvh, 0);
   const float inv_tau = s_inv_tau[0];
   for (int s0 = threadIdx.x * V; s0 < len; s0 += kThreads * V) {
