@@ -81,6 +81,14 @@ inline SparqCase long_mha_case() {
           GqaMode::kShared};
 }
 
+/// Batch 1 with 32 heads of one head per unit from 8k positions, the shape the cluster route is
+/// for (cluster_route_rule, where its 32 clusters are resident); one sequence shorter than the
+/// bound, so the cluster's segments follow the length, not the bound.
+inline SparqCase batch_one_heads32_case() {
+  return {"batch1_heads32_16k", 1, 32, 32, 128, 16384, {12345}, 16, 768, 64, true,
+          GqaMode::kShared};
+}
+
 /// More units of one head than an H100 has SMs (5 x 32), from 4k positions: where the plan
 /// takes the block route on cards with little DRAM bandwidth per SM (block_route_rule).
 inline SparqCase many_units_case() {

@@ -100,6 +100,27 @@ TEST(SparqDecodeGpuLong, Positions128kThreeLaunchesFloat32) {
   run_case<float>(long_mha_case(), fresh_seed() + 11, Route::kThreeLaunches);
 }
 
+// Batch 1 with 32 heads: the route the plan picks (the cluster route where its clusters are
+// resident, sm_90), and the cluster route forced there.
+TEST(SparqDecodeGpuBatchOne, ChosenRouteBFloat16) {
+  SPARQ_REQUIRE_GPU();
+  using T = __nv_bfloat16;
+  const SparqCase c = batch_one_heads32_case();
+  const int resident = sparq::kernels::fused_resident_clusters<T, 128>(
+      sparq::kernels::fused_smem_bytes(1, 128, sparq::kernels::cluster_segment(c.capacity)));
+  std::printf(
+      "%d units, %d clusters of 8 resident: %s\n", c.batch * c.hq, resident,
+      sparq::kernels::cluster_route_preferred<T, 128>(int64_t{c.batch} * c.hq, c.capacity, 1)
+          ? "cluster route"
+          : "not the cluster route");
+  run_case<T>(c, fresh_seed() + 30);
+}
+
+TEST(SparqDecodeGpuBatchOne, FusedClusterFloat32) {
+  SPARQ_REQUIRE_GPU();
+  run_case<float>(batch_one_heads32_case(), fresh_seed() + 31, Route::kFused);
+}
+
 // The route the plan picks for many one-head units (the block route on an H100, three
 // launches on an H200), and the block route forced there.
 TEST(SparqDecodeGpuManyUnits, ChosenRouteBFloat16) {
