@@ -41,11 +41,11 @@ EXPECTED = [
     ("select_cluster_kernel<256>", "LDG.E.128", 4),
 ]
 
-# (kernel name fragment, most registers, most bytes of local memory): the attend kernel's occupancy, 4 direct or 3 staged
-# blocks of 128 threads per SM, as run 8's code reached it. Run 9a lost a block per SM in the
-# staged variant to a change elsewhere in the kernel (208 registers, GQA 10-15% slower at large
-# batch); __launch_bounds__ now holds the count, so what this checks is that it still does and
-# that no variant spills to local memory to fit.
+# (kernel name fragment, most registers, most bytes of local memory): the attend kernel's
+# occupancy, 4 direct or 3 staged blocks of 128 threads per SM, as run 8's code reached it.
+# Run 9a lost a block per SM in the staged variant to a change elsewhere in the kernel (208
+# registers, GQA 10-15% slower at large batch); __launch_bounds__ now holds the count, so what
+# this checks is that it still does and that no variant spills to local memory to fit.
 REGISTERS = [
     ("attend_kernel<__nv_bfloat16, 128, false>", 128, 0),
     ("attend_kernel<__nv_bfloat16, 128, true>", 168, 0),

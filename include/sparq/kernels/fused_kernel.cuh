@@ -255,28 +255,29 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   __syncthreads();  // this block's positions in `out` are visible to all its threads
 
   // alpha: this block's share of the sum of s-hat over the selected positions, per head.
-  if (in_place && keff != len) {
+  if (in_place && keff != len) {  // from the keys (own_alpha)
     float a[1] = {own_alpha};
     device::block_sum<1, kFusedThreads>(a, s_scratch);
     if (threadIdx.x == 0) s_alpha[0] = a[0];
-  }
-  for (int hb = 0; hb < nh && !(in_place && keff != len); hb += kHeadsPerPass) {
-    float a[kHeadsPerPass];
-#pragma unroll
-    for (int h = 0; h < kHeadsPerPass; ++h)
-      a[h] = 0.f;
-    for (int i = first + threadIdx.x; i < last; i += kFusedThreads) {
-      const int s = out[i] - begin;
+  } else {  // from the logits
+    for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+      float a[kHeadsPerPass];
 #pragma unroll
       for (int h = 0; h < kHeadsPerPass; ++h)
-        if (hb + h < nh)
-          a[h] += device::shat(s_logits[(hb + h) * seg + s], s_max[hb + h], s_inv_sum[hb + h]);
-    }
-    device::block_sum<kHeadsPerPass, kFusedThreads>(a, s_scratch);
-    if (threadIdx.x == 0) {
+        a[h] = 0.f;
+      for (int i = first + threadIdx.x; i < last; i += kFusedThreads) {
+        const int s = out[i] - begin;
 #pragma unroll
-      for (int h = 0; h < kHeadsPerPass; ++h)
-        if (hb + h < nh) s_alpha[hb + h] = a[h];
+        for (int h = 0; h < kHeadsPerPass; ++h)
+          if (hb + h < nh)
+            a[h] += device::shat(s_logits[(hb + h) * seg + s], s_max[hb + h], s_inv_sum[hb + h]);
+      }
+      device::block_sum<kHeadsPerPass, kFusedThreads>(a, s_scratch);
+      if (threadIdx.x == 0) {
+#pragma unroll
+        for (int h = 0; h < kHeadsPerPass; ++h)
+          if (hb + h < nh) s_alpha[hb + h] = a[h];
+      }
     }
   }
 
@@ -422,27 +423,6 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
 
 namespace fused_detail {
 
-/// Largest dynamic shared memory of sparq_fused_kernel<T, D, kBlocks> on this device (its limit
-/// raised once), or 0 where there are no clusters or a cluster of it cannot be resident.
-template <typename T, int D, int kBlocks>
-int smem_limit() {
-  static const int limit = [] {
-    if (!device_has_clusters()) return 0;
-    const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D, kBlocks>);
-    if (bytes <= 0) return 0;
-    const KernelLaunch launch(dim3(kBlocks), dim3(kFusedThreads), static_cast<size_t>(bytes),
-                              nullptr, kBlocks);
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &launch.cfg) !=
-        cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return clusters > 0 ? bytes : 0;
-  }();
-  return limit;
-}
-
 /// Clusters of sparq_fused_kernel<T, D, kBlocks> the device holds at once with `smem` bytes
 /// of dynamic shared memory per block (0 where none fits).
 template <typename T, int D, int kBlocks>
@@ -455,6 +435,19 @@ int query_resident_clusters(size_t smem) {
     return 0;
   }
   return clusters;
+}
+
+/// Largest dynamic shared memory of sparq_fused_kernel<T, D, kBlocks> on this device (its limit
+/// raised once), or 0 where there are no clusters or a cluster of it cannot be resident.
+template <typename T, int D, int kBlocks>
+int smem_limit() {
+  static const int limit = [] {
+    if (!device_has_clusters()) return 0;
+    const int bytes = raise_dynamic_smem(sparq_fused_kernel<T, D, kBlocks>);
+    if (bytes <= 0) return 0;
+    return query_resident_clusters<T, D, kBlocks>(static_cast<size_t>(bytes)) > 0 ? bytes : 0;
+  }();
+  return limit;
 }
 
 }  // namespace fused_detail

@@ -91,15 +91,6 @@ __device__ void loaded_query_prologue(int nh, int r, const float* s_q, uint64_t*
   __syncthreads();
 }
 
-/// Steps 1-2 for one unit, by a block of kThreads: its nh queries as floats into s_q
-/// ([nh][D]), then loaded_query_prologue. Ends with a barrier.
-template <int kThreads, typename T, int D>
-__device__ void unit_query_prologue(const T* q, int nh, int r, float* s_q, uint64_t* s_comp_keys,
-                                    int* s_comp, float* s_inv_tau) {
-  load_unit_query<kThreads, T, D>(q, nh, s_q);
-  loaded_query_prologue<kThreads, T, D>(nh, r, s_q, s_comp_keys, s_comp, s_inv_tau);
-}
-
 /// Launch 1's work on chunks [first_chunk, end_chunk) of one (sequence, unit), by a block of
 /// kThreads (a multiple of kScoreThreads): each kScoreThreads threads take one chunk at a
 /// time, so every chunk is computed, and its stats laid out, as by score_kernel. `s_q`:
