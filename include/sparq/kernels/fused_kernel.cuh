@@ -60,10 +60,10 @@ inline size_t fused_smem_bytes(int heads_per_unit, int d, int segment) {
 
 /// Blocks per SM that sparq_fused_kernel<T, D, kBlocks> is compiled for (its register cap).
 /// Clusters of 8 with d = 128: 3, at most 80 registers. With 128 registers (the cap of one
-/// block) an H100 holds 2 such blocks per SM, and its GPCs (five of 18 SMs, three of 14) fit
-/// 29 clusters of 8, not the 32 of batch 1 with 32 heads: 3 clusters ran in a second wave,
-/// doubling the time (runs 8 and 10: 2, 3, 5 and 18 waves of 29 explain the times at batch
-/// 1, 2, 4 and 16 within 8%). 3 per SM fit 45 clusters. Other head sizes spilled under 80
+/// block) an H100 holds 2 such blocks per SM, and its GPCs (by our inference five of 18 SMs
+/// and three of 14) fit 29 clusters of 8, not the 32 of batch 1 with 32 heads: 3 clusters ran in a
+/// second wave, doubling the time (runs 8 and 10: 2, 3, 5 and 18 waves of 29 explain the times at
+/// batch 1, 2, 4 and 16 within 8%). 3 per SM fit 45 clusters. Other head sizes spilled under 80
 /// registers, and clusters of one block keep the kernel as it was measured: 0, no minimum.
 template <typename T, int D>
 constexpr int fused_min_blocks(int blocks) {
