@@ -5,8 +5,8 @@ Compiles tests/sass/probe_kernels.cu for sm_90, disassembles it and checks that 
 keep several global loads in flight per thread, as the fourth session's changes made them do
 (see docs/tuning-notes.md): a compiler or source change that puts a bounds test back into an
 unrolled loop fails here instead of silently halving batch-1 speed. It also checks the attend
-and fused cluster kernels' register counts (their blocks per SM) and that none spills to local
-memory.
+and fused cluster kernels' register counts (their blocks per SM), that none spills to local
+memory, and that the cluster kernels' barriers carry no GPU-scope fences but the last.
 
   check_loads_in_flight.py --nvcc NVCC --include DIR [--tools DIR]
 
@@ -60,6 +60,17 @@ REGISTERS = [
 # Kernels whose histogram adds must all be converged: no __activemask (VOTE.ANY Rn, PT, PT),
 # which a match under a per-key bounds test needed (fifteenth session; it was 16 per kernel).
 CONVERGED = ["select_kernel<true, 1024>", "select_kernel<true, 512>", "select_cluster_kernel<256>"]
+
+
+# Cluster kernels whose barriers order shared memory only (device::cluster_sync_shared), but
+# for the last, which keeps each block's shared memory alive until the cluster has read it:
+# (kernel name fragment, most GPU-scope MEMBARs). Each cluster.sync() compiles to one, which
+# waits for every outstanding memory access (before the eighteenth session: 4 and 5 in the
+# code, one per radix pass and per exchange at run time).
+FENCES = [
+    ("select_cluster_kernel<256>", 1),
+    ("sparq_fused_kernel<__nv_bfloat16, 128, 8>", 1),
+]
 
 
 def find_tool(name, extra):
@@ -117,6 +128,16 @@ def main():
         failed += masks > 0
         print(f"{'ok  ' if masks == 0 else 'FAIL'} {fragment}: {masks} active-mask votes "
               f"(want 0: every histogram add converged)")
+    for fragment, most in FENCES:
+        bodies = [b for n, b in functions.items() if fragment in n]
+        if not bodies:
+            print(f"FAIL {fragment}: not in the SASS")
+            failed += 1
+            continue
+        membars = sum(1 for _, o, _ in bodies[0] if o.startswith("MEMBAR") and o.endswith(".GPU"))
+        failed += membars > most
+        print(f"{'ok  ' if membars <= most else 'FAIL'} {fragment}: {membars} GPU-scope MEMBARs "
+              f"(want <= {most}: the cluster barriers order shared memory only)")
     resources = {}  # demangled name -> (registers, local memory bytes)
     name = None
     for line in usage.splitlines():

@@ -110,6 +110,61 @@ struct BlockTopK {
     }
   }
 
+  /// Where the remaining-th largest key lies in a histogram: its digit, the keys in higher
+  /// digits, and whether the selection takes every key of that digit.
+  struct DigitChoice {
+    unsigned digit = 0, above = 0, filled = 0;
+  };
+
+  /// The DigitChoice of `hist` (256 bins in shared memory), found by one warp: every lane
+  /// calls it and all get the same answer. Lane l scans digits 255-8l down to 248-8l, so lanes
+  /// in order cover digits descending.
+  __device__ static DigitChoice find_digit(const unsigned* hist, unsigned remaining) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    unsigned cnt[8], total = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      total += (cnt[i] = hist[255 - lane * 8 - i]);
+    unsigned incl = total;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += t;
+    }
+    const unsigned excl = incl - total;
+    const bool mine = excl < remaining && remaining <= incl;
+    DigitChoice c;
+    if (mine) {
+      unsigned running = excl;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        if (running + cnt[i] >= remaining) {
+          c.digit = static_cast<unsigned>(255 - lane * 8 - i);
+          c.above = running;
+          c.filled = running + cnt[i] == remaining ? 1u : 0u;
+          break;
+        }
+        running += cnt[i];
+      }
+    }
+    // One lane holds it (1 <= remaining <= the keys in play); none only where that fails.
+    const unsigned holder = __ballot_sync(0xffffffffu, mine);
+    const int src = holder != 0u ? __ffs(holder) - 1 : 0;
+    c.digit = __shfl_sync(0xffffffffu, c.digit, src);
+    c.above = __shfl_sync(0xffffffffu, c.above, src);
+    c.filled = __shfl_sync(0xffffffffu, c.filled, src);
+    return c;
+  }
+
+  /// Narrows `st` to the chosen digit of `bits` bits from bit `shift` up; returns whether the
+  /// selection takes every key of it.
+  __device__ static bool apply_digit(RadixState& st, const DigitChoice& c, int shift, int bits) {
+    st.remaining -= c.above;
+    st.prefix |= c.digit << shift;
+    st.mask |= ((1u << bits) - 1u) << shift;
+    return c.filled != 0u;
+  }
+
   /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
   /// every thread updates `st`. Returns whether the selection takes every key of that digit
   /// (the same answer in every thread). Contains barriers: call from the whole block.
@@ -123,40 +178,27 @@ struct BlockTopK {
   __device__ static bool choose_digit_at(TempStorage& ts, const unsigned* hist, RadixState& st,
                                          int shift, int bits) {
     if (threadIdx.x < 32) {
-      // Lane l scans digits 255-8l down to 248-8l: lanes in order cover digits descending.
-      const int lane = threadIdx.x;
-      unsigned cnt[8], total = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-        total += (cnt[i] = hist[255 - lane * 8 - i]);
-      unsigned incl = total;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += t;
-      }
-      const unsigned excl = incl - total;
-      if (excl < st.remaining && st.remaining <= incl) {
-        unsigned running = excl;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          if (running + cnt[i] >= st.remaining) {
-            ts.digit = 255 - lane * 8 - i;
-            ts.above = running;
-            ts.filled = running + cnt[i] == st.remaining ? 1u : 0u;
-            break;
-          }
-          running += cnt[i];
-        }
+      const DigitChoice c = find_digit(hist, st.remaining);
+      if (threadIdx.x == 0) {
+        ts.digit = c.digit;
+        ts.above = c.above;
+        ts.filled = c.filled;
       }
     }
     __syncthreads();
-    st.remaining -= ts.above;
-    st.prefix |= ts.digit << shift;
-    st.mask |= ((1u << bits) - 1u) << shift;
-    const bool filled = ts.filled != 0u;
+    DigitChoice c;
+    c.digit = ts.digit;
+    c.above = ts.above;
+    c.filled = ts.filled;
     __syncthreads();
-    return filled;
+    return apply_digit(st, c, shift, bits);
+  }
+
+  /// choose_digit with no barrier: every warp searches `hist` itself (the same answer in each;
+  /// 8 shared-memory reads per lane instead of two block barriers). `hist` must be complete
+  /// (a barrier after its last write) and stay unwritten until every warp has returned.
+  __device__ static bool choose_digit_every_warp(const unsigned* hist, RadixState& st, int pass) {
+    return apply_digit(st, find_digit(hist, st.remaining), st.shift(pass), 8);
   }
 
   /// After pass `pass` (its choose_digit returned `filled`): whether the selection is known,

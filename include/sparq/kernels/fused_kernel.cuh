@@ -127,8 +127,13 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   constexpr int kHeadsPerPass = FusedShape<T, D, kBlocks>::kHeadsPerPass;
   using TopK = device::BlockTopK<kFusedThreads>;
   extern __shared__ __align__(16) float s_dyn[];
-  __shared__ ClusterTopKShared<kFusedThreads> s_sel;
-  __shared__ __align__(16) uint64_t s_comp_keys[D];  // top-r scratch
+  // The top-r scratch is dead before the selection starts: the two share their space.
+  __shared__ __align__(16) union {
+    ClusterTopKShared<kFusedThreads> sel;
+    uint64_t comp_keys[D];
+  } s_shared_steps;
+  ClusterTopKShared<kFusedThreads>& s_sel = s_shared_steps.sel;
+  uint64_t* s_comp_keys = s_shared_steps.comp_keys;
   __shared__ int s_comp[D];
   __shared__ float s_inv_tau[kMaxHeadsPerUnit], s_max[kMaxHeadsPerUnit];
   __shared__ float s_inv_sum[kMaxHeadsPerUnit], s_alpha[kMaxHeadsPerUnit];
@@ -210,7 +215,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
         if (hb + h < nh) s_stats[hb + h] = {mx[h], sum[h]};
     }
   }
-  cluster.sync();  // every block's stats are published
+  device::cluster_sync_shared(cluster);  // every block's stats are published
   for (int h = threadIdx.x; h < nh; h += kFusedThreads) {
     device::SoftmaxStats all = device::empty_stats();
     for (int r = 0; r < kBlocks; ++r)
@@ -218,8 +223,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     s_max[h] = all.m;
     s_inv_sum[h] = all.l > 0.f ? 1.f / all.l : 0.f;
   }
-  TopK::clear(s_sel.hist[0]);
-  TopK::clear(s_sel.hist[1]);
+  s_sel.clear();
   __syncthreads();
 
   // Step 4: ranking keys (the sum of s-hat over the unit's heads; the local window forced in)
@@ -281,13 +285,14 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     }
   }
 
+
   // Steps 5-6: exact attention of each head over this block's selected rows.
   fused_detail::attend_rows<kFusedThreads, T, D, FusedShape<T, D, kBlocks>::kRowsInFlight>(
       p.cache, b, kvh, q, nh, out + first, last - first, s_acc_over_logits, s_ml, s_part_acc,
       s_part_ml);
 
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
-  cluster.sync();  // partial states and alphas are published
+  device::cluster_sync_shared(cluster);  // partial states and alphas are published
   const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
   for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D; idx += kBlocks * kFusedThreads) {
     const int h = idx / D, j = idx % D;

@@ -8,6 +8,7 @@
 
 #include <cooperative_groups.h>
 
+#include "sparq/device/cluster_sync.cuh"
 #include "sparq/device/dependent_launch.cuh"
 #include "sparq/device/reduce.cuh"
 #include "sparq/device/softmax_state.cuh"
@@ -282,13 +283,24 @@ __host__ __device__ inline int cluster_segment(int length, int blocks = kCluster
   return (per + 15) / 16 * 16;
 }
 
+/// Radix passes of a cluster-wide top-k: one histogram buffer each, so that no pass rewrites
+/// a histogram another block may still be reading (the pass barriers order writes only:
+/// device::cluster_sync_shared).
+constexpr int kRadixPasses = 4;
+
 /// Shared memory of a cluster-wide top-k (cluster_top_k).
 template <int kThreads>
 struct ClusterTopKShared {
-  typename device::BlockTopK<kThreads>::TempStorage topk;
-  unsigned hist[2][256];  // double-buffered: others may still read the last pass
-  unsigned total[256];
-  int counts[2];  // this block's keys > and == the threshold
+  typename device::BlockTopK<kThreads>::TempStorage topk;  // topk.hist: the cluster's totals
+  unsigned hist[kRadixPasses][256];  // this block's counts per pass, read by the whole cluster
+  int before[2];                     // keys of lower ranks above the threshold, and equal to it
+
+  /// Clears every pass's histogram and the counts (call, then sync, before the first add).
+  __device__ void clear() {
+    for (int i = threadIdx.x; i < kRadixPasses * 256; i += kThreads)
+      hist[i / 256][i % 256] = 0;
+    if (threadIdx.x == 0) before[0] = before[1] = 0;
+  }
 };
 
 namespace select_detail {
@@ -299,70 +311,69 @@ namespace select_detail {
 /// where a digit is taken whole: BlockTopK::decided); then each block
 /// writes its selected positions, in position order, to out[*first..*last), calling
 /// on_selected(key, position) for each. On entry sh.hist[0] counts the top digits of this
-/// block's keys, sh.hist[1] is clear, and a barrier has passed.
-/// Contains cluster barriers: every thread of every block calls it.
+/// block's keys, the other passes' histograms are clear (ClusterTopKShared::clear), and a
+/// barrier has passed. Contains cluster barriers: every thread of every block calls it.
 template <int kThreads, int kBlocks = kClusterBlocks, typename Cluster,
           typename F = typename device::BlockTopK<kThreads>::NoCallback>
 __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
                               const uint32_t* keys, int n, int keff, int begin, int rank, int* out,
                               int* first, int* last, F&& on_selected = F{}) {
+  static_assert(kThreads >= 256, "a thread per histogram bin");
   using TopK = device::BlockTopK<kThreads>;
   device::RadixState st;
   st.remaining = static_cast<unsigned>(keff);
   uint32_t threshold = 0;
   int need_equal = 0;
-  // This block's keys above the threshold and equal to it, counted from its own histograms as
-  // the passes go (thread i holds bin i): a key in play whose digit is above the chosen one is
-  // above the threshold. No pass over the keys to count them afterwards.
-  int gt = 0, eq = 0;
-  if (threadIdx.x == 0) sh.counts[0] = sh.counts[1] = 0;
+  // Where this block's output starts: the keys of lower ranks above the threshold and equal to
+  // it, summed from their histograms as each pass reads them anyway (thread i holds bin i): a
+  // key in play whose digit is above the chosen one is above the threshold. No barrier to
+  // publish per-block counts afterwards.
+  const int bin = static_cast<int>(threadIdx.x);
+  int gt_before = 0, eq_before = 0;
   for (int pass = 0;; ++pass) {
-    unsigned* hist = sh.hist[pass & 1];
-    if (pass > 0) {
-      // hist was last read by other blocks two passes ago, before the previous barrier.
-      TopK::clear(hist);
-      __syncthreads();
-      TopK::build_histogram(hist, keys, n, st, pass);
-    }
-    cluster.sync();  // every block's histogram of this pass is complete
-    for (int i = threadIdx.x; i < 256; i += kThreads) {
-      unsigned t = 0;
+    unsigned* hist = sh.hist[pass];
+    if (pass > 0) TopK::build_histogram(hist, keys, n, st, pass);
+    device::cluster_sync_shared(cluster);  // every block's histogram of this pass is complete
+    unsigned below = 0;
+    if (bin < 256) {
+      unsigned c[kBlocks];
+#pragma unroll
       for (int r = 0; r < kBlocks; ++r)
-        t += cluster.map_shared_rank(hist, r)[i];
-      sh.total[i] = t;
+        c[r] = cluster.map_shared_rank(hist, r)[bin];
+      unsigned t = 0;
+#pragma unroll
+      for (int r = 0; r < kBlocks; ++r) {
+        t += c[r];
+        below += r < rank ? c[r] : 0u;
+      }
+      sh.topk.hist[bin] = t;
     }
     __syncthreads();
-    // Every block sums the same totals, so a stop is uniform across the cluster.
-    const bool done = TopK::decided(TopK::choose_digit(sh.topk, sh.total, st, pass), pass, st,
+    // Every block sums the same totals, so a stop is uniform across the cluster. Every warp
+    // finds the digit itself (no block barriers); the totals are rewritten only after the next
+    // pass's cluster barrier, which every warp reaches after reading them.
+    const bool done = TopK::decided(TopK::choose_digit_every_warp(sh.topk.hist, st, pass), pass, st,
                                     &threshold, &need_equal);
     // The chosen digit's keys: equal to the threshold after the last pass; after an early
     // stop (threshold one below the prefix) every one of them is above it.
     const int digit = static_cast<int>((st.prefix >> st.shift(pass)) & 0xFFu);
-    for (int i = threadIdx.x; i < 256; i += kThreads) {
-      const int c = static_cast<int>(hist[i]);
-      if (i > digit || (done && i == digit && pass < 3)) gt += c;
-      if (done && i == digit && pass == 3) eq += c;
-    }
+    if (bin > digit || (done && bin == digit && pass < kRadixPasses - 1))
+      gt_before += static_cast<int>(below);
+    if (done && bin == digit && pass == kRadixPasses - 1) eq_before += static_cast<int>(below);
     if (done) break;
   }
-  {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      gt += __shfl_xor_sync(0xffffffffu, gt, o);
-      eq += __shfl_xor_sync(0xffffffffu, eq, o);
-    }
-    if ((threadIdx.x & 31) == 0 && (gt != 0 || eq != 0)) {
-      atomicAdd(&sh.counts[0], gt);
-      atomicAdd(&sh.counts[1], eq);
-    }
+  for (int o = 16; o > 0; o >>= 1) {
+    gt_before += __shfl_xor_sync(0xffffffffu, gt_before, o);
+    eq_before += __shfl_xor_sync(0xffffffffu, eq_before, o);
   }
-  cluster.sync();  // counts published
-  int gt_before = 0, eq_before = 0;
-  for (int r = 0; r < rank; ++r) {
-    const int* c = cluster.map_shared_rank(sh.counts, r);
-    gt_before += c[0];
-    eq_before += c[1];
+  if ((threadIdx.x & 31) == 0 && (gt_before != 0 || eq_before != 0)) {
+    atomicAdd(&sh.before[0], gt_before);
+    atomicAdd(&sh.before[1], eq_before);
   }
+  __syncthreads();
+  gt_before = sh.before[0];
+  eq_before = sh.before[1];
   const int eq_taken = eq_before < need_equal ? eq_before : need_equal;
   *first = gt_before + eq_taken;
   *last = TopK::compact(sh.topk, keys, n, threshold, need_equal, out, *first, eq_before, begin,
@@ -381,7 +392,6 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()
-  using TopK = device::BlockTopK<kClusterThreads>;
   __shared__ ClusterTopKShared<kClusterThreads> s_sel;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
@@ -394,8 +404,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   const int begin = min(rank * seg, u.len), end = min(begin + seg, u.len), n = end - begin;
 
   select_detail::head_normalisers<kClusterThreads>(p, u, s_max, s_inv_sum);
-  TopK::clear(s_sel.hist[0]);
-  TopK::clear(s_sel.hist[1]);
+  s_sel.clear();
   __syncthreads();
 
   int first = 0, last = 0;  // this block's slice of the output
@@ -418,7 +427,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   if (u.nh != 1 || u.keff == u.len)
     select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
                                                    s_alpha);
-  cluster.sync();  // partial alphas published
+  device::cluster_sync_shared(cluster);  // partial alphas published
   if (rank == 0) {
     for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
       float a = 0.f;
