@@ -28,6 +28,7 @@ if [ -n "$baseline" ]; then
   cp "$src/build/gpu/bench/bench_kernels" "$src/build/gpu/bench/bench_sweep" .devcarry/old/
 fi
 for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/bench_* \
+           build/gpu/bench/phase_times \
            build/gpu/examples/llama2/llama2_chat build/gpu/examples/llama2/tests/test_llama_*; do
   [ -f "$bin" ] && [ -x "$bin" ] || continue
   dest=".devcarry/${bin#build/gpu/}"

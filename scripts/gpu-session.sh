@@ -10,7 +10,8 @@
 #      the Llama 2 7B decode) with what the budget leaves;
 #   3. the sanitizers, if 50 s are left.
 # Between 1 and 2: the block route against the three launches, both forced, at batch 8-64
-# (routes.txt; about 20 s).
+# (routes.txt; about 20 s), and where batch 1's time goes, step by step, in the fused routes
+# and the cluster selection (phases.txt, bench/phase_times; in session.tgz).
 # Results packed into session.tgz under --out (default $OUT, else out/gpu-session), beside
 # at most seven summaries (the device returns 8 files).
 #
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --budget) budget=$2; shift ;;
     --out) out=$2; shift ;;
     --build-dir) build=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -84,6 +85,13 @@ for name, b in block.items():
         fits = "yes" if b.get("route") == 1 else "no (ran three)"
         print(f"{name:<36} {b['sparq_us']:9.1f} {t['sparq_us']:9.1f} {b['sparq_us'] / t['sparq_us']:11.3f}  {fits}")
 PY
+
+# Each step of batch 1's launches, block by block (clock marks compiled into that binary only).
+if [ -x "$build/bench/phase_times" ]; then
+  note "phase times"
+  timeout -k 5 60 "$build/bench/phase_times" > "$out/phases.txt" 2>> "$log" ||
+    note "phase_times ended with rc $?"
+fi
 
 left=$((budget - SECONDS - 60))
 if [ $left -gt 60 ]; then

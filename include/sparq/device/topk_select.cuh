@@ -11,6 +11,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "sparq/device/ordered_keys.hpp"
+#include "sparq/device/phase_times.cuh"
 #include "sparq/macros.hpp"
 
 namespace sparq::device {
@@ -238,6 +239,7 @@ struct BlockTopK {
         build_histogram(ts.hist, keys, n, st, pass);
         __syncthreads();
       }
+      SPARQ_PHASE_PASS(pass);
       if (decided(choose_digit(ts, ts.hist, st, pass), pass, st, &t, need_equal)) return t;
     }
   }

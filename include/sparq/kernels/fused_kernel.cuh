@@ -14,6 +14,7 @@
 
 #include "sparq/device/approx_scores.cuh"
 #include "sparq/device/mean_interpolation.cuh"
+#include "sparq/device/phase_times.cuh"
 #include "sparq/device/sparse_attention.cuh"
 #include "sparq/device/topr_select.cuh"
 #include "sparq/kernels/attend_kernel.cuh"
@@ -142,6 +143,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   __shared__ float s_scratch[32 * kHeadsPerPass];
   __shared__ float2 s_ml[kFusedWarps];
 
+  SPARQ_PHASE(kMarkStart);
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int b = blockIdx.z, unit = blockIdx.y;
@@ -169,6 +171,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
 
   // Steps 1-2 (every block computes the same).
   loaded_query_prologue<kFusedThreads, T, D>(nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
+  SPARQ_PHASE(kMarkQuery);
 
   // Step 3: approximate logits of this block's positions, into shared memory.
   const T* kt = p.cache.kt_row(b, kvh, 0);
@@ -188,6 +191,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     }
   }
   __syncthreads();
+  SPARQ_PHASE(kMarkScores);
 
   // Softmax normalisers: this block's (max, sum of exp) per head, then every block merges
   // all ranks' in rank order, so all hold bitwise the same values.
@@ -225,6 +229,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   }
   s_sel.clear();
   __syncthreads();
+  SPARQ_PHASE(kMarkStats);
 
   // Step 4: ranking keys (the sum of s-hat over the unit's heads; the local window forced in)
   // and the cluster's top-k positions, written in position order to the workspace.
@@ -250,6 +255,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
       TopK::add_all(s_sel.hist[0], key >> 24, in);
     }
     __syncthreads();
+    SPARQ_PHASE(kMarkKeys);
     // Other selected keys are their s-hat, order-mapped (0 + s-hat): they decode exactly.
     select_detail::cluster_top_k<kFusedThreads, kBlocks>(
         cluster, s_sel, s_keys, n, keff, begin, rank, out, &first, &last, [&](uint32_t key, int) {
@@ -285,14 +291,17 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     }
   }
 
+  SPARQ_PHASE(kMarkAlpha);
 
   // Steps 5-6: exact attention of each head over this block's selected rows.
   fused_detail::attend_rows<kFusedThreads, T, D, FusedShape<T, D, kBlocks>::kRowsInFlight>(
       p.cache, b, kvh, q, nh, out + first, last - first, s_acc_over_logits, s_ml, s_part_acc,
       s_part_ml);
+  SPARQ_PHASE(kMarkAttend);
 
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
   device::cluster_sync_shared(cluster);  // partial states and alphas are published
+  SPARQ_PHASE(kMarkPartials);
   const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
   for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D; idx += kBlocks * kFusedThreads) {
     const int h = idx / D, j = idx % D;
@@ -312,7 +321,9 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     p.out[row * D + j] = from_float<T>(y);
     if (j == 0) p.alpha[row] = alpha;
   }
+  SPARQ_PHASE(kMarkMerge);
   cluster.sync();  // keep every block's shared memory alive until all have read it
+  SPARQ_PHASE(kMarkEnd);
 #endif
 }
 
@@ -343,6 +354,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   __shared__ float s_part_acc[D];
   __shared__ float2 s_part_ml[1];
 
+  SPARQ_PHASE(kMarkStart);
   const int b = blockIdx.y, h = blockIdx.x, kvh = h / p.group_size;  // one head per unit
   const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h;
   const T* q = p.q + row * D;
@@ -358,6 +370,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
 
   // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory.
   loaded_query_prologue<kThreads, T, D>(1, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
+  SPARQ_PHASE(kMarkQuery);
   const T* kt = p.cache.kt_row(b, kvh, 0);
   const float inv_tau = s_inv_tau[0];
   for (int s0 = threadIdx.x * V; s0 < len; s0 += kThreads * V) {
@@ -369,6 +382,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
       if (s0 + v < len) s_x[s0 + v] = acc[0][v] * inv_tau;
   }
   __syncthreads();
+  SPARQ_PHASE(kMarkScores);
 
   // The softmax normaliser of the approximate logits.
   float mx[1] = {-INFINITY};
@@ -381,6 +395,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
       sum[0] += __expf(s_x[s] - mx[0]);
   device::block_sum<1, kThreads>(sum, s_scratch);
   const float m = mx[0], inv_sum = sum[0] > 0.f ? 1.f / sum[0] : 0.f;
+  SPARQ_PHASE(kMarkStats);
 
   // Step 4: each logit becomes its key in place (s-hat; the window forced in) and counts in
   // the first radix histogram. alpha: the window's s-hat here (every row's when all are taken).
@@ -400,6 +415,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
     if (!take_all) TopK::add_all(s_topk.hist, key >> 24, in);
   }
   __syncthreads();
+  SPARQ_PHASE(kMarkKeys);
   if (take_all) {
     for (int s = threadIdx.x; s < len; s += kThreads)
       out[s] = s;
@@ -410,12 +426,15 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
     TopK::compact(s_topk, s_keys, len, threshold, need_equal, out, 0, 0, 0, [&](uint32_t key, int) {
       if (key != device::kForcedKey) alpha[0] += device::ordered_to_float(key);
     });
+    SPARQ_PHASE(kMarkCompact);
   }
   device::block_sum<1, kThreads>(alpha, s_scratch);  // its barriers also publish `out`
+  SPARQ_PHASE(kMarkAlpha);
 
   // Steps 5-7: exact attention over the selected rows, then the interpolation with v-bar.
   fused_detail::attend_rows<kThreads, T, D>(p.cache, b, kvh, q, 1, out, keff, s_acc, s_ml,
                                             s_part_acc, s_part_ml);
+  SPARQ_PHASE(kMarkAttend);
   const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
   const float2 ml = s_part_ml[0];
   for (int j = threadIdx.x; j < D; j += kThreads) {
@@ -424,6 +443,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
     p.out[row * D + j] = from_float<T>(y);
   }
   if (threadIdx.x == 0) p.alpha[row] = alpha[0];
+  SPARQ_PHASE(kMarkEnd);
 }
 
 namespace fused_detail {

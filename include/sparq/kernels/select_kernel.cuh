@@ -10,6 +10,7 @@
 
 #include "sparq/device/cluster_sync.cuh"
 #include "sparq/device/dependent_launch.cuh"
+#include "sparq/device/phase_times.cuh"
 #include "sparq/device/reduce.cuh"
 #include "sparq/device/softmax_state.cuh"
 #include "sparq/device/topk_select.cuh"
@@ -334,6 +335,7 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
     unsigned* hist = sh.hist[pass];
     if (pass > 0) TopK::build_histogram(hist, keys, n, st, pass);
     device::cluster_sync_shared(cluster);  // every block's histogram of this pass is complete
+    SPARQ_PHASE_PASS(pass);
     unsigned below = 0;
     if (bin < 256) {
       unsigned c[kBlocks];
@@ -378,6 +380,7 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
   *first = gt_before + eq_taken;
   *last = TopK::compact(sh.topk, keys, n, threshold, need_equal, out, *first, eq_before, begin,
                         on_selected);
+  SPARQ_PHASE(kMarkCompact);
 }
 
 }  // namespace select_detail
@@ -397,6 +400,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
 
   device::begin_dependent_grid();
+  SPARQ_PHASE(kMarkStart);
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const select_detail::UnitView u(p, blockIdx.z, blockIdx.y);
@@ -406,6 +410,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   select_detail::head_normalisers<kClusterThreads>(p, u, s_max, s_inv_sum);
   s_sel.clear();
   __syncthreads();
+  SPARQ_PHASE(kMarkStats);
 
   int first = 0, last = 0;  // this block's slice of the output
   // As in select_kernel: one-head units sum alpha from the keys they select.
@@ -418,6 +423,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
     select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
                                                  s_sel.hist[0]);
     __syncthreads();
+    SPARQ_PHASE(kMarkKeys);
     select_detail::KeyAlpha alpha{u, s_max[0], s_inv_sum[0], u.nh == 1};
     select_detail::cluster_top_k<kClusterThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank,
                                                   u.out, &first, &last, alpha);
@@ -427,7 +433,9 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   if (u.nh != 1 || u.keff == u.len)
     select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
                                                    s_alpha);
+  SPARQ_PHASE(kMarkAlpha);
   device::cluster_sync_shared(cluster);  // partial alphas published
+  SPARQ_PHASE(kMarkPartials);
   if (rank == 0) {
     for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
       float a = 0.f;
@@ -436,7 +444,9 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
       p.alpha[static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h] = a;
     }
   }
+  SPARQ_PHASE(kMarkMerge);
   cluster.sync();  // keep every block's shared memory alive until rank 0 has read it
+  SPARQ_PHASE(kMarkEnd);
 #endif
 }
 
