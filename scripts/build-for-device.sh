@@ -26,6 +26,7 @@ if [ -n "$baseline" ]; then
     cmake --build --preset gpu -j "$(nproc)" --target bench_kernels bench_sweep)
   mkdir -p .devcarry/old
   cp "$src/build/gpu/bench/bench_kernels" "$src/build/gpu/bench/bench_sweep" .devcarry/old/
+  strip --strip-unneeded .devcarry/old/bench_kernels .devcarry/old/bench_sweep
 fi
 for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/bench_* \
            build/gpu/bench/phase_times \
@@ -34,6 +35,8 @@ for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/ben
   dest=".devcarry/${bin#build/gpu/}"
   mkdir -p "$(dirname "$dest")"
   cp "$bin" "$dest"
+  # Host symbols only (the device code is in the fatbin section): about 1 MiB of the carry.
+  strip --strip-unneeded "$dest"
   ldd "$bin" | awk '/libbenchmark|libsentencepiece|libprotobuf|libllama2_model/ {print $3}' |
     while read -r lib; do cp -L "$lib" .devcarry/lib/; done
 done
