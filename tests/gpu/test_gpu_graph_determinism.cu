@@ -1,5 +1,6 @@
 // A decode step captured in a CUDA graph and replayed gives the launch's output, and two runs
-// on the same input are bitwise identical (SparQ and dense).
+// on the same input are bitwise identical (SparQ and dense; the cluster kernels many times).
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -157,6 +158,80 @@ TEST(GraphAndDeterminism, DependentChainKernelsWereCompiledWithTheirWait) {
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::select_stream_kernel<k::kStreamThreads>));
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::attend_kernel<__nv_bfloat16, 128, false>));
   EXPECT_TRUE(k::kernel_waits_for_prior_grids(k::kv_append_kernel<__nv_bfloat16>));
+}
+
+// The cluster kernels pass histograms, softmax stats and partial states between the blocks of
+// a cluster through distributed shared memory, across barriers that order shared memory only
+// (device::cluster_sync_shared). Were an ordering missing, a block would now and then read
+// another's histogram before it was complete and select other positions. Many launches of the
+// fused cluster kernel and of the cluster selection on one input whose K rows repeat with a
+// period of 7, so that keys tie exactly and the threshold falls inside runs of equal keys that
+// span every block of a cluster (the counts of lower ranks' equal keys decide each block's
+// share): every launch's positions and output bitwise the first's.
+TEST(GraphAndDeterminism, ClusterKernelsRepeatBitwiseWithTies) {
+  SPARQ_REQUIRE_GPU();
+  namespace k = sparq::kernels;
+  if (!k::device_has_clusters()) GTEST_SKIP() << "the cluster kernels need sm_90";
+  sparq::DecodeProblem p;
+  p.batch = 2;
+  p.num_q_heads = p.num_kv_heads = 16;
+  p.head_dim = 128;
+  p.capacity = 9000;
+  sparq::SparqConfig cfg;
+  cfg.r = 16;
+  cfg.k = 600;
+  cfg.local_window = 16;
+  const std::vector<int> lengths{9000, 5003};
+  constexpr int kPeriod = 7, kRepeats = 40;
+  const size_t rows = size_t(p.batch) * p.num_kv_heads * p.capacity;
+  std::vector<T> K = sparq::test::random_normal<T>(rows * p.head_dim, 4321);
+  const std::vector<T> V = sparq::test::random_normal<T>(rows * p.head_dim, 4322);
+  for (size_t row = 0; row < rows; ++row) {
+    const size_t s = row % p.capacity;
+    if (s >= kPeriod)
+      std::copy_n(K.begin() + (row - s + s % kPeriod) * p.head_dim, p.head_dim,
+                  K.begin() + row * p.head_dim);
+  }
+  sparq::test::HostKVCache<T> host(p);
+  host.assign(K, V, lengths);
+  const std::vector<T> q =
+      sparq::test::random_normal<T>(size_t(p.batch) * p.num_q_heads * p.head_dim, 4323);
+  sparq::test::DeviceKVCache<T> dev(host);
+  sparq::test::DeviceBuffer<T> dq(q), dout(q.size());
+  sparq::test::DeviceBuffer<int> dlen(lengths);
+  const sparq::SparqDecodeParams<T> a{p, cfg, dq.get(), dev.view(), dlen.get(), dout.get()};
+  const size_t ws = k::SparqPlan<T>(p, cfg, nullptr, k::SparqRoute::kThreeLaunches).bytes;
+  sparq::test::DeviceBuffer<unsigned char> dws(ws);
+  for (const bool fused : {true, false}) {
+    SCOPED_TRACE(fused ? "fused cluster kernel" : "cluster selection (three launches)");
+    if (fused ? !k::fused_fits<T, 128>(p.capacity, 1) : !k::cluster_select_fits(p.capacity))
+      continue;
+    // The fused launcher takes the three launches' plan: positions at the same offsets.
+    const k::SparqPlan<T> plan(
+        p, cfg, dws.get(), k::SparqRoute::kThreeLaunches,
+        fused ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kCluster));
+    auto launch = [&] {
+      return fused ? k::launch_sparq_fused<T, 128>(a, plan, nullptr)
+                   : k::launch_sparq_three<T, 128>(a, plan, nullptr);
+    };
+    const size_t n_idx = size_t(p.batch) * plan.units.per_batch * plan.kmax;
+    dws.poison();
+    dout.poison();
+    SPARQ_ASSERT_OK(launch());
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<T> first = dout.download();
+    const std::vector<int> first_idx = sparq::test::download_raw(plan.indices, n_idx);
+    int differ = 0;
+    for (int i = 0; i < kRepeats; ++i) {
+      dout.poison();
+      SPARQ_ASSERT_OK(launch());
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      differ += !bitwise_equal(first, dout.download()) ||
+                sparq::test::download_raw(plan.indices, n_idx) != first_idx;
+    }
+    EXPECT_EQ(differ, 0) << "of " << kRepeats << " launches, " << differ
+                         << " differ from the first";
+  }
 }
 
 TEST(GraphAndDeterminism, DenseReplayAndRepeatAreBitwiseIdentical) {
