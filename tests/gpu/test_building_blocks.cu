@@ -51,6 +51,16 @@ std::vector<int> ranks_by_key(const std::vector<float>& v) {
   return ranks;
 }
 
+// A selected key decodes to the s-hat sum it ranks by; the window's forced keys carry none.
+TEST(BuildingBlocksHost, KeyShatDecodesRankingKeys) {
+  using namespace sparq::device;
+  for (const float v : {0.f, 1e-30f, 0.125f, 0.7f, 1.f}) {
+    EXPECT_EQ(key_shat(ranking_key(v, 3, 100, 10)), v);
+  }
+  EXPECT_EQ(ranking_key(0.5f, 95, 100, 10), kForcedKey);
+  EXPECT_EQ(key_shat(kForcedKey), 0.f);
+}
+
 TEST(BuildingBlocksHost, RankOfKeyFollowsTheTieRule) {
   const std::vector<float> v{3.f, 1.f, 3.f, 2.f, 1.f, 5.f};
   std::vector<double> vd(v.begin(), v.end());

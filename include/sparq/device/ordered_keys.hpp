@@ -49,4 +49,10 @@ SPARQ_HOST_DEVICE inline uint32_t ranking_key(float shat_sum, int s, int len, in
   return s >= len - window ? kForcedKey : float_to_ordered(shat_sum);
 }
 
+/// The s-hat sum a ranking key carries, decoded exactly (what alpha adds for a selected
+/// position); 0 for a forced key, whose s-hat the caller takes from elsewhere.
+SPARQ_HOST_DEVICE inline float key_shat(uint32_t key) {
+  return key == kForcedKey ? 0.f : ordered_to_float(key);
+}
+
 }  // namespace sparq::device

@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     // Other selected keys are their s-hat, order-mapped (0 + s-hat): they decode exactly.
     select_detail::cluster_top_k<kFusedThreads, kBlocks>(
         cluster, s_sel, s_keys, n, keff, begin, rank, out, &first, &last, [&](uint32_t key, int) {
-          if (in_place && key != device::kForcedKey) own_alpha += device::ordered_to_float(key);
+          if (in_place) own_alpha += device::key_shat(key);
         });
   }
   __syncthreads();  // this block's positions in `out` are visible to all its threads
@@ -423,9 +423,8 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
     int need_equal = 0;
     const uint32_t threshold = TopK::threshold(s_topk, s_keys, len, keff, &need_equal);
     // The other selected positions' s-hat, decoded from their keys as they are written.
-    TopK::compact(s_topk, s_keys, len, threshold, need_equal, out, 0, 0, 0, [&](uint32_t key, int) {
-      if (key != device::kForcedKey) alpha[0] += device::ordered_to_float(key);
-    });
+    TopK::compact(s_topk, s_keys, len, threshold, need_equal, out, 0, 0, 0,
+                  [&](uint32_t key, int) { alpha[0] += device::key_shat(key); });
     SPARQ_PHASE(kMarkCompact);
   }
   device::block_sum<1, kThreads>(alpha, s_scratch);  // its barriers also publish `out`

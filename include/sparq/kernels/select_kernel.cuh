@@ -221,7 +221,7 @@ struct KeyAlpha {
   __device__ void operator()(uint32_t key, int s) {
     if (on)
       sum[0] += key == device::kForcedKey ? device::shat(u.logits[s], max, inv_sum)
-                                          : device::ordered_to_float(key);
+                                          : device::key_shat(key);
   }
   /// This block's sum into s_alpha[0] (valid after the call's barriers); call from the block.
   template <int kThreads>
