@@ -4,7 +4,9 @@
 // the copy bandwidth outside attention. The single rows give each kernel's efficiency (each
 // timed with its own launch); the chain, captured in a graph with and without programmatic
 // dependent launches, what a layer's four cost as the decode step runs them, against the
-// layer's weight bytes at the copy bandwidth.
+// layer's weight bytes at the copy bandwidth. BM_LlamaMatvecPrefetchO: what the q/k/v matvec's
+// prefetch of the o projection into L2 (--l2-prefetch) can save where attention leaves DRAM
+// idle.
 #include "bench/bench_support.cuh"
 #include "examples/llama2/matvec.cuh"
 
@@ -105,10 +107,12 @@ struct MatvecSetup {
 
   // One projection of layer copy i, by kind; the q/k/v one appends k and v to the layer's
   // cache (as the decode step does by default) where `append`.
-  void qkv(int i, cudaStream_t s, bool append = true) const {
+  // `next`: bytes of the o projection to prefetch into L2 afterwards.
+  void qkv(int i, cudaStream_t s, bool append = true, size_t next = 0) const {
     const LayerWeights& w = layers[i % layers.size()];
     BENCH_CUDA(m.norm_qkv_rope(x, norm_w, kEps, kHidden, w.wq, w.wk, w.wv, kHeads, kHeads, kHeadDim,
-                               10000.0f, pos, q, k, v, s, append ? &w.cache : nullptr, kCapacity));
+                               10000.0f, pos, q, k, v, s, append ? &w.cache : nullptr, kCapacity,
+                               mv::L2Range{w.wo, next}));
   }
   void o(int i, cudaStream_t s) const {
     BENCH_CUDA(m.matvec_add(att, kHidden, layers[i % layers.size()].wo, kHidden, x, s));
@@ -187,6 +191,52 @@ void BM_LlamaMatvecLayerChain(benchmark::State& state) {
   cudaStreamDestroy(stream);
 }
 
+// Reads the global timer until `ns` have passed: a stand-in for the attention launch between
+// the q/k/v and o matvecs, which at batch 1 mostly waits on latency with DRAM idle.
+__global__ void spin_kernel(long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (static_cast<long long>(t - t0) < ns);
+}
+
+// Per layer copy: q/k/v (with the append), 30 µs of a one-warp kernel that only waits, then o.
+// Arg l2 = 1: the q/k/v matvec then prefetches o's weights into L2 as the Llama decode does
+// with --l2-prefetch (evict_last, in a persisting set-aside set here for the run), so o reads
+// them from L2. The difference between the two rows bounds what the option saves per layer
+// where attention leaves DRAM idle that long; the decode's own A/B says what it saves there.
+void BM_LlamaMatvecPrefetchO(benchmark::State& state) {
+  constexpr long long kWaitNs = 30000;
+  const bool l2 = state.range(0) != 0;
+  MatvecSetup s(kCopies);
+  if (!s.fits) return state.SkipWithError("does not fit in device memory");
+  int dev = 0, most = 0;
+  BENCH_CUDA(cudaGetDevice(&dev));
+  BENCH_CUDA(cudaDeviceGetAttribute(&most, cudaDevAttrMaxPersistingL2CacheSize, dev));
+  const size_t bytes = std::min(size_t(2) * kHidden * kHidden, size_t(most)) & ~size_t(15);
+  if (l2 && bytes == 0) return state.SkipWithError("no L2 persistence on this device");
+  size_t before = 0;
+  BENCH_CUDA(cudaDeviceGetLimit(&before, cudaLimitPersistingL2CacheSize));
+  if (l2) BENCH_CUDA(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, std::max(before, bytes)));
+  for (auto _ : state) {
+    const double ms = sb::median_ms(
+        [&](int i) {
+          s.qkv(i, nullptr, true, l2 ? bytes : 0);
+          spin_kernel<<<1, 32>>>(kWaitNs);
+          s.o(i, nullptr);
+        },
+        40);
+    sb::report(state, ms, 2.0 * 4 * kHidden * kHidden);
+    state.counters["wait_us"] = kWaitNs / 1000.0;
+    state.counters["prefetch_mb"] = l2 ? bytes / 1e6 : 0.0;
+  }
+  if (l2) {
+    BENCH_CUDA(cudaCtxResetPersistingL2Cache());
+    BENCH_CUDA(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, before));
+  }
+}
+
 }  // namespace
 
 #define LLAMA_ROW(kind, name)     \
@@ -204,6 +254,14 @@ LLAMA_ROW(kDown, "BM_LlamaMatvec/down");
 LLAMA_ROW(kLmHead, "BM_LlamaMatvec/lm_head");
 BENCHMARK(BM_LlamaMatvecLayerChain)
     ->ArgName("pdl")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
+
+BENCHMARK(BM_LlamaMatvecPrefetchO)
+    ->ArgName("l2")
     ->Arg(0)
     ->Arg(1)
     ->UseManualTime()

@@ -186,18 +186,18 @@ if [ $bench = 1 ]; then
       # Each length as the defaults run it, with the options not yet timed (dependent
       # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), with the dataflow
       # route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow, SPARQ_FLOW), and with
-      # both (the route and --pdl). No run's own time was recorded on the GPU; each loads
-      # random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
+      # the o projection prefetched into L2 during attention (--l2-prefetch; nineteenth
+      # session, never run). Each loads random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
       # docs/benchmarks.md.)
       for s_len in 4096 32768; do
-        for variant in default new dataflow dataflow-pdl; do
+        for variant in default new dataflow l2; do
           name="llama2-7b decode $s_len $variant"
           limit=$(lim $([ $s_len = 4096 ] && echo 60 || echo 90))
           if [ "$limit" = 0 ]; then row "$name" "skipped (budget)"; continue; fi
           res="$parts/bench_decode_${s_len}_$variant.txt"  # into bench.log: $OUT returns 8 files
           sel=auto route=auto flow="" flags=()
           [ $variant = new ] && sel=stream flags=(--pdl)
-          [ $variant = dataflow-pdl ] && flags=(--pdl)
+          [ $variant = l2 ] && flags=(--l2-prefetch)
           [[ $variant = dataflow* ]] && route=dataflow flow=$([ $s_len = 4096 ] && echo "$flow16" || echo "$flow32")
           echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
           if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout -k 5 $limit "$chat" --random-weights llama2-7b \

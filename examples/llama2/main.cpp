@@ -38,7 +38,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model_dir, device = "auto", prompt, prompt_file, system, random_weights;
   bool has_prompt = false, raw = false, graphs = true, bench_prefill = false;
-  bool fused_matvec = true, pdl = false, prefill_gemm = true;
+  bool fused_matvec = true, pdl = false, prefill_gemm = true, l2_prefetch = false;
   int max_new_tokens = 256, max_seq_len = 0, bench_decode = 0, bench_steps = 64;
   float temperature = 0.6f, top_p = 0.9f;
   uint64_t seed = 1234;
@@ -65,6 +65,9 @@ void print_help() {
       "  --pdl                  GPU (sm_90): decode-step kernels as programmatic dependent\n"
       "                         launches, each starting while the one before finishes\n"
       "                         (experimental: not yet timed) [off]\n"
+      "  --l2-prefetch          GPU (fused matvecs): the q/k/v matvec prefetches the o\n"
+      "                         projection's weights into a persisting part of L2 while\n"
+      "                         attention runs (experimental: not yet timed) [off]\n"
       "  --prefill-attention gemm|simple\n"
       "                         GPU: prompt attention as cuBLAS GEMMs around a masked softmax,\n"
       "                         or a simple kernel that walks the rows one by one [gemm]\n"
@@ -226,6 +229,8 @@ Options parse(int argc, char** argv) {
       o.fused_matvec = m == "fused";
     } else if (a == "--pdl") {
       o.pdl = true;
+    } else if (a == "--l2-prefetch") {
+      o.l2_prefetch = true;
     } else if (a == "--prefill-attention") {
       const std::string m = value();
       if (m != "gemm" && m != "simple") usage_error("--prefill-attention must be gemm or simple");
@@ -292,6 +297,9 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
     std::printf("  matvec: %s (decode-step projections)%s\n",
                 o.fused_matvec ? "fused kernels" : "cuBLAS GEMM",
                 o.pdl ? "; dependent launches (--pdl)" : "");
+    if (o.l2_prefetch)
+      std::printf("  L2 prefetch (--l2-prefetch): %.1f MB of each layer's o projection\n",
+                  o.fused_matvec ? llama::cuda_l2_prefetch_bytes(c) / 1e6 : 0.0);
     std::printf(
         "  bandwidth bound: %.3f GB weights + %.3f GB dense K/V per token at %.0f GB/s "
         "(device copy) = %.3f ms/token\n",
@@ -497,6 +505,7 @@ int run(Options o) {  // a copy: --prompt-file is read into o.prompt
   copt.graphs = o.graphs;
   copt.fused_matvec = o.fused_matvec;
   copt.dependent_launch = o.pdl;
+  copt.l2_prefetch = o.l2_prefetch;
   copt.prefill_gemm = o.prefill_gemm;
   std::unique_ptr<llama::Model> model;
   std::unique_ptr<llama::Checkpoint> ck;

@@ -15,6 +15,9 @@
 //   - Fused variants, one launch each: RMSNorm + q/k/v (or + lm_head), RMSNorm + q/k/v + RoPE
 //     (writes bf16 q, k, v), RMSNorm + gate/up + SiLU·up (writes bf16 h), and a matvec that adds
 //     into the float32 residual (o, down).
+//   - Optionally (L2Range `next`), once its rows are read, each block asks L2 to keep its part of
+//     a later projection's weights (evict_last): the q/k/v matvec so prefetches the o
+//     projection's while the attention launch between them mostly waits on latency.
 //
 // Numerics follow the cuBLAS path: RMSNorm's output is rounded to bf16 as rms_norm_kernel does
 // (same arithmetic, same summation order), h is rounded to bf16 as silu_mul_kernel does; only
@@ -267,6 +270,65 @@ __host__ __device__ inline RopeGroup rope_group(int g, int hq, int hkv, int half
 }
 
 // ---------------------------------------------------------------------------------------------
+// Weights into L2 ahead of the matvec that reads them (CudaOptions::l2_prefetch).
+
+/// Bytes [p, p + bytes) of a later projection's weights that a matvec asks L2 to keep once its
+/// own rows are read (p 16-byte aligned; bytes 0: nothing).
+struct L2Range {
+  const void* p = nullptr;
+  size_t bytes = 0;
+};
+
+/// Block `block` of `blocks`' part of a range of `bytes`: [*begin, *end), whole 128-byte lines
+/// (the last part ends with the range; parts past it are empty). Host and device: a CPU test
+/// checks that the parts cover the range once.
+__host__ __device__ inline void l2_part(size_t bytes, int block, int blocks, size_t* begin,
+                                        size_t* end) {
+  const size_t lines = (bytes + 127) / 128, per = (lines + blocks - 1) / blocks;
+  const size_t b = per * 128 * static_cast<size_t>(block), e = b + per * 128;
+  *begin = b < bytes ? b : bytes;
+  *end = e < bytes ? e : bytes;
+}
+
+constexpr int kL2PrefetchPiece = 4096;  // bytes per bulk prefetch (sm_90)
+
+// An L2 policy that marks lines evict_last: with a persisting set-aside of L2
+// (cudaLimitPersistingL2CacheSize) they stay while the KV cache streams through.
+__device__ __forceinline__ uint64_t evict_last_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+__device__ __forceinline__ void bulk_prefetch_l2(const char* p, uint32_t bytes, uint64_t policy) {
+  asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(p), "r"(bytes),
+               "l"(policy)
+               : "memory");
+}
+__device__ __forceinline__ void prefetch_l2_evict_last(const char* p) {
+  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
+}
+
+// This block's part of r (l2_part) into L2 as evict_last: bulk prefetches of kL2PrefetchPiece
+// bytes (sm_90), else a prefetch per 32-byte sector. A hint: nothing waits for it.
+__device__ inline void prefetch_part_l2(const L2Range& r) {
+  if (r.bytes == 0) return;
+  size_t begin, end;
+  l2_part(r.bytes, blockIdx.x, gridDim.x, &begin, &end);
+  const char* base = static_cast<const char*>(r.p);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint64_t policy = evict_last_policy();
+  const size_t step = size_t(kThreads) * kL2PrefetchPiece;
+  for (size_t o = begin + size_t(threadIdx.x) * kL2PrefetchPiece; o < end; o += step) {
+    const size_t n = end - o < size_t(kL2PrefetchPiece) ? end - o : size_t(kL2PrefetchPiece);
+    if (n >= 16) bulk_prefetch_l2(base + o, static_cast<uint32_t>(n & ~size_t(15)), policy);
+  }
+#else
+  for (size_t o = begin + size_t(threadIdx.x) * 32; o < end; o += size_t(kThreads) * 32)
+    prefetch_l2_evict_last(base + o);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 // The four variants, as the rows each warp reads, the input each block stages and what becomes
 // of the warp's sums. Every variant gives a warp two rows (kRows).
 
@@ -277,6 +339,7 @@ struct NormInput {
   const float* norm_w;
   float eps;
   int in;
+  L2Range next{};  // prefetched into L2 once the rows are read (none by default)
 
   __device__ void load_input(float* xs) const {
     stage(x, in, xs);
@@ -400,6 +463,7 @@ struct MatvecAddOp {
   const bf16* w;
   float* y;
   int out, groups;
+  L2Range next{};
 
   __device__ void load_input(float* xs) const { stage(a, in, xs); }
   __device__ void rows_of(int g, const bf16* (&p)[kRows]) const {
@@ -417,7 +481,8 @@ struct MatvecAddOp {
 // One kernel body for the four: prefetch, stage x, then each warp takes groups of rows
 // (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps). Launched as a programmatic
 // dependent (Matvec::set_dependent_launch), it starts while the kernel before it finishes: the
-// weight prefetch needs nothing from that kernel, so it runs before the wait; x does.
+// weight prefetch needs nothing from that kernel, so it runs before the wait; x does. Once its
+// rows are done, the block prefetches its part of op.next.
 template <class Op>
 __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
   extern __shared__ float4 smem[];
@@ -438,6 +503,7 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
     warp_dot(w, op.in, xs, acc);
     if ((threadIdx.x & 31) == 0) op.store(g, acc);
   }
+  prefetch_part_l2(op.next);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,16 +560,19 @@ class Matvec {
   /// (RoPE, rotate-half, base `theta`) at position *pos; d even. With `cache` (batch 1, hkv KV
   /// heads of d, capacity `capacity`), k and v are also appended at position *pos, as
   /// sparq::kv_append with advance_lengths = false would (nothing where *pos is out of range).
+  /// With `next` (p 16-byte aligned), its bytes are then prefetched into L2 as evict_last.
   cudaError_t norm_qkv_rope(const float* x, const float* norm_w, float eps, int in, const bf16* wq,
                             const bf16* wk, const bf16* wv, int hq, int hkv, int d, float theta,
                             const int* pos, bf16* q, bf16* k, bf16* v, cudaStream_t stream,
-                            const sparq::KVCacheView<bf16>* cache = nullptr,
-                            int capacity = 0) const {
+                            const sparq::KVCacheView<bf16>* cache = nullptr, int capacity = 0,
+                            L2Range next = {}) const {
     if (hq < 1 || hkv < 1 || d < 2 || d % 2 != 0 || pos == nullptr) return cudaErrorInvalidValue;
     if (cache != nullptr &&
         (capacity < 1 || cache->k == nullptr || cache->kt == nullptr || cache->v == nullptr))
       return cudaErrorInvalidValue;
-    NormQkvRopeOp op{{x, norm_w, eps, in}, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
+    if (next.bytes > 0 && (next.p == nullptr || (reinterpret_cast<uintptr_t>(next.p) & 15) != 0))
+      return cudaErrorInvalidValue;
+    NormQkvRopeOp op{{x, norm_w, eps, in, next}, wq, wk, wv, q, k, v, hq, hkv, d, theta, pos, 0};
     op.groups = (hq + 2 * hkv) * (d / 2);
     if (cache != nullptr) {
       op.append = true;

@@ -221,6 +221,7 @@ class CudaModel : public Model {
                  "cublasSetMathMode");
     if (opt.fused_matvec) init_matvec();
     pdl_ = opt.dependent_launch && sparq::kernels::dependent_launch_supported();
+    if (opt.l2_prefetch && opt.fused_matvec && opt.fused_rope) init_l2_prefetch();
     problem_.batch = 1;
     problem_.num_q_heads = cfg.num_heads;
     problem_.num_kv_heads = cfg.num_kv_heads;
@@ -245,6 +246,11 @@ class CudaModel : public Model {
   }
   ~CudaModel() override {
     clear_graphs();
+    if (l2_bytes_ > 0) {  // the persisting lines back to normal, the set-aside as it was
+      cudaStreamSynchronize(stream_);
+      cudaCtxResetPersistingL2Cache();
+      cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, l2_limit_before_);
+    }
     if (h_logits_) cudaFreeHost(h_logits_);
     if (blas_) cublasDestroy(blas_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -494,6 +500,23 @@ class CudaModel : public Model {
 
   // The fused decode kernels stage their input vector in shared memory as float; their
   // shared-memory limit is raised here, once, outside any graph capture.
+  // CudaOptions::l2_prefetch: a persisting set-aside of L2 for one layer's o projection (or as
+  // much of it as the device allows), remembered so that the destructor restores it.
+  void init_l2_prefetch() {
+    const size_t bytes = cuda_l2_prefetch_bytes(cfg_);
+    if (bytes == 0 || cudaDeviceGetLimit(&l2_limit_before_, cudaLimitPersistingL2CacheSize) !=
+                          cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    if (cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, std::max(bytes, l2_limit_before_)) !=
+        cudaSuccess) {
+      cudaGetLastError();  // MIG, or an MPS client: no set-aside, no prefetch
+      return;
+    }
+    l2_bytes_ = bytes & ~size_t(15);
+  }
+
   void init_matvec() {
     const int norm_in = cfg_.hidden_size;
     const int add_in = std::max(cfg_.q_dim(), cfg_.intermediate_size);
@@ -564,7 +587,8 @@ class CudaModel : public Model {
         CK(matvec_.norm_qkv_rope(s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads,
                                  c.num_kv_heads, d, static_cast<float>(c.rope_theta), d_len_.p,
                                  s.q16.p, s.k16.p, s.v16.p, stream_,
-                                 fused_append ? &cache : nullptr, capacity()));
+                                 fused_append ? &cache : nullptr, capacity(),
+                                 matvec::L2Range{L.wo.p, l2_bytes_}));
       } else if (fused) {
         CK(matvec_.norm_matvec(
             s.x.p, L.attn_norm.p, eps, H,
@@ -697,6 +721,8 @@ class CudaModel : public Model {
   cublasHandle_t blas_ = nullptr;
   matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
   bool pdl_ = false;       // opt_.dependent_launch on a device that has it
+  size_t l2_bytes_ = 0;    // of each layer's o projection prefetched into L2 (l2_prefetch)
+  size_t l2_limit_before_ = 0;
   DeviceArray<uint8_t> blas_ws_, attn_ws_, prefill_ws_;
   sparq::DecodeProblem problem_, step_problem_;
   std::vector<Layer> layers_;
@@ -720,6 +746,17 @@ std::string cuda_unavailable_reason() {
   }
   if (n == 0) return "no CUDA device";
   return "";
+}
+
+size_t cuda_l2_prefetch_bytes(const Config& cfg) {
+  int dev = 0, most = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&most, cudaDevAttrMaxPersistingL2CacheSize, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const size_t o_bytes = size_t(cfg.hidden_size) * cfg.q_dim() * sizeof(bf16);
+  return std::min(o_bytes, size_t(std::max(most, 0)));
 }
 
 bool cuda_dependent_launch_available() {

@@ -39,6 +39,12 @@ struct CudaOptions {
   /// so (sparq's workspace_zeroed): no memset of counters per layer, and with dependent_launch
   /// the attention kernel starts as a dependent too. False: a memset before each launch.
   bool zeroed_workspace = true;
+  /// With fused_rope: the q/k/v matvec, once its rows are read, prefetches the o projection's
+  /// weights into L2 (evict_last, in a persisting set-aside of L2 this model sets for its
+  /// lifetime), so that they arrive while the attention launch mostly waits on latency and the o
+  /// matvec reads them from L2. Ignored where the device has no L2 persistence (MIG, before
+  /// sm_80). Not yet timed on a GPU, so off by default.
+  bool l2_prefetch = false;
   /// Prefill attention as cuBLAS GEMMs around a masked softmax (prefill_attention.cuh), or, if
   /// false, the simple kernel (one block per token and head, a row at a time).
   bool prefill_gemm = true;
@@ -57,6 +63,11 @@ std::unique_ptr<Model> make_cuda_model(const Checkpoint& ck, int max_seq_len,
 /// Whether CudaOptions::dependent_launch takes effect here: an sm_90 device, and kernels built
 /// for it (elsewhere the option is ignored).
 bool cuda_dependent_launch_available();
+
+/// Bytes of the o projection CudaOptions::l2_prefetch would keep in L2 for a model of `cfg`
+/// on the current device: the projection's bytes, at most the device's largest persisting
+/// set-aside (0 where there is none).
+size_t cuda_l2_prefetch_bytes(const Config& cfg);
 
 /// The device's copy bandwidth in GB/s (1e9 bytes/s): the median of five device-to-device
 /// copies of 1 GiB, counting each byte read and written (2 GiB per copy).

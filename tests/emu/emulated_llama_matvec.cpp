@@ -66,6 +66,7 @@ static void run_qkv(int in, int hq, int hkv, int d, int pos, bool append, int ca
                        &pos_dev,
                        0};
   op.groups = (hq + 2 * hkv) * (d / 2);
+  op.next = mv::L2Range{wq.data(), wq.size() * sizeof(bf16)};  // a no-op here: only its parts
   sparq::DecodeProblem p;
   p.batch = 1;
   p.num_q_heads = hq;

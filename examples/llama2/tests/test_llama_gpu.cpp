@@ -233,10 +233,11 @@ TEST(GpuDependentLaunch, SameLogitsAsPlainLaunches) {
       }
 }
 
-/// Decoding with the fused matvecs and a default option, against the same with `off` switched
-/// off: the same logits bit for bit, dense and SparQ, with and without --pdl, over 300 steps
-/// that cross a 256-position bucket (a second graph, and a grown attention workspace).
-void expect_option_changes_no_logit(void (*off)(CudaOptions&)) {
+/// Decoding with the fused matvecs and the default options, against the same with one option
+/// changed by `change`: the same logits bit for bit, dense and SparQ, with and without --pdl,
+/// over 300 steps that cross a 256-position bucket (a second graph, and a grown attention
+/// workspace).
+void expect_option_changes_no_logit(void (*change)(CudaOptions&)) {
   const Reference ref = load_reference("bf16_tied");
   for (const bool pdl : {false, true})
     for (auto mode : {sparq::AttentionMode::kDense, sparq::AttentionMode::kSparq}) {
@@ -246,7 +247,7 @@ void expect_option_changes_no_logit(void (*off)(CudaOptions&)) {
       on.fused_matvec = true;
       on.dependent_launch = pdl;
       CudaOptions other = on;
-      off(other);
+      change(other);
       auto with = load("bf16_tied", on), without = load("bf16_tied", other);
       with->attention.mode = without->attention.mode = mode;
       with->attention.compression = without->attention.compression = 4;
@@ -267,6 +268,30 @@ TEST(GpuFusedAppend, SameLogitsAsTheAppendKernel) {
 TEST(GpuZeroedWorkspace, SameLogitsAsAMemsetPerLaunch) {
   LLAMA_REQUIRE_GPU();
   expect_option_changes_no_logit([](CudaOptions& o) { o.zeroed_workspace = false; });
+}
+
+// --l2-prefetch only asks L2 to keep each layer's o projection: the same logits bit for bit.
+// While such a model lives, the device's persisting set-aside of L2 holds it (where the device
+// has one: not under MIG); afterwards the set-aside is what it was.
+TEST(GpuL2Prefetch, SameLogitsAndTheSetAsideRestored) {
+  LLAMA_REQUIRE_GPU();
+  size_t before = 0, during = 0, after = 0;
+  ASSERT_EQ(cudaDeviceGetLimit(&before, cudaLimitPersistingL2CacheSize), cudaSuccess);
+  expect_option_changes_no_logit([](CudaOptions& o) { o.l2_prefetch = true; });
+  ASSERT_EQ(cudaDeviceGetLimit(&after, cudaLimitPersistingL2CacheSize), cudaSuccess);
+  EXPECT_EQ(after, before);
+  CudaOptions o;
+  o.l2_prefetch = true;
+  {
+    auto model = load("bf16_tied", o);
+    const size_t bytes = cuda_l2_prefetch_bytes(model->config());
+    ASSERT_EQ(cudaDeviceGetLimit(&during, cudaLimitPersistingL2CacheSize), cudaSuccess);
+    if (bytes > 0) EXPECT_GT(during, size_t(0)) << "no set-aside for " << bytes << " bytes";
+    std::printf("L2 prefetch: %zu bytes of o per layer; set-aside %zu (before: %zu)\n", bytes,
+                during, before);
+  }
+  ASSERT_EQ(cudaDeviceGetLimit(&after, cudaLimitPersistingL2CacheSize), cudaSuccess);
+  EXPECT_EQ(after, before);
 }
 
 // The two prefill attention versions (prefill_attention.cuh) on the whole model: both match

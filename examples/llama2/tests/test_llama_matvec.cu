@@ -227,11 +227,12 @@ TEST(GpuMatvec, MatvecAdd) {
 // bf16: against a float64 reference rotated in float64. The kernel's angle is a float product
 // (at position 4095 half its last bit is 1.2e-4 rad) of a float powf (a few 1e-7 of the angle,
 // up to 8e-4 rad): 2e-3 of the pair's magnitude covers that; a wrong row, pair or sign is off
-// by the magnitude itself.
-void check_norm_qkv_rope(int in, int hq, int hkv, int d, int pos) {
+// by the magnitude itself. With `prefetch`, the launch then also prefetches the q weights into
+// L2 (a hint: the same outputs), all but their last 8 bytes (a length not a multiple of 16).
+void check_norm_qkv_rope(int in, int hq, int hkv, int d, int pos, bool prefetch = false) {
   SCOPED_TRACE("in " + std::to_string(in) + ", heads " + std::to_string(hq) + "/" +
                std::to_string(hkv) + ", d " + std::to_string(d) + ", position " +
-               std::to_string(pos));
+               std::to_string(pos) + (prefetch ? ", L2 prefetch" : ""));
   std::mt19937 rng(in + hq + d + pos);
   const std::vector<float> x = uniform(in, -2, 2, rng), nw = uniform(in, 0.5f, 1.5f, rng);
   const float eps = 1e-5f, theta = 10000.0f;
@@ -247,9 +248,12 @@ void check_norm_qkv_rope(int in, int hq, int hkv, int d, int pos) {
   const DeviceVector<int> dpos(std::vector<int>{pos});
   matvec::Matvec mv;
   ASSERT_EQ(mv.init(in, in), cudaSuccess);
+  const matvec::L2Range next =
+      prefetch ? matvec::L2Range{dw[0]->get(), size_t(rows[0]) * in * sizeof(bf16) - 8}
+               : matvec::L2Range{};
   ASSERT_EQ(mv.norm_qkv_rope(dx.get(), dn.get(), eps, in, dw[0]->get(), dw[1]->get(), dw[2]->get(),
                              hq, hkv, d, theta, dpos.get(), dy[0]->get(), dy[1]->get(),
-                             dy[2]->get(), nullptr),
+                             dy[2]->get(), nullptr, nullptr, 0, next),
             cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<double> n = normalized(x, nw, eps);
@@ -284,9 +288,10 @@ struct SmallQkv {
   const DeviceVector<bf16> w{std::vector<bf16>(64 * 64, __float2bfloat16(0.0f))};
   const DeviceVector<bf16> y{std::vector<bf16>(64, __float2bfloat16(0.0f))};
   const DeviceVector<int> pos{std::vector<int>{0}};
-  cudaError_t launch(int d, const sparq::KVCacheView<bf16>* cache = nullptr) const {
+  cudaError_t launch(int d, const sparq::KVCacheView<bf16>* cache = nullptr,
+                     matvec::L2Range next = {}) const {
     return mv.norm_qkv_rope(x.get(), x.get(), 1e-5f, 64, w.get(), w.get(), w.get(), 1, 1, d, 1e4f,
-                            pos.get(), y.get(), y.get(), y.get(), nullptr, cache, 1);
+                            pos.get(), y.get(), y.get(), y.get(), nullptr, cache, 1, next);
   }
 };
 
@@ -295,10 +300,16 @@ TEST(GpuMatvec, NormQkvRope) {
   check_norm_qkv_rope(4096, 4, 2, 128, 4095);  // GQA, 7B-like rows
   check_norm_qkv_rope(1000, 3, 3, 64, 0);      // position 0: q and k only rounded
   check_norm_qkv_rope(1003, 2, 1, 64, 77);     // in % 8 != 0: scalar rows
-  // An odd d is refused before anything is launched (the buffers would hold a launch).
+  check_norm_qkv_rope(4096, 4, 2, 128, 4095, true);  // and the q weights into L2 afterwards
+  check_norm_qkv_rope(1000, 3, 3, 64, 0, true);
+  // An odd d, and a prefetch range without a 16-byte aligned start, are refused before anything
+  // is launched (the buffers would hold a launch).
   const SmallQkv s;
   ASSERT_EQ(s.mv.init(64, 64), cudaSuccess);
   EXPECT_EQ(s.launch(63), cudaErrorInvalidValue);
+  EXPECT_EQ(s.launch(64, nullptr, {nullptr, 128}), cudaErrorInvalidValue);
+  EXPECT_EQ(s.launch(64, nullptr, {s.w.get() + 1, 128}), cudaErrorInvalidValue);
+  EXPECT_EQ(s.launch(64, nullptr, {s.w.get(), 64 * 64 * sizeof(bf16)}), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
@@ -397,6 +408,25 @@ TEST(Matvec, RopeGroupsCoverEveryRowOnce) {  // host arithmetic: runs on the CPU
       for (int c : rows)
         EXPECT_EQ(c, 1) << hq << "/" << hkv << " heads, d " << d;
   }
+}
+
+// Each block's part of a range prefetched into L2 starts where the one before ends, on a
+// 128-byte line, and the parts cover the range whatever the grid.
+TEST(Matvec, L2PartsCoverTheRangeOnce) {  // host arithmetic: runs on the CPU too
+  for (const size_t bytes : {size_t(0), size_t(16), size_t(127), size_t(128), size_t(1000008),
+                             size_t(4096) * 4096 * 2})
+    for (const int blocks : {1, 7, 768, 1056}) {
+      size_t next = 0;
+      for (int b = 0; b < blocks; ++b) {
+        size_t begin = 1, end = 0;
+        matvec::l2_part(bytes, b, blocks, &begin, &end);
+        ASSERT_EQ(begin, next) << bytes << " bytes, block " << b << " of " << blocks;
+        ASSERT_LE(begin, end);
+        ASSERT_TRUE(begin % 128 == 0 || begin == bytes);
+        next = end;
+      }
+      EXPECT_EQ(next, bytes) << bytes << " bytes over " << blocks << " blocks";
+    }
 }
 
 TEST(Matvec, LaunchWithoutInitIsAnError) {  // no device call: runs on the CPU too
