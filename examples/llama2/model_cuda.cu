@@ -504,8 +504,8 @@ class CudaModel : public Model {
   // much of it as the device allows), remembered so that the destructor restores it.
   void init_l2_prefetch() {
     const size_t bytes = cuda_l2_prefetch_bytes(cfg_);
-    if (bytes == 0 || cudaDeviceGetLimit(&l2_limit_before_, cudaLimitPersistingL2CacheSize) !=
-                          cudaSuccess) {
+    if (bytes == 0 ||
+        cudaDeviceGetLimit(&l2_limit_before_, cudaLimitPersistingL2CacheSize) != cudaSuccess) {
       cudaGetLastError();
       return;
     }
@@ -584,11 +584,10 @@ class CudaModel : public Model {
       Layer& L = layers_[l];
       const sparq::KVCacheView<bf16> cache = view(L);
       if (fused_rope) {
-        CK(matvec_.norm_qkv_rope(s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads,
-                                 c.num_kv_heads, d, static_cast<float>(c.rope_theta), d_len_.p,
-                                 s.q16.p, s.k16.p, s.v16.p, stream_,
-                                 fused_append ? &cache : nullptr, capacity(),
-                                 matvec::L2Range{L.wo.p, l2_bytes_}));
+        CK(matvec_.norm_qkv_rope(
+            s.x.p, L.attn_norm.p, eps, H, L.wq.p, L.wk.p, L.wv.p, c.num_heads, c.num_kv_heads, d,
+            static_cast<float>(c.rope_theta), d_len_.p, s.q16.p, s.k16.p, s.v16.p, stream_,
+            fused_append ? &cache : nullptr, capacity(), matvec::L2Range{L.wo.p, l2_bytes_}));
       } else if (fused) {
         CK(matvec_.norm_matvec(
             s.x.p, L.attn_norm.p, eps, H,
