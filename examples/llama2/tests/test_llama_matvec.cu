@@ -297,9 +297,9 @@ struct SmallQkv {
 
 TEST(GpuMatvec, NormQkvRope) {
   LLAMA_REQUIRE_GPU();
-  check_norm_qkv_rope(4096, 4, 2, 128, 4095);  // GQA, 7B-like rows
-  check_norm_qkv_rope(1000, 3, 3, 64, 0);      // position 0: q and k only rounded
-  check_norm_qkv_rope(1003, 2, 1, 64, 77);     // in % 8 != 0: scalar rows
+  check_norm_qkv_rope(4096, 4, 2, 128, 4095);        // GQA, 7B-like rows
+  check_norm_qkv_rope(1000, 3, 3, 64, 0);            // position 0: q and k only rounded
+  check_norm_qkv_rope(1003, 2, 1, 64, 77);           // in % 8 != 0: scalar rows
   check_norm_qkv_rope(4096, 4, 2, 128, 4095, true);  // and the q weights into L2 afterwards
   check_norm_qkv_rope(1000, 3, 3, 64, 0, true);
   // An odd d, and a prefetch range without a 16-byte aligned start, are refused before anything
@@ -413,8 +413,8 @@ TEST(Matvec, RopeGroupsCoverEveryRowOnce) {  // host arithmetic: runs on the CPU
 // Each block's part of a range prefetched into L2 starts where the one before ends, on a
 // 128-byte line, and the parts cover the range whatever the grid.
 TEST(Matvec, L2PartsCoverTheRangeOnce) {  // host arithmetic: runs on the CPU too
-  for (const size_t bytes : {size_t(0), size_t(16), size_t(127), size_t(128), size_t(1000008),
-                             size_t(4096) * 4096 * 2})
+  for (const size_t bytes :
+       {size_t(0), size_t(16), size_t(127), size_t(128), size_t(1000008), size_t(4096) * 4096 * 2})
     for (const int blocks : {1, 7, 768, 1056}) {
       size_t next = 0;
       for (int b = 0; b < blocks; ++b) {
