@@ -9,6 +9,9 @@
 //     the loads in flight); each lane reads 16-byte chunks (8 weights) of both rows, kUnroll
 //     chunks per row at once, with loads that do not allocate in L1 (each weight byte is read
 //     once per step). A warp shuffle sums the lanes; accumulation is float32.
+//   - Where a warp's result is added to memory (the residual of o and down, the V sum of the
+//     append), the values it adds to are loaded before the rows' weights (HasPreload), not
+//     after them, when the memory system is saturated.
 //   - A grid holds at most the blocks resident at once, which loop over the rows: each block
 //     stages x once. Before staging, each warp prefetches its first rows' first chunks into L2,
 //     so the weight stream starts while x is prepared.
@@ -33,6 +36,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
+#include <utility>
 
 #include "sparq/device/dependent_launch.cuh"
 #include "sparq/device/kv_append_element.cuh"
@@ -410,7 +415,19 @@ struct NormQkvRopeOp : NormInput {
     p[0] = w + first_row(r) * in;
     p[1] = w + (first_row(r) + d / 2) * in;
   }
-  __device__ void store(int g, const float (&acc)[kRows]) const {
+  /// The V sum's two elements a v group adds to (with the append; else zeros), loaded before
+  /// the group's weights (HasPreload).
+  struct Pre {
+    float s0, s1;
+  };
+  __device__ Pre preload(int g) const {
+    const RopeGroup r = rope_group(g, hq, hkv, d / 2);
+    if (!append || r.matrix != 2 || pos < 0 || pos >= cache_capacity || cache.vsum == nullptr)
+      return {0.0f, 0.0f};
+    const float* sum = cache.vsum_row(0, r.head);
+    return {sum[r.i], sum[r.i + d / 2]};
+  }
+  __device__ void store(int g, const float (&acc)[kRows], Pre pre) const {
     const RopeGroup r = rope_group(g, hq, hkv, d / 2);
     bf16* y = (r.matrix == 0 ? q : r.matrix == 1 ? k : v) + first_row(r);
     bf16 lo, hi;
@@ -428,10 +445,8 @@ struct NormQkvRopeOp : NormInput {
       sparq::device::append_k_element(cache, 0, r.head, pos, j, lo);
       sparq::device::append_k_element(cache, 0, r.head, pos, j2, hi);
     } else {
-      const float* sum = cache.vsum != nullptr ? cache.vsum_row(0, r.head) : nullptr;
-      const float s0 = sum != nullptr ? sum[j] : 0.0f, s1 = sum != nullptr ? sum[j2] : 0.0f;
-      sparq::device::append_v_element(cache, 0, r.head, pos, j, lo, s0);
-      sparq::device::append_v_element(cache, 0, r.head, pos, j2, hi, s1);
+      sparq::device::append_v_element(cache, 0, r.head, pos, j, lo, pre.s0);
+      sparq::device::append_v_element(cache, 0, r.head, pos, j2, hi, pre.s1);
     }
   }
 };
@@ -471,12 +486,33 @@ struct MatvecAddOp {
     for (int r = 0; r < kRows; ++r)
       p[r] = w + int64_t(min(g * kRows + r, out - 1)) * in;
   }
-  __device__ void store(int g, const float (&acc)[kRows]) const {
+  /// The residual's elements the group adds to, loaded before its weights (HasPreload).
+  struct Pre {
+    float y[kRows];
+  };
+  __device__ Pre preload(int g) const {
+    Pre p;
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-      if (g * kRows + r < out) y[g * kRows + r] += acc[r];
+      p.y[r] = g * kRows + r < out ? y[g * kRows + r] : 0.0f;
+    return p;
+  }
+  __device__ void store(int g, const float (&acc)[kRows], const Pre& pre) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      if (g * kRows + r < out) y[g * kRows + r] = pre.y[r] + acc[r];
   }
 };
+
+/// Whether Op's store reads global memory it also writes (the V sum, the residual): such an
+/// Op loads those values with preload(g) before the group's weights stream in, so their round
+/// trip is not the last thing the warp waits for. At the end of a matvec the memory system is
+/// saturated and one dependent load there costs a loaded latency.
+template <class Op, class = void>
+struct HasPreload : std::false_type {};
+template <class Op>
+struct HasPreload<Op, std::void_t<decltype(std::declval<const Op&>().preload(0))>>
+    : std::true_type {};
 
 // One kernel body for the four: prefetch, stage x, then each warp takes groups of rows
 // (blockIdx.x * kWarps + warp, then every gridDim.x * kWarps). Launched as a programmatic
@@ -500,8 +536,14 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
   for (; g < op.groups; g += gridDim.x * kWarps) {
     op.rows_of(g, w);
     float acc[Op::kRows];
-    warp_dot(w, op.in, xs, acc);
-    if ((threadIdx.x & 31) == 0) op.store(g, acc);
+    if constexpr (HasPreload<Op>::value) {
+      const auto pre = op.preload(g);
+      warp_dot(w, op.in, xs, acc);
+      if ((threadIdx.x & 31) == 0) op.store(g, acc, pre);
+    } else {
+      warp_dot(w, op.in, xs, acc);
+      if ((threadIdx.x & 31) == 0) op.store(g, acc);
+    }
   }
   prefetch_part_l2(op.next);
 }
