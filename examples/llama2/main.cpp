@@ -309,6 +309,8 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
   std::uniform_int_distribution<int> tok(std::min(3, c.vocab_size - 1), c.vocab_size - 1);
   std::vector<float> logits;
   double ms[2] = {0, 0};
+  llama::StepBreakdown parts[2];  // summed over `profiled` steps
+  int profiled[2] = {0, 0};
   std::string how[2];
   double ratio = 1;
   const sparq::AttentionMode modes[2] = {sparq::AttentionMode::kDense,
@@ -336,11 +338,21 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
         model.fill_random(S, o.seed);
       }
       model.synchronize();
+      // The warm-up's last steps (at most 4, half of them) are timed part by part instead.
+      const int part_steps = pass == 0 ? std::min(4, n / 2) : 0;
       const auto t0 = Clock::now();
-      for (int i = 0; i < n; ++i)
+      for (int i = 0; i < n - part_steps; ++i)
         model.decode(tok(rng), &logits);  // logits fetched, as to sample
       model.synchronize();
-      ms[m] = seconds_since(t0) * 1e3 / n;
+      ms[m] = seconds_since(t0) * 1e3 / (n - part_steps);
+      for (int i = 0; i < part_steps; ++i) {
+        llama::StepBreakdown b;
+        if (!model.decode_breakdown(tok(rng), &b)) break;
+        llama::StepBreakdown& a = parts[m];
+        a.qkv += b.qkv, a.append += b.append, a.attention += b.attention;
+        a.o += b.o, a.mlp += b.mlp, a.other += b.other;
+        ++profiled[m];
+      }
     }
     how[m] = attention_summary(model);
     if (m == 1) ratio = model.last_step.transfer_ratio;
@@ -353,6 +365,19 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
   std::printf("  SparQ: %8.3f ms/token (%s, attention transfers %.3f of dense)\n", ms[1],
               how[1].c_str(), ratio);
   std::printf("  speedup: %.2fx\n", ms[0] / ms[1]);
+  if (profiled[0] > 0 && profiled[1] > 0) {
+    std::printf(
+        "  where a step's time goes (ms; launched without a graph, events between parts):\n");
+    for (int m = 0; m < 2; ++m) {
+      const llama::StepBreakdown& a = parts[m];
+      const double k = 1.0 / profiled[m];
+      std::printf(
+          "    %s: q/k/v %.3f | append %.3f | attention %.3f | o %.3f | MLP %.3f | other %.3f | "
+          "total %.3f\n",
+          m == 0 ? "dense" : "SparQ", a.qkv * k, a.append * k, a.attention * k, a.o * k, a.mlp * k,
+          a.other * k, a.total() * k);
+    }
+  }
   return 0;
 }
 

@@ -50,6 +50,19 @@ inline StepAttention choose_attention(const AttentionOptions& o, int head_dim, i
   return s;
 }
 
+/// Where a decode step's device time goes (--bench-decode prints it): milliseconds per step in
+/// each part, summed over the layers. Measured with events between the parts of a step launched
+/// without a graph, so each part also carries its launch's gap.
+struct StepBreakdown {
+  double qkv = 0;        ///< RMSNorm, q/k/v projections, RoPE (and the fused append)
+  double append = 0;     ///< the KV append where it has a launch of its own
+  double attention = 0;  ///< the decode attention (dense or SparQ)
+  double o = 0;          ///< the output projection
+  double mlp = 0;        ///< RMSNorm, gate/up, SiLU·up, down
+  double other = 0;      ///< embedding, final norm and lm_head, length counters
+  double total() const { return qkv + append + attention + o + mlp + other; }
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -68,6 +81,9 @@ class Model {
   /// Fills the KV cache of every layer to `length` positions with random keys and values
   /// (for --bench-decode; the decode time depends on the length, not on the values).
   virtual void fill_random(int length, uint64_t seed) = 0;
+  /// decode(token, nullptr), launched without a graph and timed part by part into *out (false,
+  /// and nothing decoded, where the model cannot: the CPU).
+  virtual bool decode_breakdown(int /*token*/, StepBreakdown* /*out*/) { return false; }
   /// Waits for queued device work (timing); a no-op on the CPU.
   virtual void synchronize() {}
   /// Bytes of weights one decode step reads (for --bench-decode's bandwidth bound); 0 where not

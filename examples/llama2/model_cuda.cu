@@ -246,6 +246,8 @@ class CudaModel : public Model {
   }
   ~CudaModel() override {
     clear_graphs();
+    for (cudaEvent_t e : events_)
+      cudaEventDestroy(e);
     if (l2_bytes_ > 0) {  // the persisting lines back to normal, the set-aside as it was
       cudaStreamSynchronize(stream_);
       cudaCtxResetPersistingL2Cache();
@@ -420,6 +422,32 @@ class CudaModel : public Model {
   }
 
   void decode(int token, std::vector<float>* logits) override {
+    decode_step(token, logits, opt_.graphs);
+  }
+
+  bool decode_breakdown(int token, StepBreakdown* out) override {
+    marks_.clear();
+    profiling_ = true;
+    try {
+      decode_step(token, nullptr, /*graphs=*/false);
+    } catch (...) {
+      profiling_ = false;
+      throw;
+    }
+    profiling_ = false;
+    CK(cudaStreamSynchronize(stream_));
+    *out = StepBreakdown{};
+    for (size_t i = 1; i < marks_.size(); ++i) {
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, events_[i - 1], events_[i]));
+      double* part[] = {&out->qkv, &out->append, &out->attention, &out->o, &out->mlp, &out->other};
+      *part[static_cast<int>(marks_[i])] += ms;
+    }
+    return true;
+  }
+
+  // One decode step, as a graph (captured at the first step of each key) or launch by launch.
+  void decode_step(int token, std::vector<float>* logits, bool graphs) {
     check_room(1);
     if (token < 0 || token >= cfg_.vocab_size) throw std::out_of_range("token id out of range");
     // Grids are sized by a length bound rounded up to 256 (so one graph serves 256 steps); the
@@ -435,7 +463,7 @@ class CudaModel : public Model {
     ensure_workspace();
     // From pageable memory: staged at call time, so the local may go out of scope.
     CK(cudaMemcpyAsync(decode_.tokens.p, &token, sizeof(int), cudaMemcpyHostToDevice, stream_));
-    if (opt_.graphs) {
+    if (graphs) {
       const auto key =
           std::make_tuple(bound, last_step.sparq, last_step.config.r, last_step.config.k,
                           last_step.config.local_window, last_step.config.reallocation);
@@ -578,8 +606,10 @@ class CudaModel : public Model {
     const bool fused_append = fused_rope && opt_.fused_append;  // and the KV append
     matvec_.set_dependent_launch(pdl);
     const bf16* lm_head = c.tie_word_embeddings ? embed_.p : lm_head_.p;
+    mark(Part::kOther);  // the start (decode_breakdown)
     if (decode) add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, 1, d_len_after_.p);
     embed_kernel<<<dim3(n, (H + 255) / 256), 256, 0, stream_>>>(s.tokens.p, embed_.p, H, s.x.p);
+    mark(Part::kOther);
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
       const sparq::KVCacheView<bf16> cache = view(L);
@@ -605,6 +635,7 @@ class CudaModel : public Model {
             0, stream_, 0, pdl, s.q.p, s.k.p, s.v.p, c.num_heads, c.num_kv_heads, d,
             static_cast<float>(c.rope_theta), static_cast<const int*>(d_len_.p), s.q16.p, s.k16.p,
             s.v16.p));
+      mark(Part::kQkv);
       if (!fused_append) {
         sparq::KVAppendParams<bf16> a;
         a.problem = problem_;
@@ -616,6 +647,7 @@ class CudaModel : public Model {
         a.advance_lengths = false;  // every layer appends at the same positions
         a.dependent_launch = pdl;
         sparq_check(sparq::kv_append(a, stream_), "kv_append");
+        mark(Part::kAppend);
       }
       if (decode) {
         sparq::SparqDecodeParams<bf16> p;
@@ -634,19 +666,24 @@ class CudaModel : public Model {
       } else {
         prefill_attention(n, s.q16.p, cache, s.att.p);
       }
-      if (fused) {
+      mark(Part::kAttention);
+      if (fused)
         CK(matvec_.matvec_add(s.att.p, c.q_dim(), L.wo.p, H, s.x.p, stream_));
+      else
+        gemm(s.att.p, n, L.wo.p, H, c.q_dim(), s.x.p, true);
+      mark(Part::kO);
+      if (fused) {
         CK(matvec_.norm_gate_up_silu(s.x.p, L.mlp_norm.p, eps, H, L.w_gate.p, L.w_up.p, I, s.h16.p,
                                      stream_));
         CK(matvec_.matvec_add(s.h16.p, I, L.w_down.p, H, s.x.p, stream_));
       } else {
-        gemm(s.att.p, n, L.wo.p, H, c.q_dim(), s.x.p, true);
         rms_norm_kernel<<<n, matvec::kThreads, 0, stream_>>>(s.x.p, L.mlp_norm.p, H, eps, s.xn.p);
         gemm(s.xn.p, n, L.w_gate.p, I, H, s.g.p, false);
         gemm(s.xn.p, n, L.w_up.p, I, H, s.u.p, false);
         silu_mul_kernel<<<1024, 256, 0, stream_>>>(s.g.p, s.u.p, int64_t(n) * I, s.h16.p);
         gemm(s.h16.p, n, L.w_down.p, H, I, s.x.p, true);
       }
+      mark(Part::kMlp);
     }
     const int first = n - logit_rows;
     if (logit_rows == 0) {  // a prompt piece before the last: no logits wanted
@@ -660,6 +697,22 @@ class CudaModel : public Model {
     }
     add_length_kernel<<<1, 1, 0, stream_>>>(d_len_.p, n, d_len_.p);
     CK(cudaGetLastError());
+    mark(Part::kOther);
+  }
+
+  // decode_breakdown's parts, in StepBreakdown's order.
+  enum class Part { kQkv, kAppend, kAttention, kO, kMlp, kOther };
+  // With profiling_, an event after the work queued so far, ending a `part` (the first one
+  // only starts the step).
+  void mark(Part part) {
+    if (!profiling_) return;
+    if (events_.size() == marks_.size()) {
+      cudaEvent_t e;
+      CK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    CK(cudaEventRecord(events_[marks_.size()], stream_));
+    marks_.push_back(part);
   }
 
   // A piece of n tokens after `past` cached ones (the current length by default).
@@ -718,9 +771,12 @@ class CudaModel : public Model {
   CudaOptions opt_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  matvec::Matvec matvec_;  // set up only with opt_.fused_matvec
-  bool pdl_ = false;       // opt_.dependent_launch on a device that has it
-  size_t l2_bytes_ = 0;    // of each layer's o projection prefetched into L2 (l2_prefetch)
+  matvec::Matvec matvec_;   // set up only with opt_.fused_matvec
+  bool pdl_ = false;        // opt_.dependent_launch on a device that has it
+  size_t l2_bytes_ = 0;     // of each layer's o projection prefetched into L2 (l2_prefetch)
+  bool profiling_ = false;  // decode_breakdown: events between the parts of the step
+  std::vector<cudaEvent_t> events_;
+  std::vector<Part> marks_;
   size_t l2_limit_before_ = 0;
   DeviceArray<uint8_t> blas_ws_, attn_ws_, prefill_ws_;
   sparq::DecodeProblem problem_, step_problem_;

@@ -369,5 +369,36 @@ TEST(GpuBench, RandomFillAndDecodeRun) {
   }
 }
 
+// --bench-decode's breakdown: a step launched part by part decodes like any other (the same
+// logits as a model that decoded it with a graph), and every part that has launches takes time.
+TEST(GpuBench, BreakdownStepDecodesAndTimesEveryPart) {
+  LLAMA_REQUIRE_GPU();
+  for (const bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused matvec" : "cuBLAS");
+    auto timed = load("bf16_tied", true, fused), plain = load("bf16_tied", true, fused);
+    for (auto* m : {timed.get(), plain.get()}) {
+      m->attention.mode = sparq::AttentionMode::kSparq;
+      m->fill_random(300, 1);
+    }
+    StepBreakdown b;
+    ASSERT_TRUE(timed->decode_breakdown(7, &b));
+    plain->decode(7, nullptr);
+    EXPECT_EQ(timed->length(), 301);
+    EXPECT_GT(b.qkv, 0.0);
+    EXPECT_GT(b.attention, 0.0);
+    EXPECT_GT(b.o, 0.0);
+    EXPECT_GT(b.mlp, 0.0);
+    EXPECT_GT(b.other, 0.0);
+    if (fused)
+      EXPECT_EQ(b.append, 0.0) << "the append is fused into the q/k/v matvec by default";
+    else
+      EXPECT_GT(b.append, 0.0);
+    std::vector<float> a, c;
+    timed->decode(9, &a);
+    plain->decode(9, &c);
+    EXPECT_EQ(a, c) << "the step after the timed one";
+  }
+}
+
 }  // namespace
 }  // namespace llama::test
