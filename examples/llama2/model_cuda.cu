@@ -526,8 +526,6 @@ class CudaModel : public Model {
     return sparq::make_packed_cache_view<bf16>(problem_, L.k.p, L.kt.p, L.v.p, L.vsum.p);
   }
 
-  // The fused decode kernels stage their input vector in shared memory as float; their
-  // shared-memory limit is raised here, once, outside any graph capture.
   // CudaOptions::l2_prefetch: a persisting set-aside of L2 for one layer's o projection (or as
   // much of it as the device allows), remembered so that the destructor restores it.
   void init_l2_prefetch() {
@@ -545,6 +543,8 @@ class CudaModel : public Model {
     l2_bytes_ = bytes & ~size_t(15);
   }
 
+  // The fused decode kernels stage their input vector in shared memory as float; their
+  // shared-memory limit is raised here, once, outside any graph capture.
   void init_matvec() {
     const int norm_in = cfg_.hidden_size;
     const int add_in = std::max(cfg_.q_dim(), cfg_.intermediate_size);
