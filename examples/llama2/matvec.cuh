@@ -27,7 +27,8 @@
 // the dot products' summation order differs. When in % 8 != 0 or a row is not 16-byte aligned,
 // the rows are read one bf16 at a time instead.
 //
-// Run and tested on an H100 (docs/benchmarks.md).
+// Run and tested on an H100 (docs/benchmarks.md), except the L2 prefetch and the preloads
+// (nineteenth session), which never ran on a GPU yet.
 #pragma once
 
 #include <cuda_bf16.h>
