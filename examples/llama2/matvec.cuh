@@ -7,8 +7,9 @@
 //   - W is bf16 [out, in] row-major, as CudaModel stores it. x is staged once per block in
 //     shared memory as float. Each warp owns two rows (they share every read of x and double
 //     the loads in flight); each lane reads 16-byte chunks (8 weights) of both rows, kUnroll
-//     chunks per row at once, with loads that do not allocate in L1 (each weight byte is read
-//     once per step). A warp shuffle sums the lanes; accumulation is float32.
+//     chunks per row at once (kAddUnroll for o and down, whose grids are small), with loads
+//     that do not allocate in L1 (each weight byte is read once per step). A warp shuffle sums
+//     the lanes; accumulation is float32.
 //   - Where a warp's result is added to memory (the residual of o and down, the V sum of the
 //     append), the values it adds to are loaded before the rows' weights (HasPreload), not
 //     after them, when the memory system is saturated.
@@ -27,8 +28,8 @@
 // the dot products' summation order differs. When in % 8 != 0 or a row is not 16-byte aligned,
 // the rows are read one bf16 at a time instead.
 //
-// Run and tested on an H100 (docs/benchmarks.md), except the L2 prefetch and the preloads
-// (nineteenth session), which never ran on a GPU yet.
+// Run and tested on an H100 (docs/benchmarks.md), except the L2 prefetch, the preloads and
+// kAddUnroll (nineteenth session), which never ran on a GPU yet.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -50,7 +51,11 @@ using bf16 = __nv_bfloat16;
 
 constexpr int kThreads = 256;  // per block: 8 warps
 constexpr int kWarps = kThreads / 32;
-constexpr int kUnroll = 4;  // 16-byte loads in flight per lane and row (8 per lane for 2 rows)
+// 16-byte loads in flight per lane and row (8 per lane for 2 rows). The adding variant (o,
+// down) uses kAddUnroll: its grids have only 2 blocks per SM (one warp per row pair of 4096),
+// so each warp keeps twice as many bytes in flight (128 KB per SM, not 64).
+constexpr int kUnroll = 4;
+constexpr int kAddUnroll = 8;
 
 // The block's sum of v (every thread gets it). model_cuda.cu's rms_norm_kernel uses it too, so
 // that the fused RMSNorm sums in exactly the same order.
@@ -108,20 +113,21 @@ __device__ __forceinline__ bool vector_rows(const bf16* const (&w)[R], int in) {
   return ok;
 }
 
-// Asks L2 for the chunks the warp's first loop iteration will load (up to 2 KB of each row).
-template <int R>
+// Asks L2 for the chunks the warp's first loop iteration will load (U * 512 bytes of each row).
+template <int U, int R>
 __device__ void prefetch_first_chunks(const bf16* const (&w)[R], int in) {
   if (!vector_rows(w, in)) return;
   const int lane = threadIdx.x & 31, line = 128;
-  const int bytes = min(2 * in, kUnroll * 32 * 16);
+  const int bytes = min(2 * in, U * 32 * 16);
 #pragma unroll
   for (int r = 0; r < R; ++r)
     for (int b = lane * line; b < bytes; b += 32 * line)
       asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(w[r]) + b));
 }
 
-// acc[r] = w[r][0, in) · xs[0, in), summed over the warp (every lane gets the sums).
-template <int R>
+// acc[r] = w[r][0, in) · xs[0, in), summed over the warp (every lane gets the sums); U chunks
+// per row and lane in flight. Each lane adds its chunks in ascending order whatever U is.
+template <int U, int R>
 __device__ __forceinline__ void warp_dot(const bf16* const (&w)[R], int in, const float* xs,
                                          float (&acc)[R]) {
   const int lane = threadIdx.x & 31;
@@ -130,15 +136,15 @@ __device__ __forceinline__ void warp_dot(const bf16* const (&w)[R], int in, cons
     acc[r] = 0.0f;
   if (vector_rows(w, in)) {
     const int chunks = in / 8;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
-      uint4 v[kUnroll][R];
+    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+      uint4 v[U][R];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)  // all loads first; a chunk past the end re-reads the
-#pragma unroll                           // last one (a valid address) and is not summed
+      for (int u = 0; u < U; ++u)  // all loads first; a chunk past the end re-reads the
+#pragma unroll                     // last one (a valid address) and is not summed
         for (int r = 0; r < R; ++r)
           v[u][r] = load_stream(w[r] + 8 * min(c0 + 32 * u, chunks - 1));
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
+      for (int u = 0; u < U; ++u) {
         const int c = c0 + 32 * u;
         if (c < chunks) {
           const float4 a = reinterpret_cast<const float4*>(xs)[2 * c];
@@ -346,6 +352,7 @@ struct NormInput {
   float eps;
   int in;
   L2Range next{};  // prefetched into L2 once the rows are read (none by default)
+  static constexpr int kUnroll = matvec::kUnroll;
 
   __device__ void load_input(float* xs) const {
     stage(x, in, xs);
@@ -474,6 +481,7 @@ struct NormGateUpSiluOp : NormInput {
 /// into the float32 residual.
 struct MatvecAddOp {
   static constexpr int kRows = 2;
+  static constexpr int kUnroll = kAddUnroll;
   const bf16* a;
   int in;
   const bf16* w;
@@ -529,7 +537,7 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
   int g = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (g < op.groups) {
     op.rows_of(g, w);
-    prefetch_first_chunks(w, op.in);
+    prefetch_first_chunks<Op::kUnroll>(w, op.in);
   }
   sparq::device::wait_for_prior_grids();
   op.load_input(xs);
@@ -539,10 +547,10 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
     float acc[Op::kRows];
     if constexpr (HasPreload<Op>::value) {
       const auto pre = op.preload(g);
-      warp_dot(w, op.in, xs, acc);
+      warp_dot<Op::kUnroll>(w, op.in, xs, acc);
       if ((threadIdx.x & 31) == 0) op.store(g, acc, pre);
     } else {
-      warp_dot(w, op.in, xs, acc);
+      warp_dot<Op::kUnroll>(w, op.in, xs, acc);
       if ((threadIdx.x & 31) == 0) op.store(g, acc);
     }
   }
