@@ -167,6 +167,13 @@ def print_llama_matvec(kernels):
             line += (f"; chain{' --pdl' if pdl else ''} {chain['time_us']:.1f} us "
                      f"({chain['pct_of_copy_bw']:.0f}% of copy bw)")
     print(line)
+    # BM_LlamaMatvecPrefetchO: q/k/v, a wait standing in for attention, o; l2:1 with o's
+    # weights prefetched into L2 by the q/k/v matvec (--l2-prefetch).
+    pre = [rows.get(f"BM_LlamaMatvecPrefetchO/l2:{l2}") for l2 in (0, 1)]
+    if all(b is not None and "time_us" in b for b in pre):
+        print(f"llama 7B q/k/v, {pre[0].get('wait_us', 30):.0f} us of waiting, o: "
+              f"{pre[0]['time_us']:.1f} us; with o prefetched into L2 {pre[1]['time_us']:.1f} us "
+              f"({pre[1].get('prefetch_mb', 0):.1f} MB prefetched)")
 
 
 def print_dense_splits(kernels):

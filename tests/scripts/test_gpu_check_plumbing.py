@@ -61,7 +61,11 @@ rows = [row("BM_LlamaMatvec/qkv_rope/iterations:1/manual_time", 36.0),
         row("BM_LlamaMatvec/gate_up_silu/iterations:1/manual_time", 62.0),
         row("BM_LlamaMatvec/down/iterations:1/manual_time", 31.0),
         row("BM_LlamaMatvecLayerChain/pdl:0/iterations:1/manual_time", 150.0),
-        row("BM_LlamaMatvecLayerChain/pdl:1/iterations:1/manual_time", 145.0)]
+        row("BM_LlamaMatvecLayerChain/pdl:1/iterations:1/manual_time", 145.0),
+        dict(row("BM_LlamaMatvecPrefetchO/l2:0/iterations:1/manual_time", 98.0), wait_us=30.0,
+             prefetch_mb=0.0),
+        dict(row("BM_LlamaMatvecPrefetchO/l2:1/iterations:1/manual_time", 86.5), wait_us=30.0,
+             prefetch_mb=33.5)]
 json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"))
 """
 
@@ -129,7 +133,7 @@ class GpuCheckPlumbing(unittest.TestCase):
             # Eight decode runs, each reported; the dataflow ones ran with the setting of their
             # nearest tuned shape, the others with none.
             for s_len in (4096, 32768):
-                for variant in ("default", "new", "dataflow", "dataflow-pdl"):
+                for variant in ("default", "new", "dataflow", "l2"):
                     self.assertRegex(summary,
                                      rf"llama2-7b decode {s_len} {variant} +dense: 6.840 ms/token",
                                      detail)
@@ -140,9 +144,8 @@ class GpuCheckPlumbing(unittest.TestCase):
                           "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 4096",
                           log)
             self.assertIn("SPARQ_ROUTE=auto SPARQ_FLOW= SPARQ_SELECT=stream", log)
-            self.assertIn("SPARQ_ROUTE=dataflow SPARQ_FLOW=lag_pct=25,steps=2,hist=auto,rows=256 "
-                          "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 32768 "
-                          "--bench-steps 32 --pdl", log)
+            self.assertIn("SPARQ_ROUTE=auto SPARQ_FLOW= SPARQ_SELECT=auto args: --random-weights "
+                          "llama2-7b --bench-decode 32768 --bench-steps 32 --l2-prefetch", log)
             self.assertRegex(summary, r"llama2-7b prefill 4096 gemm +prefill of 4096")
             self.assertRegex(summary, r"llama2-7b prefill 32768 gemm +prefill of")
             self.assertIn("dataflow tuning (best setting per shape", summary)
@@ -150,11 +153,13 @@ class GpuCheckPlumbing(unittest.TestCase):
             merged = json.loads((out / "bench_kernels.json").read_text())
             self.assertIn("dense splits B1 S4096: fastest 32 splits 31.0 us, the plan's 16: 34.0 us",
                           summary)
-            self.assertEqual(len(merged["benchmarks"]), 19,
+            self.assertEqual(len(merged["benchmarks"]), 21,
                              "the three bench_kernels parts and the matvec rows merged")
             self.assertRegex(summary, r"bench_llama_matvec +done", detail)
             self.assertIn("llama 7B matvecs per layer: alone 143.0 us; chain 150.0 us (90% of "
                           "copy bw); chain --pdl 145.0 us (90% of copy bw)", summary)
+            self.assertIn("llama 7B q/k/v, 30 us of waiting, o: 98.0 us; with o prefetched into "
+                          "L2 86.5 us (33.5 MB prefetched)", summary)
             self.assertEqual(run.returncode, 0, detail)
 
     def test_a_budget_cuts_a_hung_test_and_keeps_the_benchmarks(self):
