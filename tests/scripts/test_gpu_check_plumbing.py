@@ -135,8 +135,9 @@ class GpuCheckPlumbing(unittest.TestCase):
             for s_len in (4096, 32768):
                 for variant in ("default", "new", "dataflow", "l2"):
                     self.assertRegex(summary,
-                                     rf"llama2-7b decode {s_len} {variant} +dense: 6.840 ms/token",
-                                     detail)
+                                     rf"llama2-7b decode {s_len} {variant} +dense: 6.840 ms/token"
+                                     r" \(76% of the bandwidth bound\); SparQ: 7.110 ms/token; "
+                                     r"speedup: 0.96x", detail)
             self.assertIn("SPARQ_ROUTE=dataflow SPARQ_FLOW=lag_pct=25,steps=2,hist=auto,rows=256 "
                           "SPARQ_SELECT=auto args: --random-weights llama2-7b --bench-decode 32768",
                           log)
