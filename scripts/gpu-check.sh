@@ -202,7 +202,7 @@ if [ $bench = 1 ]; then
           echo "==== SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow llama2_chat --random-weights llama2-7b --bench-decode $s_len ${flags[*]} ====" >> "$log"
           if SPARQ_SELECT=$sel SPARQ_ROUTE=$route SPARQ_FLOW=$flow timeout -k 5 $limit "$chat" --random-weights llama2-7b \
               --bench-decode $s_len --bench-steps 32 "${flags[@]}" > "$res" 2>&1; then
-            row "$name" "$(grep -o 'dense: .*' "$res" | tr -s ' ')$(grep -o 'SparQ: *[0-9.]* ms/token' "$res" | tr -s ' ' | sed 's/^/; /')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
+            row "$name" "$(grep -o 'dense: *[0-9.]* ms/token.*' "$res" | tr -s ' ')$(grep -o 'SparQ: *[0-9.]* ms/token' "$res" | tr -s ' ' | sed 's/^/; /')$(grep -o '; speedup: .*' <(sed 's/^  speedup/; speedup/' "$res"))"
           else
             row "$name" "$(rc_word $?)"
           fi
