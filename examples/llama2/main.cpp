@@ -348,9 +348,7 @@ int bench_decode(llama::Model& model, const Options& o, double copy_gbs) {
       for (int i = 0; i < part_steps; ++i) {
         llama::StepBreakdown b;
         if (!model.decode_breakdown(tok(rng), &b)) break;
-        llama::StepBreakdown& a = parts[m];
-        a.qkv += b.qkv, a.append += b.append, a.attention += b.attention;
-        a.o += b.o, a.mlp += b.mlp, a.other += b.other;
+        parts[m] += b;
         ++profiled[m];
       }
     }

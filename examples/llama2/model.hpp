@@ -61,6 +61,11 @@ struct StepBreakdown {
   double mlp = 0;        ///< RMSNorm, gate/up, SiLU·up, down
   double other = 0;      ///< embedding, final norm and lm_head, length counters
   double total() const { return qkv + append + attention + o + mlp + other; }
+  StepBreakdown& operator+=(const StepBreakdown& b) {
+    qkv += b.qkv, append += b.append, attention += b.attention;
+    o += b.o, mlp += b.mlp, other += b.other;
+    return *this;
+  }
 };
 
 class Model {
