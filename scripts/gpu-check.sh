@@ -187,7 +187,7 @@ if [ $bench = 1 ]; then
       # launches, --pdl, and the streaming selection, SPARQ_SELECT=stream), with the dataflow
       # route at the tuning rows' fastest setting (SPARQ_ROUTE=dataflow, SPARQ_FLOW), and with
       # the o projection prefetched into L2 during attention (--l2-prefetch; nineteenth
-      # session, never run). Each loads random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
+      # session; slower on an H200 in run 12). Each loads random 7B weights and times 2 x 32 steps. (cuBLAS projections, --matvec cublas, measured 8.25 ms/token at 4k on an H100: see
       # docs/benchmarks.md.)
       for s_len in 4096 32768; do
         for variant in default new dataflow l2; do

@@ -67,7 +67,7 @@ void print_help() {
       "                         (experimental: not yet timed) [off]\n"
       "  --l2-prefetch          GPU (fused matvecs): the q/k/v matvec prefetches the o\n"
       "                         projection's weights into a persisting part of L2 while\n"
-      "                         attention runs (experimental: not yet timed) [off]\n"
+      "                         attention runs (slower on an H200) [off]\n"
       "  --prefill-attention gemm|simple\n"
       "                         GPU: prompt attention as cuBLAS GEMMs around a masked softmax,\n"
       "                         or a simple kernel that walks the rows one by one [gemm]\n"

@@ -28,8 +28,8 @@
 // the dot products' summation order differs. When in % 8 != 0 or a row is not 16-byte aligned,
 // the rows are read one bf16 at a time instead.
 //
-// Run and tested on an H100 (docs/benchmarks.md), except the L2 prefetch, the preloads and
-// kAddUnroll (nineteenth session), which never ran on a GPU yet.
+// Run and tested on an H100 (docs/benchmarks.md); the L2 prefetch, the preloads and kAddUnroll
+// (nineteenth session) on an H200 only (run 12; the prefetch made a decode step slower).
 #pragma once
 
 #include <cuda_bf16.h>
