@@ -89,7 +89,9 @@ enum Stage {
   kScores,
   kSelect,
   kSelectWide,
-  kSelectCluster,  // the cluster selection where the launch API takes the one-block one
+  kSelectCluster,        // the cluster selection where the launch API takes the one-block one
+  kSelectClusterNarrow,  // the cluster selection with kClusterThreads threads per block
+  kSelectClusterWide,    // the same with kClusterThreadsWide (the rule: cluster_select_wide_rule)
   kSelectStream,
   kAttend
 };
@@ -119,7 +121,12 @@ void BM_SparqDecode(benchmark::State& state) {
   const sparq::kernels::SparqPlan<T> cluster_plan(s.p, s.cfg, s.workspace,
                                                   sparq::kernels::SparqRoute::kThreeLaunches,
                                                   sparq::kernels::SelectRoute::kCluster);
-  if (kStage == kSelectCluster && !sparq::kernels::cluster_select_fits(seq))
+  sparq::kernels::SparqPlan<T> narrow_plan = cluster_plan, wide_plan = cluster_plan;
+  narrow_plan.select_wide = false;
+  wide_plan.select_wide = true;
+  if ((kStage == kSelectCluster || kStage == kSelectClusterNarrow ||
+       kStage == kSelectClusterWide) &&
+      !sparq::kernels::cluster_select_fits(seq))
     return state.SkipWithError("the cluster selection does not fit this shape on this device");
   dependent_plan.dependent_launch = stream_dependent_plan.dependent_launch = true;
   if ((kStage == kThreeDependent || kStage == kThreeStreamDependent) &&
@@ -141,9 +148,10 @@ void BM_SparqDecode(benchmark::State& state) {
   // select_kernel: the logits once, and the keys written and read once where they do not fit
   // in shared memory (the global-keys route); the streaming one reads the logits twice
   // instead (counted once here, so the rows compare time on the same bytes).
-  if (kStage == kSelect || kStage == kSelectWide || kStage == kSelectCluster ||
-      kStage == kSelectStream) {
-    const bool global_keys = kStage != kSelectStream && kStage != kSelectCluster &&
+  const bool cluster_stage =
+      kStage == kSelectCluster || kStage == kSelectClusterNarrow || kStage == kSelectClusterWide;
+  if (kStage == kSelect || kStage == kSelectWide || cluster_stage || kStage == kSelectStream) {
+    const bool global_keys = kStage != kSelectStream && !cluster_stage &&
                              plan.select == sparq::kernels::SelectRoute::kGlobalKeys;
     bytes = rows * (4.0 * S * g + (global_keys ? 8.0 * S : 0.0));
   }
@@ -177,6 +185,10 @@ void BM_SparqDecode(benchmark::State& state) {
                 a, plan, nullptr);
           if (kStage == kSelectCluster)
             st = sparq::kernels::launch_sparq_select<T>(a, cluster_plan, nullptr);
+          if (kStage == kSelectClusterNarrow)
+            st = sparq::kernels::launch_sparq_select<T>(a, narrow_plan, nullptr);
+          if (kStage == kSelectClusterWide)
+            st = sparq::kernels::launch_sparq_select<T>(a, wide_plan, nullptr);
           if (kStage == kAttend)
             st = sparq::kernels::launch_sparq_attend<T, kDim>(a, plan, nullptr);
           sb::check_status(st, "sparq stage");
@@ -270,6 +282,7 @@ void shapes(benchmark::internal::Benchmark* b) {
                                                   {1, 8192},
                                                   {1, 16384},
                                                   {1, 32768},
+                                                  {1, 65536},
                                                   {1, 131072},
                                                   {4, 16384},
                                                   {16, 4096},
@@ -287,12 +300,20 @@ void large_batch_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 }
 
+/// Batch 1 from 16k to 128k positions: where the cluster selection's block size matters.
+void cluster_width_shapes(benchmark::internal::Benchmark* b) {
+  for (int seq : {16384, 32768, 65536, 131072})
+    b->Args({1, seq});
+  b->ArgNames({"B", "S"})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+}
+
 /// Where the cluster route competes: batch x units below the device's SM count.
 void route_shapes(benchmark::internal::Benchmark* b) {
   for (auto bs : std::vector<std::pair<int, int>>{{1, 4096},
                                                   {1, 8192},
                                                   {1, 16384},
                                                   {1, 32768},
+                                                  {1, 65536},
                                                   {1, 131072},
                                                   {2, 32768},
                                                   {4, 16384},
@@ -361,6 +382,12 @@ BENCHMARK(BM_SparqDecode<kSelectStream>)->Name("BM_SparqStageSelectStream")->App
 BENCHMARK(BM_SparqDecode<kSelectCluster>)
     ->Name("BM_SparqStageSelectCluster")
     ->Apply(large_batch_shapes);
+BENCHMARK(BM_SparqDecode<kSelectClusterNarrow>)
+    ->Name("BM_SparqStageSelectClusterNarrow")
+    ->Apply(cluster_width_shapes);
+BENCHMARK(BM_SparqDecode<kSelectClusterWide>)
+    ->Name("BM_SparqStageSelectClusterWide")
+    ->Apply(cluster_width_shapes);
 BENCHMARK(BM_SparqDecode<kThreeStream>)->Name("BM_SparqRouteThreeStream")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kThreeDependent>)->Name("BM_SparqRouteThreeDependent")->Apply(shapes);
 BENCHMARK(BM_SparqDecode<kThreeStreamDependent>)

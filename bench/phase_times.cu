@@ -6,6 +6,8 @@
 // the kernel's event time, the spread of the blocks' start and end (global timer), and a
 // block's span. Every launch starts from a cold L2, as in the benchmarks.
 //   phase_times [S ...]      (default 4096 16384 32768 131072)
+// phase_times_plain_adds and phase_times_leader_adds are the same program with other radix
+// histogram adds (device::HistogramAdds).
 #define SPARQ_PHASE_TIMES
 #include "bench/bench_support.cuh"
 
@@ -82,6 +84,9 @@ void run(Kernel kernel, int seq, double attribute_cycles_per_us) {
     return (void)std::printf("skipped: the block route does not fit on this device\n");
   if (kernel == Kernel::kSelectCluster && !sk::cluster_select_fits(seq))
     return (void)std::printf("skipped: the cluster selection does not fit on this device\n");
+  if (kernel == Kernel::kSelectCluster)
+    std::printf("%d threads per block (cluster_select_wide_rule)\n",
+                cluster_plan.select_wide ? sk::kClusterThreadsWide : sk::kClusterThreads);
   // The selection reads the scores' logits and stats: the three launches once per copy.
   for (int i = 0; i < s.copies; ++i)
     sb::check_status(sk::launch_sparq_three<T, kDim>(s.sparq_params(i), plan, nullptr), "three");
@@ -203,6 +208,12 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, dev));
   std::printf("%s, SM clock attribute %.0f MHz\n", prop.name, khz * 1e-3);
+  std::printf("radix histogram adds: %s\n",
+              sd::kHistogramAdds == sd::HistogramAdds::kPlain
+                  ? "plain shared-memory atomics (phase_times_plain_adds)"
+              : sd::kHistogramAdds == sd::HistogramAdds::kLeader
+                  ? "the first key's digit by one atomic, the rest plain (phase_times_leader_adds)"
+                  : "one atomic per group of lanes with equal digits (the library's)");
   const double cycles_per_us = khz * 1e-3;
   for (int seq : lengths) {
     run(Kernel::kFusedCluster, seq, cycles_per_us);

@@ -1,8 +1,8 @@
 // The SparQ kernels executed on the CPU (tests/emu/shim.hpp: each block's threads are fibers)
 // and checked against the reference: the three launches with the streaming selection (also
 // its fallback, and against every other selection kernel: select_kernel bit for bit, its
-// 1024-thread and global-keys forms and select_cluster_kernel, a cluster of eight blocks,
-// position for position), the dataflow kernel on grids of one to eight blocks
+// 1024-thread and global-keys forms and select_cluster_kernel, a cluster of eight blocks of
+// 256 or 512 threads, position for position), the dataflow kernel on grids of one to eight blocks
 // (interleaved at its spin-waits), workspace_zeroed over two steps (every counter zero after
 // each launch), the dependent-launch counter clearing, the fused block route (units of one
 // head; units of several: the fused kernel in clusters of one block) and the fused cluster
@@ -362,6 +362,11 @@ void run(const Case& c, Mode mode, uint64_t seed) {
                        dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), k::kClusterThreads,
                        sizeof(uint32_t) * size_t(k::cluster_segment(p.length_bound())),
                        k::kClusterBlocks, [&] { k::select_cluster_kernel<>(sel); });
+        same_as_stream(
+            "select_cluster_kernel (512 threads)", false,
+            dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), k::kClusterThreadsWide,
+            sizeof(uint32_t) * size_t(k::cluster_segment(p.length_bound())), k::kClusterBlocks,
+            [&] { k::select_cluster_kernel<k::kClusterThreadsWide>(sel); });
         std::copy(idx_stream.begin(), idx_stream.end(), plan.indices);
         std::copy(alpha_stream.begin(), alpha_stream.end(), plan.alpha);
       }

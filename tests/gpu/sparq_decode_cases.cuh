@@ -102,6 +102,7 @@ enum class Route {
   kFusedBlock,
   kThreeLaunches,
   kThreeLaunchesWideSelect,
+  kThreeLaunchesClusterWide,     // select_cluster_kernel with kClusterThreadsWide threads (sm_90)
   kThreeLaunchesStreamSelect,    // select_stream_kernel, candidates in shared memory
   kThreeLaunchesStreamFallback,  // select_stream_kernel with room for 4 candidates: the
                                  // streamed refine passes
@@ -134,6 +135,7 @@ inline std::optional<sparq::kernels::SparqRoute> plan_route(Route route) {
 inline std::optional<sparq::kernels::SelectRoute> plan_select(Route route) {
   if (route == Route::kThreeLaunchesStreamSelect || route == Route::kThreeLaunchesStreamFallback)
     return sparq::kernels::SelectRoute::kStream;
+  if (route == Route::kThreeLaunchesClusterWide) return sparq::kernels::SelectRoute::kCluster;
   return std::nullopt;
 }
 
@@ -147,7 +149,8 @@ sparq::Status launch_route(Route route, const sparq::SparqDecodeParams<T>& a,
   if (route == Route::kDataflow || route == Route::kDataflowOneBlock)
     return k::launch_sparq_dataflow<T, D>(a, plan, 0);
   if (route == Route::kThreeLaunches || route == Route::kThreeLaunchesStreamSelect ||
-      route == Route::kThreeLaunchesStreamFallback || route == Route::kThreeLaunchesDependent)
+      route == Route::kThreeLaunchesStreamFallback || route == Route::kThreeLaunchesDependent ||
+      route == Route::kThreeLaunchesClusterWide)
     return k::launch_sparq_three<T, D>(a, plan, 0);
   if (sparq::Status s = k::launch_sparq_scores<T, D>(a, plan, 0); !sparq::ok(s)) return s;
   if (sparq::Status s = k::launch_sparq_select<T, k::kSelectThreadsWide>(a, plan, 0); !sparq::ok(s))
@@ -214,6 +217,11 @@ void run_case(const SparqCase& c, uint64_t seed, Route route = Route::kChosen) {
                                              plan_select(route));
     if (route == Route::kThreeLaunchesStreamFallback) launch_plan.stream_candidates = 4;
     if (route == Route::kDataflowOneBlock) launch_plan.flow_grid_limit = 1;
+    if (route == Route::kThreeLaunchesClusterWide) {
+      if (!sparq::kernels::device_has_clusters())
+        GTEST_SKIP() << "the cluster selection needs sm_90";
+      launch_plan.select_wide = true;  // whatever the rule says for this shape
+    }
     if (route == Route::kThreeLaunchesDependent) {
       if (!sparq::kernels::device_has_clusters()) GTEST_SKIP() << "dependent launches need sm_90";
       launch_plan.dependent_launch = true;  // the poisoned counters are cleared by the scores

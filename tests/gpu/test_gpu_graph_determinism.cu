@@ -164,10 +164,10 @@ TEST(GraphAndDeterminism, DependentChainKernelsWereCompiledWithTheirWait) {
 // a cluster through distributed shared memory, across barriers that order shared memory only
 // (device::cluster_sync_shared). Were an ordering missing, a block would now and then read
 // another's histogram before it was complete and select other positions. Many launches of the
-// fused cluster kernel and of the cluster selection on one input whose K rows repeat with a
-// period of 7, so that keys tie exactly and the threshold falls inside runs of equal keys that
-// span every block of a cluster (the counts of lower ranks' equal keys decide each block's
-// share): every launch's positions and output bitwise the first's.
+// fused cluster kernel and of the cluster selection (both block sizes) on one input whose K
+// rows repeat with a period of 7, so that keys tie exactly and the threshold falls inside runs
+// of equal keys that span every block of a cluster (the counts of lower ranks' equal keys
+// decide each block's share): every launch's positions and output bitwise the first's.
 TEST(GraphAndDeterminism, ClusterKernelsRepeatBitwiseWithTies) {
   SPARQ_REQUIRE_GPU();
   namespace k = sparq::kernels;
@@ -202,14 +202,18 @@ TEST(GraphAndDeterminism, ClusterKernelsRepeatBitwiseWithTies) {
   const sparq::SparqDecodeParams<T> a{p, cfg, dq.get(), dev.view(), dlen.get(), dout.get()};
   const size_t ws = k::SparqPlan<T>(p, cfg, nullptr, k::SparqRoute::kThreeLaunches).bytes;
   sparq::test::DeviceBuffer<unsigned char> dws(ws);
-  for (const bool fused : {true, false}) {
-    SCOPED_TRACE(fused ? "fused cluster kernel" : "cluster selection (three launches)");
+  for (const int variant : {0, 1, 2}) {
+    const bool fused = variant == 0;
+    SCOPED_TRACE(fused          ? "fused cluster kernel"
+                 : variant == 1 ? "cluster selection (three launches)"
+                                : "cluster selection, kClusterThreadsWide threads");
     if (fused ? !k::fused_fits<T, 128>(p.capacity, 1) : !k::cluster_select_fits(p.capacity))
       continue;
     // The fused launcher takes the three launches' plan: positions at the same offsets.
-    const k::SparqPlan<T> plan(
+    k::SparqPlan<T> plan(
         p, cfg, dws.get(), k::SparqRoute::kThreeLaunches,
         fused ? std::nullopt : std::optional<k::SelectRoute>(k::SelectRoute::kCluster));
+    plan.select_wide = variant == 2;
     auto launch = [&] {
       return fused ? k::launch_sparq_fused<T, 128>(a, plan, nullptr)
                    : k::launch_sparq_three<T, 128>(a, plan, nullptr);

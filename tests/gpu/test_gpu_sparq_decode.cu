@@ -64,6 +64,11 @@ TEST_P(SparqDecodeGpu, Float32ThreeLaunchesWideSelect) {
   run_case<float>(GetParam(), fresh_seed() + 12, Route::kThreeLaunchesWideSelect);
 }
 
+TEST_P(SparqDecodeGpu, BFloat16ClusterSelectWide) {
+  SPARQ_REQUIRE_GPU();
+  run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 19, Route::kThreeLaunchesClusterWide);
+}
+
 TEST_P(SparqDecodeGpu, BFloat16StreamSelect) {
   SPARQ_REQUIRE_GPU();
   run_case<__nv_bfloat16>(GetParam(), fresh_seed() + 16, Route::kThreeLaunchesStreamSelect);

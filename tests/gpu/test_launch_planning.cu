@@ -337,6 +337,22 @@ TEST(SparqDependentLaunch, OnlyOnDevicesWithClusters) {
   if (!sparq::kernels::dependent_launch_requested()) EXPECT_FALSE(plan.dependent_launch);
 }
 
+TEST(SparqSelect, WideClusterSelectionForManyKeysPerBlockAndFewBlocksPerSm) {
+  using sparq::kernels::cluster_select_wide_rule;
+  using sparq::kernels::kWideClusterKeys;
+  const int sms = 132;
+  // Batch 1 with 32 heads: 256 blocks, at most two per SM; S 64k and up.
+  EXPECT_TRUE(cluster_select_wide_rule(sparq::kernels::cluster_segment(65536), 32, sms));
+  EXPECT_TRUE(cluster_select_wide_rule(sparq::kernels::cluster_segment(131072), 32, sms));
+  EXPECT_FALSE(cluster_select_wide_rule(sparq::kernels::cluster_segment(32768), 32, sms));
+  EXPECT_FALSE(cluster_select_wide_rule(kWideClusterKeys - 16, 1, sms));
+  EXPECT_TRUE(cluster_select_wide_rule(kWideClusterKeys, 1, sms));
+  // Up to two blocks per SM: 33 units of 8 blocks fill 264 slots of 132 SMs; 34 do not.
+  EXPECT_TRUE(cluster_select_wide_rule(kWideClusterKeys, 33, sms));
+  EXPECT_FALSE(cluster_select_wide_rule(kWideClusterKeys, 34, sms));
+  EXPECT_FALSE(cluster_select_wide_rule(sparq::kernels::cluster_segment(131072), 64, sms));
+}
+
 TEST(SparqSelect, StreamingSelectionNeedsNoKeysInTheWorkspace) {
   using T = __nv_bfloat16;
   using sparq::kernels::SelectRoute;

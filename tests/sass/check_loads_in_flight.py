@@ -39,6 +39,7 @@ EXPECTED = [
     ("attend_kernel<__nv_bfloat16, 128, false>", "LDG.E", 7),  # the row indices of a batch
     ("select_kernel<true, 1024>", "LDG.E.128", 4),  # logits into keys
     ("select_cluster_kernel<256>", "LDG.E.128", 4),
+    ("select_cluster_kernel<512>", "LDG.E.128", 4),
 ]
 
 # (kernel name fragment, most registers, most bytes of local memory): the attend kernel's
@@ -59,7 +60,12 @@ REGISTERS = [
 
 # Kernels whose histogram adds must all be converged: no __activemask (VOTE.ANY Rn, PT, PT),
 # which a match under a per-key bounds test needed (fifteenth session; it was 16 per kernel).
-CONVERGED = ["select_kernel<true, 1024>", "select_kernel<true, 512>", "select_cluster_kernel<256>"]
+CONVERGED = [
+    "select_kernel<true, 1024>",
+    "select_kernel<true, 512>",
+    "select_cluster_kernel<256>",
+    "select_cluster_kernel<512>",
+]
 
 
 # Cluster kernels whose barriers order shared memory only (device::cluster_sync_shared), but
@@ -69,6 +75,7 @@ CONVERGED = ["select_kernel<true, 1024>", "select_kernel<true, 512>", "select_cl
 # code, one per radix pass and per exchange at run time).
 FENCES = [
     ("select_cluster_kernel<256>", 1),
+    ("select_cluster_kernel<512>", 1),
     ("sparq_fused_kernel<__nv_bfloat16, 128, 8>", 1),
 ]
 

@@ -9,5 +9,6 @@ template __global__ void k::attend_kernel<__nv_bfloat16, 128, false>(
 template __global__ void k::attend_kernel<__nv_bfloat16, 128, true>(k::AttendParams<__nv_bfloat16>);
 template __global__ void k::select_kernel<true, 1024>(k::SelectParams);
 template __global__ void k::select_cluster_kernel<256>(k::SelectParams);
+template __global__ void k::select_cluster_kernel<512>(k::SelectParams);
 template __global__ void k::sparq_fused_kernel<__nv_bfloat16, 128, 8>(
     k::FusedParams<__nv_bfloat16>);

@@ -1,8 +1,8 @@
 // Step 4: top-k position selection. An MSB radix select (up to four 8-bit passes) finds the
-// k-th largest key, or stops once a digit is taken whole; an ordered block scan (CUB) then writes
-// the selected positions in increasing position order. Deterministic: equal keys are taken lowest
-// position first. The pieces work for one block over all keys, or for a cluster of blocks that each
-// own a segment of them.
+// k-th largest key, or stops once a digit is taken whole; an ordered compaction (warp ballots)
+// then writes the selected positions in increasing position order. Deterministic: equal keys are
+// taken lowest position first. The pieces work for one block over all keys, or for a cluster of
+// blocks that each own a segment of them.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,24 @@
 #include "sparq/macros.hpp"
 
 namespace sparq::device {
+
+/// How the radix histograms count a warp's keys. kMatch (the library's): one atomic per group
+/// of lanes with equal digits (__match_any_sync), chosen in run 2 for keys that crowd into a
+/// few bins, never timed against the others. Two experiments, each compiled only into a
+/// program of its own (bench/phase_times_plain_adds with SPARQ_HISTOGRAM_ADDS_PLAIN,
+/// bench/phase_times_leader_adds with SPARQ_HISTOGRAM_ADDS_LEADER), so that no other code
+/// sees the macro: kPlain, one shared-memory atomic per key (recent GPUs may merge
+/// same-address shared atomics themselves); kLeader, the first key's digit counted for every
+/// lane that shares it by one atomic (two ballots and a shuffle, no match), each other key
+/// by its own atomic (a warp's first-pass keys fall in one to three bins).
+enum class HistogramAdds { kMatch, kPlain, kLeader };
+#if defined(SPARQ_HISTOGRAM_ADDS_PLAIN)
+inline constexpr HistogramAdds kHistogramAdds = HistogramAdds::kPlain;
+#elif defined(SPARQ_HISTOGRAM_ADDS_LEADER)
+inline constexpr HistogramAdds kHistogramAdds = HistogramAdds::kLeader;
+#else
+inline constexpr HistogramAdds kHistogramAdds = HistogramAdds::kMatch;
+#endif
 
 /// State of a radix select between passes: keys matching `prefix` under `mask` are still in
 /// play, and `remaining` of them belong to the selection.
@@ -34,6 +52,7 @@ struct BlockTopK {
     unsigned digit;
     unsigned above;
     unsigned filled;  // the chosen digit's keys are exactly the ones still needed
+    int warp_gt[kThreads / 32], warp_eq[kThreads / 32];  // compact(): each warp's counts
   };
 
   /// Clears a 256-bin histogram (call, then sync, before adding to it).
@@ -45,10 +64,16 @@ struct BlockTopK {
 
   /// One count for `bin`; lanes of a warp that hit the same bin add together (the keys of
   /// nearby scores share their top bits, so plain atomics would serialise on a few bins).
+  ///
+  /// kHistogramAdds picks how the adds below count (kMatch unless an experiment says).
   __device__ static void add(unsigned* hist, unsigned bin) {
-    const unsigned peers = __match_any_sync(__activemask(), bin);
-    if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
-      atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
+    if constexpr (kHistogramAdds == HistogramAdds::kPlain) {
+      atomicAdd(&hist[bin], 1u);
+    } else {
+      const unsigned peers = __match_any_sync(__activemask(), bin);
+      if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
+        atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
+    }
   }
 
   /// One count for `bin` from each lane where `in_play`. Every lane of the warp calls it at
@@ -58,23 +83,40 @@ struct BlockTopK {
   /// the first pass), each adds its own: a shared bin serialises at most those few, and the
   /// match is skipped.
   __device__ static void add_converged(unsigned* hist, unsigned bin, bool in_play) {
-    constexpr int kFewLanes = 8;
-    const unsigned lanes = __ballot_sync(0xffffffffu, in_play);
-    if (lanes == 0u) return;
-    if (__popc(lanes) <= kFewLanes) {
+    if constexpr (kHistogramAdds == HistogramAdds::kPlain) {
       if (in_play) atomicAdd(&hist[bin], 1u);
-      return;
+    } else {
+      constexpr int kFewLanes = 8;
+      const unsigned lanes = __ballot_sync(0xffffffffu, in_play);
+      if (lanes == 0u) return;
+      if (__popc(lanes) <= kFewLanes) {
+        if (in_play) atomicAdd(&hist[bin], 1u);
+        return;
+      }
+      add_all(hist, bin, in_play);
     }
-    add_all(hist, bin, in_play);
   }
 
   /// One count for `bin` from each lane where `in_play`, every lane of the warp calling at
   /// once (converged, as add_converged), with no ballot first: for the first pass, where
   /// nearly every lane has a key (a lane past the end of the keys passes false).
   __device__ static void add_all(unsigned* hist, unsigned bin, bool in_play) {
-    const unsigned peers = __match_any_sync(0xffffffffu, in_play ? bin : 256u);
-    if (in_play && (threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
-      atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
+    if constexpr (kHistogramAdds == HistogramAdds::kPlain) {
+      if (in_play) atomicAdd(&hist[bin], 1u);
+    } else if constexpr (kHistogramAdds == HistogramAdds::kLeader) {
+      const unsigned play = __ballot_sync(0xffffffffu, in_play);
+      if (play == 0u) return;
+      const int leader = __ffs(play) - 1;
+      const unsigned first = __shfl_sync(0xffffffffu, bin, leader);
+      const unsigned same = __ballot_sync(0xffffffffu, in_play && bin == first);
+      if (static_cast<int>(threadIdx.x & 31) == leader)
+        atomicAdd(&hist[first], static_cast<unsigned>(__popc(same)));
+      if (in_play && bin != first) atomicAdd(&hist[bin], 1u);
+    } else {
+      const unsigned peers = __match_any_sync(0xffffffffu, in_play ? bin : 256u);
+      if (in_play && (threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1))
+        atomicAdd(&hist[bin], static_cast<unsigned>(__popc(peers)));
+    }
   }
 
   /// Adds the digit of `pass` of every key still in play to `hist` (no barrier). Four keys
@@ -92,17 +134,25 @@ struct BlockTopK {
     };
     const int n4 = n / 4;
     const uint4* k4 = reinterpret_cast<const uint4*>(keys);
-    for (int i0 = threadIdx.x - lane; i0 < n4; i0 += kThreads) {
-      const bool valid = i0 + lane < n4;
-      uint4 v{0u, 0u, 0u, 0u};
-      if (valid) v = k4[i0 + lane];
+    auto add4 = [&](const uint4& v, bool valid) {
       const bool px = in_play(v.x, valid), py = in_play(v.y, valid), pz = in_play(v.z, valid),
                  pw = in_play(v.w, valid);
-      if (!__any_sync(0xffffffffu, px || py || pz || pw)) continue;  // uniform per warp
+      if (!__any_sync(0xffffffffu, px || py || pz || pw)) return;  // uniform per warp
       add_key(v.x, px);
       add_key(v.y, py);
       add_key(v.z, pz);
       add_key(v.w, pw);
+    };
+    // Two reads in flight per lane (the passes after the first mostly skip every key, so a
+    // pass over many keys per thread is a chain of read latencies).
+    for (int i0 = threadIdx.x - lane; i0 < n4; i0 += 2 * kThreads) {
+      const int i1 = i0 + kThreads;
+      const bool valid0 = i0 + lane < n4, valid1 = i1 + lane < n4;
+      uint4 v0{0u, 0u, 0u, 0u}, v1{0u, 0u, 0u, 0u};
+      if (valid0) v0 = k4[i0 + lane];
+      if (valid1) v1 = k4[i1 + lane];
+      add4(v0, valid0);
+      if (i1 < n4) add4(v1, valid1);  // uniform per warp
     }
     if (threadIdx.x < 32) {  // the last n % 4 keys: warp 0
       const int s = 4 * n4 + lane;
@@ -291,45 +341,138 @@ struct BlockTopK {
     __syncthreads();
   }
 
+  /// The keys of [s0, s0 + 4) below `end` (16-byte reads where all four lie below it; `keys`
+  /// 16-byte aligned, s0 a multiple of 4), and which of them exist.
+  __device__ static uint4 load4(const uint32_t* keys, int s0, int end, bool (&valid)[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      valid[i] = s0 + i < end;
+    if (s0 + 4 <= end) return *reinterpret_cast<const uint4*>(keys + s0);
+    uint4 v{0u, 0u, 0u, 0u};
+    if (valid[0]) v.x = keys[s0];
+    if (valid[1]) v.y = keys[s0 + 1];
+    if (valid[2]) v.z = keys[s0 + 2];
+    if (valid[3]) v.w = keys[s0 + 3];
+    return v;
+  }
+
   /// Writes, in increasing position order, every key > threshold and the first need_equal
   /// keys == threshold, as positions first_position + i (keys[i] for i < n), into out from
   /// index `written` on, with `equal_seen` equal keys already met before these. Returns the
-  /// index after the last one written, and calls on_selected(key, position) for each (in this
-  /// thread). Each thread takes kItems consecutive keys per tile. `keys` must be 16-byte
-  /// aligned.
-  template <int kItems = 8, typename F = NoCallback>
+  /// index after the last one written (the same in every thread), and calls
+  /// on_selected(key, position) for each (in the writing thread). `keys` must be 16-byte
+  /// aligned. Call from the whole block; ends with a barrier, after which out and the keys'
+  /// storage may be reused.
+  ///
+  /// Each warp owns a contiguous range of whole 128-key steps (4 consecutive keys per lane),
+  /// so the block needs one barrier to learn where each warp's output starts: a first sweep
+  /// counts the warp's keys above and equal to the threshold, and a second writes them, each
+  /// lane's offset from four ballots (no block scan per tile of keys, as an earlier version
+  /// had: two barriers and a CUB scan per 8 keys per thread).
+  template <typename F = NoCallback>
   __device__ static int compact(TempStorage& ts, const uint32_t* keys, int n, uint32_t threshold,
                                 int need_equal, int* out, int written = 0, int equal_seen = 0,
                                 int first_position = 0, F&& on_selected = F{}) {
-    static_assert(kItems % 4 == 0, "keys are read 4 at a time");
-    for (int base = 0; base < n; base += kThreads * kItems) {
-      const int s0 = base + threadIdx.x * kItems;
-      uint32_t key[kItems];
-      if (s0 + kItems <= n) {
-        // 16-byte reads: a warp's 8 consecutive keys per lane as scalar reads would hit each
-        // shared-memory bank 8 times. keys is 16-byte aligned and s0 a multiple of kItems.
+    constexpr int kWarps = kThreads / 32, kStep = 128;
+    static_assert(kWarps <= 32, "a lane per warp count");
+    const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
+    const int steps = (n + kStep - 1) / kStep;
+    const int per_warp = (steps + kWarps - 1) / kWarps;
+    const int wbegin = min(n, warp * per_warp * kStep), wend = min(n, wbegin + per_warp * kStep);
+
+    // Sweep 1: this warp's keys above and equal to the threshold.
+    int gt = 0, eq = 0;
+    for (int s0 = wbegin + 4 * lane; s0 < wend; s0 += kStep) {
+      bool valid[4];
+      const uint4 v = load4(keys, s0, wend, valid);
+      const uint32_t k[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-        for (int i = 0; i < kItems; i += 4) {
-          const uint4 v = *reinterpret_cast<const uint4*>(keys + s0 + i);
-          key[i] = v.x;
-          key[i + 1] = v.y;
-          key[i + 2] = v.z;
-          key[i + 3] = v.w;
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kItems; ++i)
-          key[i] = s0 + i < n ? keys[s0 + i] : 0u;
+      for (int i = 0; i < 4; ++i) {
+        gt += (valid[i] && k[i] > threshold) ? 1 : 0;
+        eq += (valid[i] && k[i] == threshold) ? 1 : 0;
       }
-      int pos[kItems];
-#pragma unroll
-      for (int i = 0; i < kItems; ++i)
-        pos[i] = first_position + s0 + i;
-      const int valid = n - s0 < kItems ? n - s0 : kItems;
-      compact_tile<kItems>(ts, key, pos, valid, threshold, need_equal, out, written, equal_seen,
-                           on_selected);
     }
-    return written;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      gt += __shfl_xor_sync(0xffffffffu, gt, o);
+      eq += __shfl_xor_sync(0xffffffffu, eq, o);
+    }
+    if (lane == 0) {
+      ts.warp_gt[warp] = gt;
+      ts.warp_eq[warp] = eq;
+    }
+    __syncthreads();
+    // Lane l holds warp l's counts: the sums over the warps before this one, and over all.
+    const int lg = lane < kWarps ? ts.warp_gt[lane] : 0, le = lane < kWarps ? ts.warp_eq[lane] : 0;
+    int gt_before = lane < warp ? lg : 0, eq_before = lane < warp ? le : 0, gt_all = lg,
+        eq_all = le;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      gt_before += __shfl_xor_sync(0xffffffffu, gt_before, o);
+      eq_before += __shfl_xor_sync(0xffffffffu, eq_before, o);
+      gt_all += __shfl_xor_sync(0xffffffffu, gt_all, o);
+      eq_all += __shfl_xor_sync(0xffffffffu, eq_all, o);
+    }
+    const int budget = need_equal - equal_seen > 0 ? need_equal - equal_seen : 0;
+    // Equal keys met before each step (its own rank base): the first `budget` are taken.
+    int eq_rank = eq_before;
+    int at = written + gt_before + (eq_before < budget ? eq_before : budget);
+
+    // Sweep 2: the same steps again, every lane of the warp in each (ballots), the next
+    // step's keys read before this one's are written.
+    const unsigned lower = (1u << lane) - 1u;
+    bool next_valid[4];
+    uint4 next = load4(keys, wbegin + 4 * lane, wend, next_valid);
+    for (int base = wbegin; base < wend; base += kStep) {
+      const int s0 = base + 4 * lane;
+      bool valid[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        valid[i] = next_valid[i];
+      const uint32_t k[4] = {next.x, next.y, next.z, next.w};
+      if (base + kStep < wend) next = load4(keys, s0 + kStep, wend, next_valid);
+      bool sel[4], equal[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        sel[i] = valid[i] && k[i] > threshold;
+        equal[i] = valid[i] && k[i] == threshold;
+      }
+      // Equal keys are rare (the threshold itself, or ties): ranked only in a step that has one.
+      if (__any_sync(0xffffffffu, equal[0] || equal[1] || equal[2] || equal[3])) {
+        unsigned e[4];
+        int e_pre = eq_rank, e_step = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          e[i] = __ballot_sync(0xffffffffu, equal[i]);
+          e_pre += __popc(e[i] & lower);
+          e_step += __popc(e[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if (equal[i]) sel[i] = e_pre < budget;
+          e_pre += equal[i] ? 1 : 0;
+        }
+        eq_rank += e_step;
+      }
+      unsigned b[4];
+      int pre = at, step_total = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        b[i] = __ballot_sync(0xffffffffu, sel[i]);
+        pre += __popc(b[i] & lower);
+        step_total += __popc(b[i]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (sel[i]) {
+          out[pre++] = first_position + s0 + i;
+          on_selected(k[i], first_position + s0 + i);
+        }
+      }
+      at += step_total;
+    }
+    __syncthreads();
+    return written + gt_all + (eq_all < budget ? eq_all : budget);
   }
 };
 

@@ -64,7 +64,12 @@ struct UnitView {
 };
 
 /// Each head's softmax max and 1/sum from the stats entries (exact merge; one warp per head).
-template <int kThreads>
+/// Each lane requests up to kBatch entries before it merges any (one round trip per kBatch *
+/// 32 entries; 256 positions each in bf16), merged in the same order as one at a time, so the
+/// result is the same whatever kBatch: the selection kernels at batch 1 take 8 (one round trip
+/// up to 64k, two at 128k, where 4 whole took two at 16k and four at 128k); the streaming one
+/// 4 (at 8 its 64 registers spill).
+template <int kThreads, int kBatch = 4>
 __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float* s_max,
                                  float* s_inv_sum) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -73,21 +78,15 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
     const device::SoftmaxStats* st =
         p.stats + (static_cast<int64_t>(u.b) * p.num_q_heads + u.h0 + h) * p.stat_chunks;
     device::SoftmaxStats acc = device::empty_stats();
-    // Four entries requested before any is merged (one round trip, not four), merged in the
-    // same order as one at a time, so the result is the same.
-    constexpr int kBatch = 4;
-    int c = lane;
-    for (; c + (kBatch - 1) * 32 < used_chunks; c += kBatch * 32) {
+    for (int c = lane; c < used_chunks; c += kBatch * 32) {
       device::SoftmaxStats x[kBatch];
 #pragma unroll
       for (int i = 0; i < kBatch; ++i)
-        x[i] = st[c + i * 32];
+        x[i] = c + i * 32 < used_chunks ? st[c + i * 32] : device::empty_stats();
 #pragma unroll
       for (int i = 0; i < kBatch; ++i)
-        acc = device::merge_stats(acc, x[i]);
+        if (c + i * 32 < used_chunks) acc = device::merge_stats(acc, x[i]);
     }
-    for (; c < used_chunks; c += 32)
-      acc = device::merge_stats(acc, st[c]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       device::SoftmaxStats other{__shfl_xor_sync(0xffffffffu, acc.m, o),
@@ -248,7 +247,7 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
 
   device::begin_dependent_grid();
   const select_detail::UnitView u(p, blockIdx.y, blockIdx.x);
-  select_detail::head_normalisers<kThreads>(p, u, s_max, s_inv_sum);
+  select_detail::head_normalisers<kThreads, 8>(p, u, s_max, s_inv_sum);
   TopK::clear_histogram(s_topk);
   __syncthreads();
 
@@ -277,11 +276,27 @@ __global__ void __launch_bounds__(kThreads) select_kernel(SelectParams p) {
 
 constexpr int kClusterBlocks = 8;
 constexpr int kClusterThreads = 256;
+/// The cluster selection's block where its blocks hold many keys each and few blocks share an
+/// SM (launch_sparq_select): more warps to hide the latency of the passes over the keys.
+constexpr int kClusterThreadsWide = 512;
 
 /// Positions each block of a cluster owns: the length split `blocks` ways, a multiple of 16.
 __host__ __device__ inline int cluster_segment(int length, int blocks = kClusterBlocks) {
   const int per = (length + blocks - 1) / blocks;
   return (per + 15) / 16 * 16;
+}
+
+/// Keys per block from which the cluster selection may take kClusterThreadsWide threads.
+constexpr int kWideClusterKeys = 8192;
+
+/// Whether the cluster selection takes kClusterThreadsWide threads: where each block holds at
+/// least kWideClusterKeys keys (S 64k and up) and the grid leaves at most two blocks per SM.
+/// At batch 1 (256 blocks) a 256-thread block leaves each SM 16 warps for passes over 64 keys
+/// per thread at 128k; the one-block selection gained 22% from 16 to 32 warps per SM on an H100
+/// (wide_select_preferred), and lost where that took it from 32 to 64.
+__host__ __device__ inline bool cluster_select_wide_rule(int segment, int64_t batch_units,
+                                                         int sms) {
+  return segment >= kWideClusterKeys && batch_units * kClusterBlocks <= 2 * int64_t{sms};
 }
 
 /// Radix passes of a cluster-wide top-k: one histogram buffer each, so that no pass rewrites
@@ -387,17 +402,16 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
 
 /// A cluster of kClusterBlocks blocks per unit (sm_90): block r owns a segment of positions
 /// and keeps its keys in its shared memory; cluster_top_k selects across the cluster.
-/// Launched in clusters of kClusterBlocks (launch_ex). A template (of its block size) so
-/// that every translation unit that includes it can share its one definition.
+/// Launched in clusters of kClusterBlocks (launch_ex). kThreads: kClusterThreads, or
+/// kClusterThreadsWide where each block holds many keys (launch_sparq_select).
 template <int kThreads = kClusterThreads>
 __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p) {
-  static_assert(kThreads == kClusterThreads, "cluster_top_k shares are sized for kClusterThreads");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ __align__(16) uint32_t s_keys[];  // 16-byte reads in compact()
-  __shared__ ClusterTopKShared<kClusterThreads> s_sel;
+  __shared__ ClusterTopKShared<kThreads> s_sel;
   __shared__ float s_max[kMaxHeadsPerUnit], s_inv_sum[kMaxHeadsPerUnit];
-  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kClusterThreads / 32];
+  __shared__ float s_alpha[kMaxHeadsPerUnit], s_red[kThreads / 32];
 
   device::begin_dependent_grid();
   SPARQ_PHASE(kMarkStart);
@@ -407,7 +421,7 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   const int seg = cluster_segment(u.len);
   const int begin = min(rank * seg, u.len), end = min(begin + seg, u.len), n = end - begin;
 
-  select_detail::head_normalisers<kClusterThreads>(p, u, s_max, s_inv_sum);
+  select_detail::head_normalisers<kThreads, 8>(p, u, s_max, s_inv_sum);
   s_sel.clear();
   __syncthreads();
   SPARQ_PHASE(kMarkStats);
@@ -415,29 +429,28 @@ __global__ void __launch_bounds__(kThreads) select_cluster_kernel(SelectParams p
   int first = 0, last = 0;  // this block's slice of the output
   // As in select_kernel: one-head units sum alpha from the keys they select.
   if (u.keff == u.len) {
-    for (int s = begin + threadIdx.x; s < end; s += kClusterThreads)
+    for (int s = begin + threadIdx.x; s < end; s += kThreads)
       u.out[s] = s;
     first = begin;
     last = end;
   } else {
-    select_detail::compute_keys<kClusterThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
-                                                 s_sel.hist[0]);
+    select_detail::compute_keys<kThreads>(p, u, s_max, s_inv_sum, begin, end, s_keys,
+                                          s_sel.hist[0]);
     __syncthreads();
     SPARQ_PHASE(kMarkKeys);
     select_detail::KeyAlpha alpha{u, s_max[0], s_inv_sum[0], u.nh == 1};
-    select_detail::cluster_top_k<kClusterThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank,
-                                                  u.out, &first, &last, alpha);
-    alpha.template finish<kClusterThreads>(s_red, s_alpha);
+    select_detail::cluster_top_k<kThreads>(cluster, s_sel, s_keys, n, u.keff, begin, rank, u.out,
+                                           &first, &last, alpha);
+    alpha.template finish<kThreads>(s_red, s_alpha);
   }
   __syncthreads();
   if (u.nh != 1 || u.keff == u.len)
-    select_detail::alpha_partials<kClusterThreads>(p, u, s_max, s_inv_sum, first, last, s_red,
-                                                   s_alpha);
+    select_detail::alpha_partials<kThreads>(p, u, s_max, s_inv_sum, first, last, s_red, s_alpha);
   SPARQ_PHASE(kMarkAlpha);
   device::cluster_sync_shared(cluster);  // partial alphas published
   SPARQ_PHASE(kMarkPartials);
   if (rank == 0) {
-    for (int h = threadIdx.x; h < u.nh; h += kClusterThreads) {
+    for (int h = threadIdx.x; h < u.nh; h += kThreads) {
       float a = 0.f;
       for (int r = 0; r < kClusterBlocks; ++r)
         a += cluster.map_shared_rank(s_alpha, r)[h];

@@ -140,14 +140,28 @@ inline bool wide_select_preferred(int bound) {
   return 2 * bound > narrow && bound <= block_key_capacity<kSelectThreadsWide>();
 }
 
-/// Whether the cluster selection runs for this length bound: an sm_90 device whose shared
-/// memory holds a block's segment of keys (its limit raised once).
-inline bool cluster_select_fits(int bound) {
-  static const int cluster_keys =
+/// Keys a block of the cluster selection (kThreads) holds in shared memory (its limit raised
+/// once); 0 without clusters.
+template <int kThreads>
+int cluster_key_capacity() {
+  static const int keys =
       device_has_clusters()
-          ? raise_dynamic_smem(select_cluster_kernel<>) / static_cast<int>(sizeof(uint32_t))
+          ? raise_dynamic_smem(select_cluster_kernel<kThreads>) / static_cast<int>(sizeof(uint32_t))
           : 0;
-  return cluster_segment(bound) <= cluster_keys;
+  return keys;
+}
+
+/// Whether the cluster selection runs for this length bound: an sm_90 device whose shared
+/// memory holds a block's segment of keys.
+inline bool cluster_select_fits(int bound) {
+  return cluster_segment(bound) <= cluster_key_capacity<kClusterThreads>();
+}
+
+/// Whether the cluster selection launches kClusterThreadsWide threads per block
+/// (cluster_select_wide_rule on this device, where their keys fit).
+inline bool wide_cluster_select_preferred(int bound, int64_t batch_units) {
+  return cluster_select_wide_rule(cluster_segment(bound), batch_units, planning_sm_count()) &&
+         cluster_segment(bound) <= cluster_key_capacity<kClusterThreadsWide>();
 }
 
 inline SelectRoute select_route(int bound, int64_t batch_units) {
@@ -237,6 +251,7 @@ struct SparqPlan {
   SelectionUnits units;
   SparqRoute route = SparqRoute::kThreeLaunches;
   SelectRoute select = SelectRoute::kSharedKeys;  // launch 2 of the three launches
+  bool select_wide = false;                       // kCluster: kClusterThreadsWide threads per block
   // The three launches as programmatic dependent launches (sm_90; the caller's dependent_launch
   // or SPARQ_PDL=1): each may start while the one before finishes; no memset.
   bool dependent_launch = false;
@@ -324,6 +339,8 @@ struct SparqPlan {
     select = forced_select ? *forced_select
              : env_select  ? *env_select
                            : select_route(static_cast<int>(bound), batch_units);
+    select_wide = select == SelectRoute::kCluster &&
+                  wide_cluster_select_preferred(static_cast<int>(bound), batch_units);
     size_t flow_smem_limit = 0;
     if (route == SparqRoute::kDataflow)
       dispatch_head_dim(p.head_dim, [&](auto dim) {
@@ -511,12 +528,18 @@ Status launch_sparq_select(const SparqDecodeParams<T>& a, const SparqPlan<T>& pl
   const bool dep = plan.dependent_launch;
   cudaError_t e = cudaSuccess;
   switch (plan.select) {
-    case SelectRoute::kCluster:
-      if (!cluster_select_fits(bound)) return Status::kUnsupportedDevice;
-      e = launch_ex(select_cluster_kernel<>, dim3(kClusterBlocks, plan.units.per_batch, p.batch),
-                    dim3(kClusterThreads), sizeof(uint32_t) * cluster_segment(bound), stream,
-                    kClusterBlocks, dep, sel);
+    case SelectRoute::kCluster: {
+      const bool wide = plan.select_wide;
+      if (!cluster_select_fits(bound) ||
+          (wide && cluster_segment(bound) > cluster_key_capacity<kClusterThreadsWide>()))
+        return Status::kUnsupportedDevice;
+      e = launch_ex(wide ? select_cluster_kernel<kClusterThreadsWide>
+                         : select_cluster_kernel<kClusterThreads>,
+                    dim3(kClusterBlocks, plan.units.per_batch, p.batch),
+                    dim3(wide ? kClusterThreadsWide : kClusterThreads),
+                    sizeof(uint32_t) * cluster_segment(bound), stream, kClusterBlocks, dep, sel);
       break;
+    }
     case SelectRoute::kSharedKeys:
       if (bound > block_key_capacity<kThreads>()) return Status::kUnsupportedDevice;
       e = launch_ex(select_kernel<true, kThreads>, grid, dim3(kThreads),
