@@ -40,7 +40,7 @@ if [ -n "$baseline" ]; then
   strip --strip-unneeded .devcarry/old/bench_kernels .devcarry/old/bench_sweep
 fi
 for bin in build/gpu/tests/gpu/test_* build/gpu/tests/test_* build/gpu/bench/bench_* \
-           build/gpu/bench/phase_times \
+           build/gpu/bench/phase_times build/gpu/bench/phase_times_*_adds \
            build/gpu/examples/llama2/llama2_chat build/gpu/examples/llama2/tests/test_llama_*; do
   [ -f "$bin" ] && [ -x "$bin" ] || continue
   dest=".devcarry/${bin#build/gpu/}"

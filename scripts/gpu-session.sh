@@ -11,7 +11,8 @@
 #   3. the sanitizers, if 50 s are left.
 # Between 1 and 2: the block route against the three launches, both forced, at batch 8-64
 # (routes.txt; about 20 s), and where batch 1's time goes, step by step, in the fused routes
-# and the cluster selection (phases.txt, bench/phase_times; in session.tgz).
+# and the cluster selection (phases.txt, bench/phase_times; phases_plain_adds.txt and
+# phases_leader_adds.txt, the same with other radix histogram adds; in session.tgz).
 # Results packed into session.tgz under --out (default $OUT, else out/gpu-session), beside
 # at most seven summaries (the device returns 8 files).
 #
@@ -92,6 +93,14 @@ if [ -x "$build/bench/phase_times" ]; then
   timeout -k 5 60 "$build/bench/phase_times" > "$out/phases.txt" 2>> "$log" ||
     note "phase_times ended with rc $?"
 fi
+# The same with other radix histogram adds (experiments: device::HistogramAdds).
+for adds in plain leader; do
+  if [ -x "$build/bench/phase_times_${adds}_adds" ]; then
+    note "phase times, $adds histogram adds"
+    timeout -k 5 60 "$build/bench/phase_times_${adds}_adds" > "$out/phases_${adds}_adds.txt" \
+      2>> "$log" || note "phase_times_${adds}_adds ended with rc $?"
+  fi
+done
 
 left=$((budget - SECONDS - 60))
 if [ $left -gt 60 ]; then
