@@ -12,7 +12,8 @@
 # Between 1 and 2: the block route against the three launches, both forced, at batch 8-64
 # (routes.txt; about 20 s), and where batch 1's time goes, step by step, in the fused routes
 # and the cluster selection (phases.txt, bench/phase_times; phases_plain_adds.txt and
-# phases_leader_adds.txt, the same with other radix histogram adds; in session.tgz).
+# phases_leader_adds.txt, the same with other radix histogram adds, and phases_compare.txt,
+# all three side by side: scripts/compare_phases.py; in session.tgz).
 # Results packed into session.tgz under --out (default $OUT, else out/gpu-session), beside
 # at most seven summaries (the device returns 8 files).
 #
@@ -101,6 +102,11 @@ for adds in plain leader; do
       2>> "$log" || note "phase_times_${adds}_adds ended with rc $?"
   fi
 done
+# Their steps side by side with phase_times' (phases_compare.txt).
+if [ -s "$out/phases.txt" ] && ls "$out"/phases_*_adds.txt > /dev/null 2>&1; then
+  python3 scripts/compare_phases.py "$out/phases.txt" "$out"/phases_*_adds.txt \
+    > "$out/phases_compare.txt" 2>> "$log" || note "compare_phases.py ended with rc $?"
+fi
 
 left=$((budget - SECONDS - 60))
 if [ $left -gt 60 ]; then

@@ -246,6 +246,20 @@ json.dump({"context": {}, "benchmarks": rows}, open(args["--benchmark_out"], "w"
 """
 
 
+def fake_phases(keys_us):
+    """A stand-in phase_times: one section in its output's format."""
+    return f"""#!/bin/sh
+cat <<'PHASES'
+NVIDIA Stand-in, SM clock attribute 1980 MHz
+
+== fused cluster (sparq_fused_kernel<bf16,128,8>), batch 1, S 32768 (r 16, k 2048)
+kernel (events) 53.7 us; first block start to last block end 49.5 us; block span 44.3 us (median)
+step (ends at)      median us slowest us  launches
+keys+hist0               {keys_us:.2f}       7.62        21
+PHASES
+"""
+
+
 class GpuSessionPlumbing(unittest.TestCase):
     def test_one_call_runs_the_ab_the_check_and_the_sanitizers_and_packs_them(self):
         """scripts/gpu-session.sh on a carried build with a baseline: the A/B tables (with the
@@ -263,6 +277,8 @@ class GpuSessionPlumbing(unittest.TestCase):
             executable(build / "old/bench_kernels", FAKE_OLD_BENCH_KERNELS)
             executable(build / "old/bench_sweep", FAKE_BENCH_SWEEP)
             executable(build / "examples/llama2/llama2_chat", FAKE_CHAT)
+            executable(build / "bench/phase_times", fake_phases(6.0))
+            executable(build / "bench/phase_times_plain_adds", fake_phases(4.5))
             (build / "BUILT_FROM").write_text("built from 0123abc\n")
             env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
             env.pop("OUT", None)
@@ -289,8 +305,13 @@ class GpuSessionPlumbing(unittest.TestCase):
             packed = subprocess.run(["tar", "tzf", str(out / "session.tgz")], check=True,
                                     capture_output=True, text=True).stdout
             for name in ("ab_kernels.txt", "ab_sweep.txt", "routes.txt", "check/summary.txt",
-                         "sanitizers/summary.txt", "session.log", "gpu.txt"):
+                         "sanitizers/summary.txt", "session.log", "gpu.txt", "phases.txt",
+                         "phases_plain_adds.txt", "phases_compare.txt"):
                 self.assertIn("./" + name, packed.split(), name)
+            compared = subprocess.run(["tar", "xzOf", str(out / "session.tgz"),
+                                       "./phases_compare.txt"], check=True,
+                                      capture_output=True, text=True).stdout
+            self.assertRegex(compared, r"keys\+hist0 +6\.00 +4\.50 +\(-1\.50\)", compared)
 
 
 if __name__ == "__main__":
