@@ -12,6 +12,7 @@
 
 #include "sparq/device/ordered_keys.hpp"
 #include "sparq/device/phase_times.cuh"
+#include "sparq/device/vec.cuh"
 #include "sparq/macros.hpp"
 
 namespace sparq::device {
@@ -341,19 +342,18 @@ struct BlockTopK {
     __syncthreads();
   }
 
-  /// The keys of [s0, s0 + 4) below `end` (16-byte reads where all four lie below it; `keys`
-  /// 16-byte aligned, s0 a multiple of 4), and which of them exist.
-  __device__ static uint4 load4(const uint32_t* keys, int s0, int end, bool (&valid)[4]) {
+  /// A warp step of four flags per lane, in position order lane by lane: how many are set in
+  /// the lanes below this one (`lower`: their lane mask), and in the whole step.
+  __device__ static void warp_ranks4(const bool (&flag)[4], unsigned lower, int& below,
+                                     int& total) {
+    below = 0;
+    total = 0;
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-      valid[i] = s0 + i < end;
-    if (s0 + 4 <= end) return *reinterpret_cast<const uint4*>(keys + s0);
-    uint4 v{0u, 0u, 0u, 0u};
-    if (valid[0]) v.x = keys[s0];
-    if (valid[1]) v.y = keys[s0 + 1];
-    if (valid[2]) v.z = keys[s0 + 2];
-    if (valid[3]) v.w = keys[s0 + 3];
-    return v;
+    for (int i = 0; i < 4; ++i) {
+      const unsigned b = __ballot_sync(0xffffffffu, flag[i]);
+      below += __popc(b & lower);
+      total += __popc(b);
+    }
   }
 
   /// Writes, in increasing position order, every key > threshold and the first need_equal
@@ -383,13 +383,12 @@ struct BlockTopK {
     // Sweep 1: this warp's keys above and equal to the threshold.
     int gt = 0, eq = 0;
     for (int s0 = wbegin + 4 * lane; s0 < wend; s0 += kStep) {
-      bool valid[4];
-      const uint4 v = load4(keys, s0, wend, valid);
-      const uint32_t k[4] = {v.x, v.y, v.z, v.w};
+      uint32_t k[4];
+      load4_below(keys, s0, wend, k);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        gt += (valid[i] && k[i] > threshold) ? 1 : 0;
-        eq += (valid[i] && k[i] == threshold) ? 1 : 0;
+        gt += (s0 + i < wend && k[i] > threshold) ? 1 : 0;
+        eq += (s0 + i < wend && k[i] == threshold) ? 1 : 0;
       }
     }
 #pragma unroll
@@ -421,32 +420,26 @@ struct BlockTopK {
     // Sweep 2: the same steps again, every lane of the warp in each (ballots), the next
     // step's keys read before this one's are written.
     const unsigned lower = (1u << lane) - 1u;
-    bool next_valid[4];
-    uint4 next = load4(keys, wbegin + 4 * lane, wend, next_valid);
+    uint32_t next[4];
+    load4_below(keys, wbegin + 4 * lane, wend, next);
     for (int base = wbegin; base < wend; base += kStep) {
       const int s0 = base + 4 * lane;
-      bool valid[4];
+      uint32_t k[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        valid[i] = next_valid[i];
-      const uint32_t k[4] = {next.x, next.y, next.z, next.w};
-      if (base + kStep < wend) next = load4(keys, s0 + kStep, wend, next_valid);
+        k[i] = next[i];
+      if (base + kStep < wend) load4_below(keys, s0 + kStep, wend, next);
       bool sel[4], equal[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        sel[i] = valid[i] && k[i] > threshold;
-        equal[i] = valid[i] && k[i] == threshold;
+        sel[i] = s0 + i < wend && k[i] > threshold;
+        equal[i] = s0 + i < wend && k[i] == threshold;
       }
       // Equal keys are rare (the threshold itself, or ties): ranked only in a step that has one.
       if (__any_sync(0xffffffffu, equal[0] || equal[1] || equal[2] || equal[3])) {
-        unsigned e[4];
-        int e_pre = eq_rank, e_step = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          e[i] = __ballot_sync(0xffffffffu, equal[i]);
-          e_pre += __popc(e[i] & lower);
-          e_step += __popc(e[i]);
-        }
+        int e_pre = 0, e_step = 0;
+        warp_ranks4(equal, lower, e_pre, e_step);
+        e_pre += eq_rank;
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           if (equal[i]) sel[i] = e_pre < budget;
@@ -454,14 +447,9 @@ struct BlockTopK {
         }
         eq_rank += e_step;
       }
-      unsigned b[4];
-      int pre = at, step_total = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        b[i] = __ballot_sync(0xffffffffu, sel[i]);
-        pre += __popc(b[i] & lower);
-        step_total += __popc(b[i]);
-      }
+      int pre = 0, step_total = 0;
+      warp_ranks4(sel, lower, pre, step_total);
+      pre += at;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         if (sel[i]) {

@@ -248,19 +248,10 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     // has read.
     const int lane = static_cast<int>(threadIdx.x & 31);
     for (int s0 = 4 * static_cast<int>(threadIdx.x); s0 - 4 * lane < n; s0 += 4 * kFusedThreads) {
-      const bool whole = s0 + 4 <= n;
       float sum[4] = {0.f, 0.f, 0.f, 0.f};
       for (int h = 0; h < nh; ++h) {
-        const float* row = s_logits + h * seg;
-        float x[4] = {0.f, 0.f, 0.f, 0.f};
-        if (whole) {
-          const float4 f = *reinterpret_cast<const float4*>(row + s0);
-          x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
-        } else {
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            if (s0 + i < n) x[i] = row[s0 + i];
-        }
+        float x[4];
+        device::load4_below(s_logits + h * seg, s0, n, x);
 #pragma unroll
         for (int i = 0; i < 4; ++i)
           if (s0 + i < n) sum[i] += device::shat(x[i], s_max[h], s_inv_sum[h]);
@@ -272,13 +263,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
         // The window's keys carry no s-hat: counted here, before they are forced.
         if (s0 + i < n && in_place && key[i] == device::kForcedKey) own_alpha += sum[i];
       }
-      if (whole) {
-        *reinterpret_cast<uint4*>(s_keys + s0) = make_uint4(key[0], key[1], key[2], key[3]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          if (s0 + i < n) s_keys[s0 + i] = key[i];
-      }
+      device::store4_below(s_keys, s0, n, key);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         TopK::add_all(s_sel.hist[0], key[i] >> 24, s0 + i < n);
@@ -437,16 +422,8 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   // every step, so the histogram adds are converged (BlockTopK::add_all).
   const int lane = static_cast<int>(threadIdx.x & 31);
   for (int s0 = 4 * static_cast<int>(threadIdx.x); s0 - 4 * lane < len; s0 += 4 * kThreads) {
-    const bool whole = s0 + 4 <= len;
-    float x[4] = {0.f, 0.f, 0.f, 0.f};
-    if (whole) {
-      const float4 f = *reinterpret_cast<const float4*>(s_x + s0);
-      x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (s0 + i < len) x[i] = s_x[s0 + i];
-    }
+    float x[4];
+    device::load4_below(s_x, s0, len, x);
     uint32_t key[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -455,13 +432,7 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
       key[i] = device::ranking_key(shat, s, len, leff);
       if (s < len && (s >= len - leff || take_all)) alpha[0] += shat;
     }
-    if (whole) {
-      *reinterpret_cast<uint4*>(s_keys + s0) = make_uint4(key[0], key[1], key[2], key[3]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (s0 + i < len) s_keys[s0 + i] = key[i];
-    }
+    device::store4_below(s_keys, s0, len, key);
     if (!take_all) {
 #pragma unroll
       for (int i = 0; i < 4; ++i)

@@ -168,13 +168,7 @@ __device__ void compute_keys(const SelectParams& p, const UnitView& u, const flo
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         key[i] = device::ranking_key(sum[v][i], s0 + i, u.len, u.leff);
-      if (s0 + 4 <= end) {
-        *reinterpret_cast<uint4*>(keys + (s0 - begin)) = make_uint4(key[0], key[1], key[2], key[3]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          if (s0 + i < end) keys[s0 + i - begin] = key[i];
-      }
+      device::store4_below(keys, s0 - begin, end - begin, key);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         TopK::add_all(hist, key[i] >> 24, s0 + i < end);
