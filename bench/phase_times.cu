@@ -27,9 +27,9 @@ namespace {
 constexpr int kHeads = 32, kDim = 128, kLaunches = 21;
 
 const char* const kMarkNames[sd::kMarkCount] = {
-    "start",  "query+top-r", "scores",           "softmax stats", "keys+hist0",
-    "pass 0", "pass 1",      "pass 2",           "pass 3",        "compact",
-    "alpha",  "attend",      "partials barrier", "merge+write",   "end barrier"};
+    "start",  "query+top-r",      "scores",      "softmax stats", "keys+hist0", "pass 0",
+    "pass 1", "pass 2",           "pass 3",      "finish",        "compact",    "alpha",
+    "attend", "partials barrier", "merge+write", "end barrier"};
 
 enum class Kernel { kFusedCluster, kFusedBlock, kSelectCluster };
 

@@ -11,15 +11,18 @@
 // and length update bit for bit against the reference append (rows past the capacity
 // dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties; a block's
 // shared memory is poisoned as it exits (a cluster peer reading it later fails).
-//   emulated_kernels [all|NAME|fuzz|long|hist] [REPEATS] [SEED]
+//   emulated_kernels [all|NAME|fuzz|long|hist|topk] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
 // barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
 // What it cannot show: memory ordering (the emulation is sequentially consistent), warp
 // divergence (__activemask() is the calling lane), the launchers, performance.
+// `topk`: the radix top-k on its own (one block, and a cluster of eight) on the key sets of
+// tests/support/topk_key_sets.hpp, which stop the passes in each of their ways.
 #include "sparq/cuda.cuh"
 #include "support/compare.hpp"
 #include "support/host_cache.hpp"
+#include "support/topk_key_sets.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -602,6 +605,73 @@ static void run_append(const char* name, int hkv, int d, int capacity,
   report_done(label, t0);
 }
 
+// The radix top-k on its own, as tests/gpu/test_building_blocks.cu runs it on a GPU.
+static void block_topk(const uint32_t* keys, int n, int count, int* out, int* written) {
+  using TopK = device::BlockTopK<k::kSelectThreads>;
+  __shared__ typename TopK::TempStorage ts;
+  TopK::clear_histogram(ts);
+  __syncthreads();
+  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += k::kSelectThreads)
+    TopK::add_all(ts.hist, s < n ? keys[s] >> 24 : 0u, s < n);
+  __syncthreads();
+  int need = 0;
+  const uint32_t t = TopK::threshold(ts, keys, n, count, &need);
+  const int w = TopK::compact(ts, keys, n, t, need, out);
+  if (threadIdx.x == 0) *written = w;
+}
+
+static void cluster_topk(const uint32_t* keys, int len, int count, int* out) {
+  namespace cg = cooperative_groups;
+  constexpr int kThreads = k::kClusterThreads;
+  using TopK = device::BlockTopK<kThreads>;
+  uint32_t* s_keys = reinterpret_cast<uint32_t*>(::emu::dyn_smem);
+  __shared__ k::ClusterTopKShared<kThreads> sh;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int seg = k::cluster_segment(len);
+  const int begin = std::min(rank * seg, len), n = std::min(begin + seg, len) - begin;
+  sh.clear();
+  __syncthreads();
+  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kThreads) {
+    const uint32_t key = s < n ? keys[begin + s] : 0u;
+    if (s < n) s_keys[s] = key;
+    TopK::add_all(sh.hist[0], key >> 24, s < n);
+  }
+  __syncthreads();
+  int first = 0, last = 0;
+  k::select_detail::cluster_top_k<kThreads>(cluster, sh, s_keys, n, count, begin, rank, out, &first,
+                                            &last);
+  cluster.sync();
+}
+
+static void run_topk_sets(uint32_t seed) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& set : test::topk_key_sets(seed)) {
+    ++g_cases;
+    const int n = static_cast<int>(set.keys.size());
+    std::vector<int> want =
+        reference::top_indices(std::vector<double>(set.keys.begin(), set.keys.end()), set.count);
+    std::sort(want.begin(), want.end());
+    std::vector<uint4> aligned((n + 3) / 4 + 1);  // 16-byte reads
+    std::memcpy(aligned.data(), set.keys.data(), sizeof(uint32_t) * n);
+    const uint32_t* keys = reinterpret_cast<const uint32_t*>(aligned.data());
+    std::vector<int> out(set.count, -7);
+    int written = -1;
+    emu::launch(
+        dim3(1), dim3(k::kSelectThreads), 0,
+        [&] { block_topk(keys, n, set.count, out.data(), &written); }, "block_topk");
+    CHECK(written == set.count, "topk %s: one block wrote %d of %d", set.name.c_str(), written,
+          set.count);
+    CHECK(out == want, "topk %s: one block's positions differ", set.name.c_str());
+    std::vector<int> out8(set.count, -7);
+    emu::launch(
+        dim3(8), dim3(k::kClusterThreads), sizeof(uint32_t) * k::cluster_segment(n),
+        [&] { cluster_topk(keys, n, set.count, out8.data()); }, "cluster_topk", 8, 8);
+    CHECK(out8 == want, "topk %s: the cluster's positions differ", set.name.c_str());
+  }
+  report_done("topk key sets (one block, a cluster of 8)", t0);
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
@@ -681,6 +751,9 @@ int main(int argc, char** argv) {
     std::printf("%d runs, %d failed checks\n", g_cases, g_fail);
     return g_fail ? 1 : 0;
   }
+  if (only.empty() || only == "topk")
+    for (int rep = 0; rep < reps; ++rep)
+      run_topk_sets(2024u + static_cast<uint32_t>(rep));
   // Dense decode: group 1 and 4, d 64 and 128, lengths 1, 7, 300, 1031 in one batch; the
   // planned split count and 1, 3, 64 fixed ones (more splits than some sequences have rows;
   // the d 128 cases skip 1 and the second zeroed run, for time). Bound 1031 < capacity once.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu/gpu_support.cuh"
+#include "support/topk_key_sets.hpp"
 
 namespace {
 
@@ -201,6 +202,66 @@ TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
     CUDA_ASSERT(cudaDeviceSynchronize());
     EXPECT_EQ(dw.download()[0], sh.count);
     EXPECT_EQ(dout.download(), want);
+  }
+}
+
+// The cluster-wide top-k (eight blocks of 256 threads, as select_cluster_kernel runs it): block
+// r holds the segment of positions the kernels give it, in its own shared memory.
+constexpr int kClusterThreads = sparq::kernels::kClusterThreads;
+
+__global__ void __launch_bounds__(kClusterThreads)
+    cluster_topk_kernel(const uint32_t* keys, int len, int count, int* out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  namespace sk = sparq::kernels;
+  using TopK = sparq::device::BlockTopK<kClusterThreads>;
+  extern __shared__ __align__(16) uint32_t s_keys[];
+  __shared__ sk::ClusterTopKShared<kClusterThreads> sh;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int seg = sk::cluster_segment(len);
+  const int begin = min(rank * seg, len), n = min(begin + seg, len) - begin;
+  sh.clear();
+  __syncthreads();
+  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kClusterThreads) {
+    const uint32_t key = s < n ? keys[begin + s] : 0u;
+    if (s < n) s_keys[s] = key;
+    TopK::add_all(sh.hist[0], key >> 24, s < n);
+  }
+  __syncthreads();
+  int first = 0, last = 0;
+  sk::select_detail::cluster_top_k<kClusterThreads>(cluster, sh, s_keys, n, count, begin, rank, out,
+                                                    &first, &last);
+  cluster.sync();  // every block's shared memory stays alive until all have read it
+#endif
+}
+
+// Every way the radix passes stop (a digit taken whole, the last pass, the finish that ranks
+// the few keys left in play, at exactly kFinishKeys and one more), one block and a cluster.
+TEST(BuildingBlocksGpu, TopKPassesAndFinishMatchReference) {
+  SPARQ_REQUIRE_GPU();
+  const bool clusters = sparq::kernels::device_has_clusters();
+  for (const auto& set :
+       sparq::test::topk_key_sets(::testing::UnitTest::GetInstance()->random_seed())) {
+    SCOPED_TRACE(set.name);
+    const int n = static_cast<int>(set.keys.size());
+    std::vector<int> want =
+        top_indices(std::vector<double>(set.keys.begin(), set.keys.end()), set.count);
+    std::sort(want.begin(), want.end());
+    sparq::test::DeviceBuffer<uint32_t> dk(set.keys);
+    sparq::test::DeviceBuffer<int> dout(set.count), dw(1);
+    dout.poison();
+    topk_kernel<<<1, kThreads>>>(dk.get(), n, set.count, dout.get(), dw.get());
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    EXPECT_EQ(dw.download()[0], set.count);
+    EXPECT_EQ(dout.download(), want) << "one block";
+    if (!clusters) continue;
+    dout.poison();
+    const size_t smem = sizeof(uint32_t) * sparq::kernels::cluster_segment(n);
+    CUDA_ASSERT(sparq::kernels::launch_ex(cluster_topk_kernel, dim3(8), dim3(kClusterThreads), smem,
+                                          nullptr, 8, false, dk.get(), n, set.count, dout.get()));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    EXPECT_EQ(dout.download(), want) << "cluster of 8";
   }
 }
 

@@ -20,6 +20,7 @@ enum PhaseMark : int {
   kMarkPass1,
   kMarkPass2,
   kMarkPass3,
+  kMarkFinish,    // the few keys left in play listed (and published across the cluster)
   kMarkCompact,   // selected positions written
   kMarkAlpha,     // alpha summed
   kMarkAttend,    // exact attention over the block's rows done

@@ -1,6 +1,7 @@
 // Step 4: top-k position selection. An MSB radix select (up to four 8-bit passes) finds the
-// k-th largest key, or stops once a digit is taken whole; an ordered compaction (warp ballots)
-// then writes the selected positions in increasing position order. Deterministic: equal keys are
+// k-th largest key, or stops once a digit is taken whole, or, once few keys are left in play,
+// ranks those few directly (the finish); an ordered compaction (warp ballots) then writes the
+// selected positions in increasing position order. Deterministic: equal keys are
 // taken lowest position first. The pieces work for one block over all keys, or for a cluster of
 // blocks that each own a segment of them.
 #pragma once
@@ -44,6 +45,10 @@ struct RadixState {
   __device__ int shift(int pass) const { return 24 - 8 * pass; }
 };
 
+/// Keys in play (across a block, or a whole cluster) at most, for a radix select to stop its
+/// passes and rank them directly (BlockTopK::finish): two per lane of one warp.
+constexpr int kFinishKeys = 64;
+
 template <int kThreads>
 struct BlockTopK {
   using Scan = cub::BlockScan<int, kThreads>;
@@ -53,6 +58,8 @@ struct BlockTopK {
     unsigned digit;
     unsigned above;
     unsigned filled;  // the chosen digit's keys are exactly the ones still needed
+    unsigned chosen;  // keys of the chosen digit (in play for the next pass)
+    unsigned listed;  // keys listed for the finish (collect_in_play)
     int warp_gt[kThreads / 32], warp_eq[kThreads / 32];  // compact(): each warp's counts
   };
 
@@ -165,7 +172,7 @@ struct BlockTopK {
   /// Where the remaining-th largest key lies in a histogram: its digit, the keys in higher
   /// digits, and whether the selection takes every key of that digit.
   struct DigitChoice {
-    unsigned digit = 0, above = 0, filled = 0;
+    unsigned digit = 0, above = 0, filled = 0, count = 0;
   };
 
   /// The DigitChoice of `hist` (256 bins in shared memory), found by one warp: every lane
@@ -194,6 +201,7 @@ struct BlockTopK {
           c.digit = static_cast<unsigned>(255 - lane * 8 - i);
           c.above = running;
           c.filled = running + cnt[i] == remaining ? 1u : 0u;
+          c.count = cnt[i];
           break;
         }
         running += cnt[i];
@@ -205,6 +213,7 @@ struct BlockTopK {
     c.digit = __shfl_sync(0xffffffffu, c.digit, src);
     c.above = __shfl_sync(0xffffffffu, c.above, src);
     c.filled = __shfl_sync(0xffffffffu, c.filled, src);
+    c.count = __shfl_sync(0xffffffffu, c.count, src);
     return c;
   }
 
@@ -219,22 +228,25 @@ struct BlockTopK {
 
   /// Warp 0 finds the digit of `pass` that holds the remaining-th largest key in `hist` and
   /// every thread updates `st`. Returns whether the selection takes every key of that digit
-  /// (the same answer in every thread). Contains barriers: call from the whole block.
+  /// (the same answer in every thread), and in *chosen (where given) how many keys that digit
+  /// holds. Contains barriers: call from the whole block.
   __device__ static bool choose_digit(TempStorage& ts, const unsigned* hist, RadixState& st,
-                                      int pass) {
-    return choose_digit_at(ts, hist, st, st.shift(pass), 8);
+                                      int pass, unsigned* chosen = nullptr) {
+    return choose_digit_at(ts, hist, st, st.shift(pass), 8, chosen);
   }
 
   /// choose_digit for a digit of `bits` <= 8 bits from bit `shift` up (hist: 256 bins, those
-  /// from 2^bits up empty).
+  /// from 2^bits up empty). Also zeroes ts.listed (behind its barrier) for a finish after it.
   __device__ static bool choose_digit_at(TempStorage& ts, const unsigned* hist, RadixState& st,
-                                         int shift, int bits) {
+                                         int shift, int bits, unsigned* chosen = nullptr) {
     if (threadIdx.x < 32) {
       const DigitChoice c = find_digit(hist, st.remaining);
       if (threadIdx.x == 0) {
         ts.digit = c.digit;
         ts.above = c.above;
         ts.filled = c.filled;
+        ts.chosen = c.count;
+        ts.listed = 0;
       }
     }
     __syncthreads();
@@ -242,6 +254,7 @@ struct BlockTopK {
     c.digit = ts.digit;
     c.above = ts.above;
     c.filled = ts.filled;
+    if (chosen != nullptr) *chosen = ts.chosen;
     __syncthreads();
     return apply_digit(st, c, shift, bits);
   }
@@ -273,10 +286,134 @@ struct BlockTopK {
     return true;
   }
 
+  /// Appends every key still in play (matching st's prefix) to list[0..), counting them in
+  /// *count (zero on entry; kFinishKeys at most, as the last pass's histogram said). No
+  /// barrier. The order of the list is arbitrary: the finish ranks keys, not positions.
+  __device__ static void collect_in_play(unsigned* list, unsigned* count, const uint32_t* keys,
+                                         int n, const RadixState& st) {
+    auto add = [&](uint32_t key, bool valid) {
+      if (valid && (key & st.mask) == st.prefix) {
+        const unsigned at = atomicAdd(count, 1u);
+        if (at < static_cast<unsigned>(kFinishKeys)) list[at] = key;
+      }
+    };
+    const int n4 = n / 4;
+    const uint4* k4 = reinterpret_cast<const uint4*>(keys);
+    for (int i0 = static_cast<int>(threadIdx.x); i0 < n4; i0 += 2 * kThreads) {
+      const int i1 = i0 + kThreads;
+      const bool valid1 = i1 < n4;
+      const uint4 v0 = k4[i0];
+      uint4 v1{0u, 0u, 0u, 0u};
+      if (valid1) v1 = k4[i1];
+      add(v0.x, true), add(v0.y, true), add(v0.z, true), add(v0.w, true);
+      add(v1.x, valid1), add(v1.y, valid1), add(v1.z, valid1), add(v1.w, valid1);
+    }
+    const int s = 4 * n4 + static_cast<int>(threadIdx.x);  // the last n % 4 keys
+    if (s < n) add(keys[s], true);
+  }
+
+  /// What a finish decides: the selection is every key above `threshold` and the first
+  /// need_equal keys equal to it; gt_lower and eq_lower count the listed keys above and equal
+  /// to it in the lists before the caller's (the keys of lower cluster ranks).
+  struct Finish {
+    uint32_t threshold = 0;
+    int need_equal = 0, gt_lower = 0, eq_lower = 0;
+  };
+
+  /// The remaining-th largest of the keys still in play, listed by kLists blocks (list r:
+  /// count_of(r) keys at keys_of(r)[0..); kFinishKeys at most in all), found by one warp
+  /// ranking each key against every other (two per lane): the same answer in every lane, and
+  /// in every warp that calls it. `my_list`: the caller's list (for gt_lower, eq_lower).
+  /// Instead of the remaining radix passes, each a histogram sweep and a barrier (across the
+  /// cluster there, with a round trip to the other blocks' histograms).
+  template <int kLists, typename KeysOf, typename CountOf>
+  __device__ static Finish finish(KeysOf&& keys_of, CountOf&& count_of, unsigned remaining,
+                                  int my_list) {
+    static_assert(kLists >= 1 && kLists <= 32, "a lane per list");
+    constexpr int kPer = kFinishKeys / 32;
+    constexpr unsigned kAll = 0xffffffffu;
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    // Where each list's keys end in their concatenation (list order).
+    const unsigned cnt = lane < kLists ? static_cast<unsigned>(count_of(lane)) : 0u;
+    unsigned incl = cnt;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned t = __shfl_up_sync(kAll, incl, o);
+      if (lane >= o) incl += t;
+    }
+    unsigned ends[kLists];
+#pragma unroll
+    for (int r = 0; r < kLists; ++r)
+      ends[r] = __shfl_sync(kAll, incl, r);
+    const unsigned total = ends[kLists - 1];
+    // Lane l holds keys l and l + 32 of the concatenation.
+    uint32_t key[kPer];
+    int from[kPer];
+    bool have[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const unsigned j = static_cast<unsigned>(lane + 32 * i);
+      int r = 0;
+      unsigned start = 0;
+#pragma unroll
+      for (int l = 0; l < kLists; ++l) {
+        if (ends[l] <= j) {
+          r = l + 1;
+          start = ends[l];
+        }
+      }
+      have[i] = j < total && j < static_cast<unsigned>(kFinishKeys);
+      from[i] = r;
+      key[i] = have[i] ? keys_of(r)[j - start] : 0u;
+    }
+    // Each key's count of keys above it, and of keys at or above it.
+    unsigned gt[kPer], ge[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+      gt[i] = ge[i] = 0u;
+#pragma unroll
+    for (int s = 0; s < kPer; ++s) {
+      const int m = min(32, static_cast<int>(total) - 32 * s);  // uniform
+      for (int l = 0; l < m; ++l) {
+        const uint32_t other = __shfl_sync(kAll, key[s], l);
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+          gt[i] += other > key[i] ? 1u : 0u;
+          ge[i] += other >= key[i] ? 1u : 0u;
+        }
+      }
+    }
+    // The remaining-th largest: a key with fewer than `remaining` above it and at least
+    // `remaining` at or above it (equal keys all qualify; any one of them gives the value).
+    Finish f;
+    unsigned above = 0;
+    bool found = false;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const unsigned hits = __ballot_sync(kAll, have[i] && gt[i] < remaining && remaining <= ge[i]);
+      if (!found && hits != 0u) {  // uniform
+        const int src = __ffs(hits) - 1;
+        f.threshold = __shfl_sync(kAll, key[i], src);
+        above = __shfl_sync(kAll, gt[i], src);
+        found = true;
+      }
+    }
+    f.need_equal = static_cast<int>(remaining - above);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const bool lower = have[i] && from[i] < my_list;
+      f.gt_lower += __popc(__ballot_sync(kAll, lower && key[i] > f.threshold));
+      f.eq_lower += __popc(__ballot_sync(kAll, lower && key[i] == f.threshold));
+    }
+    return f;
+  }
+
   /// The threshold of the top count (1 <= count <= n) of keys held by this block alone (keys
   /// 16-byte aligned): the selection is every key above the returned value and the first
   /// *need_equal keys equal to it. That value is the count-th largest key, or, where a pass
   /// finds the selection takes a whole digit, one below that digit's lowest key (decided).
+  /// Once a pass leaves kFinishKeys keys or fewer in play, they are listed (in ts.hist, free
+  /// after choose_digit) and ranked directly (finish) instead of the remaining passes.
   /// The first histogram must be filled (and a barrier passed) on entry.
   __device__ static uint32_t threshold(TempStorage& ts, const uint32_t* keys, int n, int count,
                                        int* need_equal) {
@@ -291,7 +428,18 @@ struct BlockTopK {
         __syncthreads();
       }
       SPARQ_PHASE_PASS(pass);
-      if (decided(choose_digit(ts, ts.hist, st, pass), pass, st, &t, need_equal)) return t;
+      unsigned in_play = 0;
+      if (decided(choose_digit(ts, ts.hist, st, pass, &in_play), pass, st, &t, need_equal))
+        return t;
+      if (in_play <= static_cast<unsigned>(kFinishKeys)) {  // uniform
+        collect_in_play(ts.hist, &ts.listed, keys, n, st);
+        __syncthreads();
+        SPARQ_PHASE(kMarkFinish);
+        const Finish f = finish<1>([&](int) { return static_cast<const unsigned*>(ts.hist); },
+                                   [&](int) { return ts.listed; }, st.remaining, 0);
+        *need_equal = f.need_equal;
+        return f.threshold;
+      }
     }
   }
 

@@ -295,8 +295,10 @@ __host__ __device__ inline bool cluster_select_wide_rule(int segment, int64_t ba
 
 /// Radix passes of a cluster-wide top-k: one histogram buffer each, so that no pass rewrites
 /// a histogram another block may still be reading (the pass barriers order writes only:
-/// device::cluster_sync_shared).
+/// device::cluster_sync_shared). The last pass's buffer also holds the finish's list: a
+/// finish replaces that pass, so the two never meet.
 constexpr int kRadixPasses = 4;
+static_assert(device::kFinishKeys <= 256, "the finish's list fits a histogram buffer");
 
 /// Shared memory of a cluster-wide top-k (cluster_top_k).
 template <int kThreads>
@@ -309,7 +311,10 @@ struct ClusterTopKShared {
   __device__ void clear() {
     for (int i = threadIdx.x; i < kRadixPasses * 256; i += kThreads)
       hist[i / 256][i % 256] = 0;
-    if (threadIdx.x == 0) before[0] = before[1] = 0;
+    if (threadIdx.x == 0) {
+      before[0] = before[1] = 0;
+      topk.listed = 0;  // the finish's count (cluster_top_k never calls choose_digit)
+    }
   }
 };
 
@@ -318,7 +323,9 @@ namespace select_detail {
 /// The top `keff` of keys spread over the kBlocks blocks of a cluster (sm_90; this block holds
 /// keys[0..n) of positions begin..begin+n): up to four radix passes on histograms summed
 /// across the cluster through distributed shared memory, one cluster barrier per pass (fewer
-/// where a digit is taken whole: BlockTopK::decided); then each block
+/// where a digit is taken whole: BlockTopK::decided, or where a pass leaves kFinishKeys keys
+/// or fewer in play in the whole cluster: each block lists its own, and after one more
+/// barrier every warp ranks all of them, BlockTopK::finish); then each block
 /// writes its selected positions, in position order, to out[*first..*last), calling
 /// on_selected(key, position) for each. On entry sh.hist[0] counts the top digits of this
 /// block's keys, the other passes' histograms are clear (ClusterTopKShared::clear), and a
@@ -372,6 +379,23 @@ __device__ void cluster_top_k(Cluster& cluster, ClusterTopKShared<kThreads>& sh,
       gt_before += static_cast<int>(below);
     if (done && bin == digit && pass == kRadixPasses - 1) eq_before += static_cast<int>(below);
     if (done) break;
+    // The cluster's keys in play for the next pass (the totals, unchanged until its barrier).
+    if (sh.topk.hist[digit] <= static_cast<unsigned>(device::kFinishKeys)) {  // uniform
+      unsigned* list = sh.hist[kRadixPasses - 1];  // unused: no pass reaches it now
+      TopK::collect_in_play(list, &sh.topk.listed, keys, n, st);
+      device::cluster_sync_shared(cluster);  // every block's list is complete
+      SPARQ_PHASE(kMarkFinish);
+      const auto f = TopK::template finish<kBlocks>(
+          [&](int r) { return static_cast<const unsigned*>(cluster.map_shared_rank(list, r)); },
+          [&](int r) { return *cluster.map_shared_rank(&sh.topk.listed, r); }, st.remaining, rank);
+      threshold = f.threshold;
+      need_equal = f.need_equal;
+      if (threadIdx.x == 0) {  // once per block: the lower ranks' listed keys
+        gt_before += f.gt_lower;
+        eq_before += f.eq_lower;
+      }
+      break;
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
