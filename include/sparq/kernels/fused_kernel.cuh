@@ -142,6 +142,10 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   __shared__ float2 s_part_ml[kMaxHeadsPerUnit];
   __shared__ float s_scratch[32 * kHeadsPerPass];
   __shared__ float2 s_ml[kFusedWarps];
+  __shared__ float s_vbar_sum[D];  // the V sum row, for the last step's interpolation
+  // The last step's thread keeps one column j through its iterations (their stride is a
+  // multiple of D), so one V-sum value per thread.
+  static_assert(kBlocks * kFusedThreads % D == 0, "a merge thread keeps its column");
 
   SPARQ_PHASE(kMarkStart);
   cg::cluster_group cluster = cg::this_cluster();
@@ -150,9 +154,14 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   const int nh = p.heads_per_unit, h0 = unit * nh, kvh = h0 / p.group_size;
   const T* q = p.q + (static_cast<int64_t>(b) * p.num_q_heads + h0) * D;
   float* s_q = s_dyn;  // [nh][D]
-  // The queries are requested with the length, not after it (one round trip, not two).
+  // The queries and the V sum row (read only by the blocks that merge) are requested with
+  // the length, not after it: one round trip at the start, not a dependent one at the end.
+  const bool merges = rank * kFusedThreads < nh * D;
+  const float vbar_sum =
+      p.reallocation && merges && threadIdx.x < D ? p.cache.vsum_row(b, kvh)[threadIdx.x] : 0.f;
   int len = p.lengths[b];
   load_unit_query<kFusedThreads, T, D>(q, nh, s_q);
+  if (merges && threadIdx.x < D) s_vbar_sum[threadIdx.x] = vbar_sum;
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
   const int seg = cluster_segment(len, kBlocks);
@@ -316,7 +325,6 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   // Step 7: merge the cluster's partial states in rank order, interpolate with v-bar, write.
   device::cluster_sync_shared(cluster);  // partial states and alphas are published
   SPARQ_PHASE(kMarkPartials);
-  const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
   for (int idx = rank * kFusedThreads + threadIdx.x; idx < nh * D; idx += kBlocks * kFusedThreads) {
     const int h = idx / D, j = idx % D;
     float2 ml[kBlocks];
@@ -330,7 +338,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
     }
     const float3 m_l_a = device::merge_stored_states(ml, acc, 1, 0, 1, kBlocks, 0);
     float y = m_l_a.y > 0.f ? m_l_a.z / m_l_a.y : 0.f;
-    if (vsum != nullptr && len > 0) y = device::interpolate_mean(alpha, y, vsum[j], len);
+    if (p.reallocation && len > 0) y = device::interpolate_mean(alpha, y, s_vbar_sum[j], len);
     const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h0 + h;
     p.out[row * D + j] = from_float<T>(y);
     if (j == 0) p.alpha[row] = alpha;
@@ -367,15 +375,20 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   __shared__ float2 s_ml[kWarps];
   __shared__ float s_part_acc[D];
   __shared__ float2 s_part_ml[1];
+  __shared__ float s_vbar_sum[D];  // the V sum row, for the interpolation at the end
 
   SPARQ_PHASE(kMarkStart);
   const int b = blockIdx.y, h = blockIdx.x, kvh = h / p.group_size;  // one head per unit
   const int64_t row = static_cast<int64_t>(b) * p.num_q_heads + h;
   const T* q = p.q + row * D;
   float* s_q = s_dyn;  // [D]
-  // The query is requested with the length, not after it (one round trip, not two).
+  // The query and the V sum row are requested with the length, not after it: one round trip
+  // at the start, not a dependent one at the end.
+  const float vbar_sum =
+      p.reallocation && threadIdx.x < D ? p.cache.vsum_row(b, kvh)[threadIdx.x] : 0.f;
   int len = p.lengths[b];
   load_unit_query<kThreads, T, D>(q, 1, s_q);
+  if (threadIdx.x < D) s_vbar_sum[threadIdx.x] = vbar_sum;
   len = len < 0 ? 0 : (len > p.length_bound ? p.length_bound : len);
   const int keff = effective_k(p.k, len), leff = effective_window(p.local_window, len);
   float* s_x = s_dyn + D;                               // [len]: logits, then keys
@@ -459,11 +472,10 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   fused_detail::attend_rows<kThreads, T, D>(p.cache, b, kvh, q, 1, out, keff, s_acc, s_ml,
                                             s_part_acc, s_part_ml);
   SPARQ_PHASE(kMarkAttend);
-  const float* vsum = p.reallocation ? p.cache.vsum_row(b, kvh) : nullptr;
   const float2 ml = s_part_ml[0];
   for (int j = threadIdx.x; j < D; j += kThreads) {
     float y = ml.y > 0.f ? s_part_acc[j] / ml.y : 0.f;
-    if (vsum != nullptr && len > 0) y = device::interpolate_mean(alpha[0], y, vsum[j], len);
+    if (p.reallocation && len > 0) y = device::interpolate_mean(alpha[0], y, s_vbar_sum[j], len);
     p.out[row * D + j] = from_float<T>(y);
   }
   if (threadIdx.x == 0) p.alpha[row] = alpha[0];
