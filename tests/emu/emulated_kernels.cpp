@@ -23,6 +23,7 @@
 #include "support/compare.hpp"
 #include "support/host_cache.hpp"
 #include "support/topk_key_sets.hpp"
+#include "support/topk_test_kernels.cuh"
 
 #include <algorithm>
 #include <chrono>
@@ -605,45 +606,8 @@ static void run_append(const char* name, int hkv, int d, int capacity,
   report_done(label, t0);
 }
 
-// The radix top-k on its own, as tests/gpu/test_building_blocks.cu runs it on a GPU.
-static void block_topk(const uint32_t* keys, int n, int count, int* out, int* written) {
-  using TopK = device::BlockTopK<k::kSelectThreads>;
-  __shared__ typename TopK::TempStorage ts;
-  TopK::clear_histogram(ts);
-  __syncthreads();
-  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += k::kSelectThreads)
-    TopK::add_all(ts.hist, s < n ? keys[s] >> 24 : 0u, s < n);
-  __syncthreads();
-  int need = 0;
-  const uint32_t t = TopK::threshold(ts, keys, n, count, &need);
-  const int w = TopK::compact(ts, keys, n, t, need, out);
-  if (threadIdx.x == 0) *written = w;
-}
-
-static void cluster_topk(const uint32_t* keys, int len, int count, int* out) {
-  namespace cg = cooperative_groups;
-  constexpr int kThreads = k::kClusterThreads;
-  using TopK = device::BlockTopK<kThreads>;
-  uint32_t* s_keys = reinterpret_cast<uint32_t*>(::emu::dyn_smem);
-  __shared__ k::ClusterTopKShared<kThreads> sh;
-  cg::cluster_group cluster = cg::this_cluster();
-  const int rank = static_cast<int>(cluster.block_rank());
-  const int seg = k::cluster_segment(len);
-  const int begin = std::min(rank * seg, len), n = std::min(begin + seg, len) - begin;
-  sh.clear();
-  __syncthreads();
-  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kThreads) {
-    const uint32_t key = s < n ? keys[begin + s] : 0u;
-    if (s < n) s_keys[s] = key;
-    TopK::add_all(sh.hist[0], key >> 24, s < n);
-  }
-  __syncthreads();
-  int first = 0, last = 0;
-  k::select_detail::cluster_top_k<kThreads>(cluster, sh, s_keys, n, count, begin, rank, out, &first,
-                                            &last);
-  cluster.sync();
-}
-
+// The radix top-k on its own, as tests/gpu/test_building_blocks.cu runs it on a GPU
+// (tests/support/topk_test_kernels.cuh).
 static void run_topk_sets(uint32_t seed) {
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& set : test::topk_key_sets(seed)) {
@@ -659,14 +623,20 @@ static void run_topk_sets(uint32_t seed) {
     int written = -1;
     emu::launch(
         dim3(1), dim3(k::kSelectThreads), 0,
-        [&] { block_topk(keys, n, set.count, out.data(), &written); }, "block_topk");
+        [&] { test::block_topk<k::kSelectThreads>(keys, n, set.count, out.data(), &written); },
+        "block_topk");
     CHECK(written == set.count, "topk %s: one block wrote %d of %d", set.name.c_str(), written,
           set.count);
     CHECK(out == want, "topk %s: one block's positions differ", set.name.c_str());
     std::vector<int> out8(set.count, -7);
     emu::launch(
         dim3(8), dim3(k::kClusterThreads), sizeof(uint32_t) * k::cluster_segment(n),
-        [&] { cluster_topk(keys, n, set.count, out8.data()); }, "cluster_topk", 8, 8);
+        [&] {
+          cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+          test::cluster_topk<k::kClusterThreads>(cluster, keys, n, set.count, out8.data(),
+                                                 reinterpret_cast<uint32_t*>(::emu::dyn_smem));
+        },
+        "cluster_topk", 8, 8);
     CHECK(out8 == want, "topk %s: the cluster's positions differ", set.name.c_str());
   }
   report_done("topk key sets (one block, a cluster of 8)", t0);

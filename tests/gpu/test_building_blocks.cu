@@ -12,6 +12,7 @@
 
 #include "gpu/gpu_support.cuh"
 #include "support/topk_key_sets.hpp"
+#include "support/topk_test_kernels.cuh"
 
 namespace {
 
@@ -164,18 +165,7 @@ TEST(BuildingBlocksHost, RowGeometryCoversARow) {
 constexpr int kThreads = sparq::kernels::kSelectThreads;
 
 __global__ void topk_kernel(const uint32_t* keys, int n, int count, int* out, int* written) {
-  using TopK = sparq::device::BlockTopK<kThreads>;
-  __shared__ typename TopK::TempStorage ts;
-  TopK::clear_histogram(ts);
-  __syncthreads();
-  // Whole warps in every step (add_all is converged): a lane past the end adds nothing.
-  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kThreads)
-    TopK::add_all(ts.hist, s < n ? keys[s] >> 24 : 0u, s < n);
-  __syncthreads();
-  int need = 0;
-  const uint32_t t = TopK::threshold(ts, keys, n, count, &need);
-  const int w = TopK::compact(ts, keys, n, t, need, out);
-  if (threadIdx.x == 0) *written = w;
+  sparq::test::block_topk<kThreads>(keys, n, count, out, written);
 }
 
 TEST(BuildingBlocksGpu, BlockTopKMatchesReferenceWithTies) {
@@ -212,27 +202,9 @@ constexpr int kClusterThreads = sparq::kernels::kClusterThreads;
 __global__ void __launch_bounds__(kClusterThreads)
     cluster_topk_kernel(const uint32_t* keys, int len, int count, int* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  namespace sk = sparq::kernels;
-  using TopK = sparq::device::BlockTopK<kClusterThreads>;
   extern __shared__ __align__(16) uint32_t s_keys[];
-  __shared__ sk::ClusterTopKShared<kClusterThreads> sh;
-  cg::cluster_group cluster = cg::this_cluster();
-  const int rank = static_cast<int>(cluster.block_rank());
-  const int seg = sk::cluster_segment(len);
-  const int begin = min(rank * seg, len), n = min(begin + seg, len) - begin;
-  sh.clear();
-  __syncthreads();
-  for (int s = threadIdx.x; s - static_cast<int>(threadIdx.x & 31) < n; s += kClusterThreads) {
-    const uint32_t key = s < n ? keys[begin + s] : 0u;
-    if (s < n) s_keys[s] = key;
-    TopK::add_all(sh.hist[0], key >> 24, s < n);
-  }
-  __syncthreads();
-  int first = 0, last = 0;
-  sk::select_detail::cluster_top_k<kClusterThreads>(cluster, sh, s_keys, n, count, begin, rank, out,
-                                                    &first, &last);
-  cluster.sync();  // every block's shared memory stays alive until all have read it
+  cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+  sparq::test::cluster_topk<kClusterThreads>(cluster, keys, len, count, out, s_keys);
 #endif
 }
 

@@ -127,46 +127,54 @@ struct BlockTopK {
     }
   }
 
-  /// Adds the digit of `pass` of every key still in play to `hist` (no barrier). Four keys
-  /// per thread at a time (16-byte reads: a quarter of the load instructions, no bank
-  /// conflicts; keys must be 16-byte aligned), with trip counts uniform per warp (a lane past
-  /// the end takes part with no key), so every add is converged. One vote skips a warp's four
-  /// keys per lane where none is in play (most of them after the second pass).
-  __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
-                                         const RadixState& st, int pass) {
-    const int shift = st.shift(pass);
+  /// Visits keys[0..n) (16-byte aligned) four per thread at a time, on4(uint4, valid) with
+  /// 16-byte reads (a quarter of the load instructions, no bank conflicts), two reads in
+  /// flight per lane; then warp 0 visits the last n % 4 keys, on1(key, valid). Trip counts are
+  /// uniform per warp (a lane past the end takes part with valid false), so the visits may
+  /// use warp collectives.
+  template <typename On4, typename On1>
+  __device__ static void sweep_keys(const uint32_t* keys, int n, On4&& on4, On1&& on1) {
     const int lane = threadIdx.x & 31;
-    auto in_play = [&](uint32_t key, bool valid) { return valid && (key & st.mask) == st.prefix; };
-    auto add_key = [&](uint32_t key, bool play) {
-      add_converged(hist, (key >> shift) & 0xFFu, play);
-    };
     const int n4 = n / 4;
     const uint4* k4 = reinterpret_cast<const uint4*>(keys);
-    auto add4 = [&](const uint4& v, bool valid) {
-      const bool px = in_play(v.x, valid), py = in_play(v.y, valid), pz = in_play(v.z, valid),
-                 pw = in_play(v.w, valid);
-      if (!__any_sync(0xffffffffu, px || py || pz || pw)) return;  // uniform per warp
-      add_key(v.x, px);
-      add_key(v.y, py);
-      add_key(v.z, pz);
-      add_key(v.w, pw);
-    };
-    // Two reads in flight per lane (the passes after the first mostly skip every key, so a
-    // pass over many keys per thread is a chain of read latencies).
     for (int i0 = threadIdx.x - lane; i0 < n4; i0 += 2 * kThreads) {
       const int i1 = i0 + kThreads;
       const bool valid0 = i0 + lane < n4, valid1 = i1 + lane < n4;
       uint4 v0{0u, 0u, 0u, 0u}, v1{0u, 0u, 0u, 0u};
       if (valid0) v0 = k4[i0 + lane];
       if (valid1) v1 = k4[i1 + lane];
-      add4(v0, valid0);
-      if (i1 < n4) add4(v1, valid1);  // uniform per warp
+      on4(v0, valid0);
+      if (i1 < n4) on4(v1, valid1);  // uniform per warp
     }
-    if (threadIdx.x < 32) {  // the last n % 4 keys: warp 0
+    if (threadIdx.x < 32) {
       const int s = 4 * n4 + lane;
-      const uint32_t key = s < n ? keys[s] : 0u;
-      add_key(key, in_play(key, s < n));
+      on1(s < n ? keys[s] : 0u, s < n);
     }
+  }
+
+  /// Adds the digit of `pass` of every key still in play to `hist` (no barrier), every add
+  /// converged (sweep_keys). One vote skips a warp's four keys per lane where none is in play
+  /// (most of them after the second pass); two reads in flight per lane, since the passes
+  /// after the first mostly skip every key and a pass is then a chain of read latencies.
+  __device__ static void build_histogram(unsigned* hist, const uint32_t* keys, int n,
+                                         const RadixState& st, int pass) {
+    const int shift = st.shift(pass);
+    auto in_play = [&](uint32_t key, bool valid) { return valid && (key & st.mask) == st.prefix; };
+    auto add_key = [&](uint32_t key, bool play) {
+      add_converged(hist, (key >> shift) & 0xFFu, play);
+    };
+    sweep_keys(
+        keys, n,
+        [&](const uint4& v, bool valid) {
+          const bool px = in_play(v.x, valid), py = in_play(v.y, valid), pz = in_play(v.z, valid),
+                     pw = in_play(v.w, valid);
+          if (!__any_sync(0xffffffffu, px || py || pz || pw)) return;  // uniform per warp
+          add_key(v.x, px);
+          add_key(v.y, py);
+          add_key(v.z, pz);
+          add_key(v.w, pw);
+        },
+        [&](uint32_t key, bool valid) { add_key(key, in_play(key, valid)); });
   }
 
   /// Where the remaining-th largest key lies in a histogram: its digit, the keys in higher
@@ -297,19 +305,12 @@ struct BlockTopK {
         if (at < static_cast<unsigned>(kFinishKeys)) list[at] = key;
       }
     };
-    const int n4 = n / 4;
-    const uint4* k4 = reinterpret_cast<const uint4*>(keys);
-    for (int i0 = static_cast<int>(threadIdx.x); i0 < n4; i0 += 2 * kThreads) {
-      const int i1 = i0 + kThreads;
-      const bool valid1 = i1 < n4;
-      const uint4 v0 = k4[i0];
-      uint4 v1{0u, 0u, 0u, 0u};
-      if (valid1) v1 = k4[i1];
-      add(v0.x, true), add(v0.y, true), add(v0.z, true), add(v0.w, true);
-      add(v1.x, valid1), add(v1.y, valid1), add(v1.z, valid1), add(v1.w, valid1);
-    }
-    const int s = 4 * n4 + static_cast<int>(threadIdx.x);  // the last n % 4 keys
-    if (s < n) add(keys[s], true);
+    sweep_keys(
+        keys, n,
+        [&](const uint4& v, bool valid) {
+          add(v.x, valid), add(v.y, valid), add(v.z, valid), add(v.w, valid);
+        },
+        add);
   }
 
   /// What a finish decides: the selection is every key above `threshold` and the first
@@ -362,7 +363,7 @@ struct BlockTopK {
           start = ends[l];
         }
       }
-      have[i] = j < total && j < static_cast<unsigned>(kFinishKeys);
+      have[i] = j < total;  // j < kFinishKeys: at most that many are listed
       from[i] = r;
       key[i] = have[i] ? keys_of(r)[j - start] : 0u;
     }
