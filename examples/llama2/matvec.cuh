@@ -548,6 +548,10 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(Op op) {
     if constexpr (HasPreload<Op>::value) {
       const auto pre = op.preload(g);
       warp_dot<Op::kUnroll>(w, op.in, xs, acc);
+      // Every lane read what lane 0 now writes: order those reads before the write (without
+      // it, a data race, if a harmless one; the emulation's race check found it). The lanes
+      // have just met in warp_dot's shuffles, so it costs no wait.
+      __syncwarp();
       if ((threadIdx.x & 31) == 0) op.store(g, acc, pre);
     } else {
       warp_dot<Op::kUnroll>(w, op.in, xs, acc);

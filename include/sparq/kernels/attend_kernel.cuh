@@ -282,8 +282,10 @@ __device__ bool attend_split(const AttendParams<T>& p, int b, int unit, int spli
     const unsigned prev = atomicAdd(counter, 1u);
     s_last = prev == static_cast<unsigned>(p.splits - 1);
     // Every split has counted: clean for the next launch (which the stream orders after
-    // this one), so a zeroed workspace needs no memset before it.
-    if (s_last) *counter = 0u;
+    // this one), so a zeroed workspace needs no memset before it. Atomic, as every other
+    // access to the counter is: PTX orders a plain store after the adds it observed, but a
+    // race checker that knows only C++ orders (the emulation's, tests/emu) would not.
+    if (s_last) atomicExch(counter, 0u);
   }
   __syncthreads();
   if (!s_last) return false;

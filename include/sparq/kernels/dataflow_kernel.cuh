@@ -160,10 +160,11 @@ __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowPar
                     *reinterpret_cast<AttendShared<kFlowThreads, T, D, false>*>(s_flow));
       // The unit's last item: its other counters are done with (the attend counter cleared
       // itself), so the workspace is clean for the next launch.
+      // Atomic, as every other access to them is (the attend kernel's counter says why).
       if (merged && threadIdx.x == 0) {
-        p.score_done[it.unit] = 0u;
-        p.select_done[it.unit] = 0u;
-        if (histograms) p.hist_done[it.unit] = 0u;
+        atomicExch(p.score_done + it.unit, 0u);
+        atomicExch(p.select_done + it.unit, 0u);
+        if (histograms) atomicExch(p.hist_done + it.unit, 0u);
       }
     }
     __syncthreads();

@@ -488,7 +488,7 @@ namespace fused_detail {
 /// of dynamic shared memory per block (0 where none fits).
 template <typename T, int D, int kBlocks>
 int query_resident_clusters(size_t smem) {
-  const KernelLaunch launch(dim3(kBlocks), dim3(kFusedThreads), smem, nullptr, kBlocks);
+  const KernelLaunch launch(dim3(kBlocks, 1, 1), dim3(kFusedThreads), smem, nullptr, kBlocks);
   int clusters = 0;
   if (cudaOccupancyMaxActiveClusters(&clusters, sparq_fused_kernel<T, D, kBlocks>, &launch.cfg) !=
       cudaSuccess) {
