@@ -11,12 +11,14 @@
 // and length update bit for bit against the reference append (rows past the capacity
 // dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties; a block's
 // shared memory is poisoned as it exits (a cluster peer reading it later fails).
-//   emulated_kernels [all|NAME|fuzz|long|hist|topk] [REPEATS] [SEED]
+//   emulated_kernels [all|NAME|fuzz|long|hist|topk|race|race_selftest] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
 // barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
-// What it cannot show: memory ordering (the emulation is sequentially consistent), warp
-// divergence (__activemask() is the calling lane), the launchers, performance.
+// What it cannot show: memory ordering (the emulation is sequentially consistent; built with
+// -fsanitize=thread, as emulated_kernels_race, it reports accesses that no barrier, fence or
+// atomic orders: shim.hpp), warp divergence (__activemask() is the calling lane), the
+// launchers, performance.
 // `topk`: the radix top-k on its own (one block, and a cluster of eight) on the key sets of
 // tests/support/topk_key_sets.hpp, which stop the passes in each of their ways.
 #include "sparq/cuda.cuh"
@@ -642,9 +644,36 @@ static void run_topk_sets(uint32_t seed) {
   report_done("topk key sets (one block, a cluster of 8)", t0);
 }
 
+// `race_selftest`: a kernel with its barrier left out (thread 0 writes a shared variable that
+// the others read at once). The race-check build must report it (its ctest looks for the
+// report); the plain build runs it and checks nothing.
+static void run_race_selftest() {
+  static int seen[256];
+  emu::launch(
+      dim3(1), dim3(256), 0,
+      [] {
+        __shared__ int s_flag;
+        if (threadIdx.x == 0) s_flag = 1;
+        seen[threadIdx.x] = s_flag;  // a __syncthreads() belongs before this read
+      },
+      "race_selftest");
+  int ones = 0;  // kept, so that the compiler keeps the kernel's accesses
+  for (int v : seen)
+    ones += v == 1;
+  std::printf("race_selftest: %d of 256 threads saw the flag\n", ones);
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
+  // `race`: the race check's short run (emulated_kernels_race, about 2 minutes): every mode on
+  // one small case with ties, the top-k key sets and one dense case.
+  const bool race = only == "race";
+  auto wanted = [&](const std::string& name, const char* mode) {
+    if (race) return name == "ties_period1_k_small" || name == "dense_gqa4_d64";
+    return only.empty() || name.find(only) != std::string::npos ||
+           (mode != nullptr && std::string(mode).find(only) != std::string::npos);
+  };
   std::vector<Case> cases = {
       {"mha_len7_k3", 1, 2, 2, 64, 7, {7}, 8, 3, 1, true, GqaMode::kShared},
       {"len1", 2, 2, 2, 128, 8, {1, 1}, 16, 4, 0, true, GqaMode::kShared},
@@ -679,9 +708,7 @@ int main(int argc, char** argv) {
   for (int rep = 0; rep < reps; ++rep)
     for (const Case& c : cases)
       for (Mode m : modes) {
-        if (!only.empty() && c.name.find(only) == std::string::npos &&
-            std::string(mode_name(m)).find(only) == std::string::npos)
-          continue;
+        if (!wanted(c.name, mode_name(m))) continue;
         k::dispatch_head_dim(c.d, [&](auto dim) {
           run<decltype(dim)::value>(c, m, 1234 + g_cases);
           return Status::kSuccess;
@@ -721,7 +748,11 @@ int main(int argc, char** argv) {
     std::printf("%d runs, %d failed checks\n", g_cases, g_fail);
     return g_fail ? 1 : 0;
   }
-  if (only.empty() || only == "topk")
+  if (only == "race_selftest") {
+    run_race_selftest();
+    return 0;
+  }
+  if (only.empty() || only == "topk" || race)
     for (int rep = 0; rep < reps; ++rep)
       run_topk_sets(2024u + static_cast<uint32_t>(rep));
   // Dense decode: group 1 and 4, d 64 and 128, lengths 1, 7, 300, 1031 in one batch; the
@@ -735,7 +766,7 @@ int main(int argc, char** argv) {
   };
   for (int rep = 0; rep < reps; ++rep)
     for (const DenseCase& c : dense) {
-      if (!only.empty() && c.name.find(only) == std::string::npos) continue;
+      if (!wanted(c.name, nullptr)) continue;
       for (int splits : {0, 1, 3, 64})
         for (bool zeroed : {false, true}) {
           if (zeroed && splits != 0 && (splits != 3 || c.d > 64)) continue;

@@ -19,9 +19,9 @@ applied() {  # applied FILE PATTERN: the change left no trace of PATTERN
 sed -i -E 's/extern __shared__ (__align__\(16\) )?([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\2* \3 = reinterpret_cast<\2*>(::emu::dyn_smem);/' \
   kernels/*.cuh
 for f in kernels/*.cuh; do applied "$f" 'extern __shared__'; done
-# 2. The dataflow kernel's inline PTX: the acquire load becomes a volatile load (the emulation
-#    is sequentially consistent), %globaltimer the emulator's clock.
-sed -i -E 's/asm volatile\("ld\.acquire\.gpu\.global\.u32.*$/v = *reinterpret_cast<const volatile unsigned*>(p);/' \
+# 2. The dataflow kernel's inline PTX: the acquire load becomes the shim's atomic acquire load
+#    (emu::load_acquire), %globaltimer the emulator's clock.
+sed -i -E 's/asm volatile\("ld\.acquire\.gpu\.global\.u32.*$/v = ::emu::load_acquire(p);/' \
   kernels/dataflow_kernel.cuh
 sed -i -E 's/asm volatile\("mov\.u64 %0, %%globaltimer;".*$/t = ::emu::now_ns();/' kernels/dataflow_kernel.cuh
 applied kernels/dataflow_kernel.cuh 'ld\.acquire|globaltimer;'

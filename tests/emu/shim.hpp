@@ -22,6 +22,27 @@
 #include <string>
 #include <vector>
 
+// Race check (tests/emu/README.md): built with -fsanitize=thread, every emulated thread is a
+// ThreadSanitizer fiber, switched to without synchronisation, and the emulator tells TSan what
+// the GPU orders: barriers (block, warp, cluster) release and acquire, a kernel's end and a
+// fence order global memory. Two threads' accesses to one address with none of these between
+// them are reported as a data race: a missing __syncthreads, a shared buffer reused too early.
+#if defined(__SANITIZE_THREAD__)
+#define EMU_RACECHECK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EMU_RACECHECK 1
+#endif
+#endif
+#ifdef EMU_RACECHECK
+#include <sanitizer/tsan_interface.h>
+#include <sys/mman.h>
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void __tsan_ignore_thread_end();
+extern "C" void __tsan_func_entry(void* caller_pc);  // the compiler's instrumentation entry points
+extern "C" void __tsan_func_exit();
+#endif
+
 #undef __global__
 #undef __device__
 #undef __host__
@@ -41,6 +62,84 @@ inline dim3 blockDim, gridDim;
 extern "C" char __start_emu_shared[], __stop_emu_shared[];
 #include <random>
 namespace emu {
+namespace race {  // no-ops unless EMU_RACECHECK
+#ifdef EMU_RACECHECK
+constexpr bool kOn = true;
+inline void* new_fiber() {
+  return __tsan_create_fiber(0);
+}
+inline void free_fiber(void* f) {
+  __tsan_destroy_fiber(f);
+}
+inline void* this_fiber() {
+  return __tsan_get_current_fiber();
+}
+/// Called right before swapcontext. `sync`: the switch orders what ran before it before what
+/// runs after it (a thread's start); otherwise the two threads stay unordered.
+inline void switch_to(void* f, bool sync) {
+  __tsan_switch_to_fiber(f, sync ? 0u : __tsan_switch_to_fiber_no_sync);
+}
+inline void release(const void* p) {
+  __tsan_release(const_cast<void*>(p));
+}
+inline void acquire(const void* p) {
+  __tsan_acquire(const_cast<void*>(p));
+}
+/// Starts a new epoch of the calling thread. A release publishes the thread's current epoch,
+/// and the runtime (g++ 12's libtsan) moves to the next only at a function entry or exit, so
+/// without this the kernel's accesses right after a barrier would count as published by it.
+inline void new_epoch() {
+  __tsan_func_entry(__builtin_return_address(0));
+  __tsan_func_exit();
+}
+/// The emulator's own bookkeeping (barrier counters, warp slots, the scheduler) is not the
+/// kernel's: its accesses are not checked.
+struct Unchecked {
+  Unchecked() { __tsan_ignore_thread_begin(); }
+  ~Unchecked() { __tsan_ignore_thread_end(); }
+  Unchecked(const Unchecked&) = delete;
+  Unchecked& operator=(const Unchecked&) = delete;
+};
+/// Forgets every access to [p, p + n), rounded out to whole pages (their contents are kept):
+/// the static shared-memory section is one address range that every block uses in turn, so
+/// each block starts on it with no history. TSan resets the shadow of a range mapped anew.
+inline void forget_pages(void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + n + page - 1) & ~(page - 1);
+  std::vector<unsigned char> keep(hi - lo);
+  std::memcpy(keep.data(), reinterpret_cast<void*>(lo), hi - lo);
+  void* m = mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
+                 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m != reinterpret_cast<void*>(lo)) {
+    std::fprintf(stderr, "emu: race check: mmap over the shared-memory section failed\n");
+    std::abort();
+  }
+  std::memcpy(reinterpret_cast<void*>(lo), keep.data(), hi - lo);
+}
+#else
+constexpr bool kOn = false;
+inline void* new_fiber() {
+  return nullptr;
+}
+inline void free_fiber(void*) {}
+inline void* this_fiber() {
+  return nullptr;
+}
+inline void switch_to(void*, bool) {}
+inline void release(const void*) {}
+inline void acquire(const void*) {}
+inline void new_epoch() {}
+struct Unchecked {};
+inline void forget_pages(void*, size_t) {}
+#endif
+/// What a __threadfence releases and acquires: every fence orders against every other, more
+/// than the GPU promises (a fence orders only with the flag it is paired with), so a missing
+/// fence is found but a fence paired with the wrong flag is not.
+inline char fence_sync;
+/// What a kernel's threads release as they exit and the host acquires after the launch.
+inline char launch_sync;
+}  // namespace race
 inline unsigned char* dyn_smem = nullptr;
 inline long long shared_bytes = 0;
 struct Fiber {
@@ -49,10 +148,13 @@ struct Fiber {
   const unsigned* wait_ptr = nullptr;  // blocked while *wait_ptr == wait_val
   unsigned wait_val = 0;
   char* stack = nullptr;
+  void* tsan = nullptr;  // race check: its TSan fiber
+  bool started = false;
 };
 struct Warp {
   unsigned gen = 0, arrived = 0, live = 0;
   uint64_t slot[32];
+  char sync[2];  // race check: what a barrier of even and odd generation releases
 };
 struct Block;
 /// The blocks of one thread-block cluster (sm_90): they are resident together, share a barrier
@@ -61,6 +163,8 @@ struct Cluster {
   std::vector<Block*> blocks;  // by rank
   int live = 0;                // threads not yet exited, over every block
   unsigned gen = 0, arrived = 0;
+  char sync[2];    // race check: what a barrier of even and odd generation releases
+  char exit_sync;  // race check: what its threads release as they exit
 };
 /// One resident block: its threads, barrier state, shared memory (dynamic, and a saved copy of
 /// the static section while another block runs).
@@ -69,6 +173,7 @@ struct Block {
   std::vector<Fiber> fibers;
   int live = 0;
   unsigned bar_gen = 0, bar_arrived = 0;
+  char bar_sync[2];  // race check: what a barrier of even and odd generation releases
   Warp warps[64];
   std::vector<unsigned char> dyn, saved_static;
   unsigned char* dyn_aligned = nullptr;
@@ -77,6 +182,7 @@ struct Block {
   int rank = 0;  // in its cluster
 };
 inline ucontext_t sched_ctx;
+inline void* sched_fiber = nullptr;  // race check: the scheduler's TSan fiber
 /// Fiber stacks not in use, freed at exit (so a leak checker finds none).
 struct StackPool : std::vector<char*> {
   ~StackPool() {
@@ -119,50 +225,74 @@ inline void wait_until_changed(const unsigned* p, unsigned v) {
   f.wait_ptr = p;
   f.wait_val = v;
   ++switches;
+  race::switch_to(sched_fiber, false);
   swapcontext(&f.ctx, &sched_ctx);
 }
 inline void yield_spin() {  // a spin-wait: runnable again at the next sweep
+  race::Unchecked unchecked;
   Fiber& f = cb->fibers[cur];
   ++switches;
+  race::switch_to(sched_fiber, false);
   swapcontext(&f.ctx, &sched_ctx);
 }
+// Race check: each arriving thread releases into its generation's object and each leaving
+// thread acquires it. Generations alternate between two objects, so what a thread does after
+// one barrier is never acquired by a thread still leaving it.
 inline void block_barrier() {
-  const unsigned g = cb->bar_gen;
-  if (++cb->bar_arrived >= static_cast<unsigned>(cb->live)) {
-    cb->bar_arrived = 0;
-    ++cb->bar_gen;
-    return;
+  race::Unchecked unchecked;
+  Block& b = *cb;
+  const unsigned g = b.bar_gen;
+  race::release(&b.bar_sync[g & 1]);
+  if (++b.bar_arrived >= static_cast<unsigned>(b.live)) {
+    b.bar_arrived = 0;
+    ++b.bar_gen;
+  } else {
+    wait_until_changed(&b.bar_gen, g);
   }
-  wait_until_changed(&cb->bar_gen, g);
+  race::acquire(&b.bar_sync[g & 1]);
+  race::new_epoch();
 }
-inline void warp_barrier() {
+/// `orders_memory`: __syncwarp orders memory among the warp's threads; a shuffle or vote only
+/// exchanges values (PTX), so it waits for the lanes without ordering their other accesses.
+inline void warp_barrier(bool orders_memory = true) {
+  race::Unchecked unchecked;
   Warp& w = cb->warps[cur / 32];
   const unsigned g = w.gen;
+  if (orders_memory) race::release(&w.sync[g & 1]);
   if (++w.arrived >= w.live) {
     w.arrived = 0;
     ++w.gen;
-    return;
+  } else {
+    wait_until_changed(&w.gen, g);
   }
-  wait_until_changed(&w.gen, g);
+  if (orders_memory) {
+    race::acquire(&w.sync[g & 1]);
+    race::new_epoch();
+  }
 }
 inline unsigned char* static_begin();
 inline size_t static_size();
 /// cluster.sync(): every thread of every block of the cluster (exited threads count as arrived).
 inline void cluster_barrier() {
+  race::Unchecked unchecked;
   Cluster& c = *cb->cluster;
   const unsigned g = c.gen;
+  race::release(&c.sync[g & 1]);
   if (++c.arrived >= static_cast<unsigned>(c.live)) {
     c.arrived = 0;
     ++c.gen;
-    return;
+  } else {
+    wait_until_changed(&c.gen, g);
   }
-  wait_until_changed(&c.gen, g);
+  race::acquire(&c.sync[g & 1]);
+  race::new_epoch();
 }
 /// cluster.map_shared_rank(p, rank): the same shared variable (static, or an offset into the
 /// dynamic shared memory) in the block of that rank. While one block's fibers run, the static
 /// section holds its variables and every other block's are in its saved copy; a mapped pointer
 /// is valid until the next barrier (where fibers switch), as the kernels use it.
 inline void* map_shared(const void* p, unsigned rank) {
+  race::Unchecked unchecked;
   Cluster& c = *cb->cluster;
   if (rank >= c.blocks.size()) {
     std::fprintf(stderr, "emu: map_shared_rank: rank %u of a cluster of %zu\n", rank,
@@ -179,10 +309,24 @@ inline void* map_shared(const void* p, unsigned rank) {
   std::fprintf(stderr, "emu: map_shared_rank of a pointer outside shared memory\n");
   std::abort();
 }
+inline void exit_thread();
 inline void trampoline() {
   (*body)();
+  exit_thread();
+  Fiber& f = cb->fibers[cur];
+  race::switch_to(sched_fiber, false);
+  swapcontext(&f.ctx, &sched_ctx);
+}
+/// The calling thread has returned from the kernel: it leaves every barrier.
+inline void exit_thread() {
+  race::Unchecked unchecked;
   Block& b = *cb;
   Fiber& f = b.fibers[cur];
+  // An exited thread counts as arrived at the barriers but publishes nothing through them
+  // (its last accesses are not ordered before a barrier the others pass later): only the
+  // launch's end, and the next blocks (which reuse its stacks), follow it.
+  race::release(&b.cluster->exit_sync);
+  race::release(&race::launch_sync);
   f.done = true;
   --b.live;
   Cluster& c = *b.cluster;
@@ -208,7 +352,6 @@ inline void trampoline() {
     w.arrived = 0;
     ++w.gen;
   }
-  swapcontext(&f.ctx, &sched_ctx);
 }
 inline char* take_stack() {
   if (stacks.empty()) return static_cast<char*>(std::malloc(kStack));
@@ -242,6 +385,8 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     std::abort();
   }
   resident = std::max(resident, cluster) / cluster * cluster;
+  race::Unchecked unchecked;  // the scheduler's own accesses
+  sched_fiber = race::this_fiber();
   gridDim = grid;
   blockDim = block;
   cur_kernel = name;
@@ -290,6 +435,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     for (int i = 0; i < n; ++i) {
       Fiber& f = b->fibers[i];
       f.stack = take_stack();
+      f.tsan = race::new_fiber();
       getcontext(&f.ctx);
       f.ctx.uc_stack.ss_sp = f.stack;
       f.ctx.uc_stack.ss_size = kStack;
@@ -311,6 +457,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
       Block* b = res[bi].get();
       if (in_section != b) {  // swap the static shared memory
         if (in_section) std::memcpy(in_section->saved_static.data(), static_begin(), static_size());
+        race::forget_pages(static_begin(), static_size());  // each block's accesses its own
         std::memcpy(static_begin(), b->saved_static.data(), static_size());
         in_section = b;
       }
@@ -329,6 +476,8 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
         cur = i;
         threadIdx = make_uint3(i, 0, 0);
         ran = true;
+        race::switch_to(f.tsan, !f.started);  // a thread's start follows the launch
+        f.started = true;
         swapcontext(&sched_ctx, &f.ctx);
       }
     }
@@ -343,8 +492,12 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     // Retire finished clusters' blocks; start the next ones of the grid.
     for (size_t bi = 0; bi < res.size();) {
       if (res[bi]->cluster->live == 0) {
-        for (Fiber& f : res[bi]->fibers)
+        // The next blocks reuse its stacks: their threads follow its threads' exit.
+        race::acquire(&res[bi]->cluster->exit_sync);
+        for (Fiber& f : res[bi]->fibers) {
           stacks.push_back(f.stack);
+          race::free_fiber(f.tsan);
+        }
         if (in_section == res[bi].get()) in_section = nullptr;
         res.erase(res.begin() + static_cast<long>(bi));
       } else {
@@ -354,6 +507,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     admit();
     if (order == 2 && res.size() > 1) std::shuffle(res.begin(), res.end(), rng);
   }
+  race::acquire(&race::launch_sync);  // the host reads what the kernel wrote
   cb = nullptr;
   body = nullptr;
 }
@@ -367,8 +521,12 @@ inline void __syncwarp(unsigned = 0xffffffffu) {
 }
 inline void __threadfence() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  emu::race::release(&emu::race::fence_sync);
+  emu::race::acquire(&emu::race::fence_sync);
+  emu::race::new_epoch();
 }
 inline void __nanosleep(unsigned) {
+  emu::race::Unchecked unchecked;
   if (emu::resident_blocks <= 1) {
     std::fprintf(stderr,
                  "emu: __nanosleep: a spin-wait in a one-block emulation can never end "
@@ -398,11 +556,12 @@ inline void emu_warp_gather(unsigned v, unsigned (&all)[32]) {
                  threadIdx.x);
     std::abort();
   }
+  emu::race::Unchecked unchecked;
   w.slot[threadIdx.x & 31] = v;
-  emu::warp_barrier();
+  emu::warp_barrier(false);
   for (int l = 0; l < 32; ++l)
     all[l] = static_cast<unsigned>(w.slot[l]);
-  emu::warp_barrier();
+  emu::warp_barrier(false);
 }
 inline unsigned __match_any_sync(unsigned mask, unsigned v) {
   if (mask == (1u << (threadIdx.x & 31))) return mask;
@@ -439,11 +598,12 @@ inline T emu_shfl(unsigned mask, T v, int src_of_lane_ok, int src) {
   static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
   emu::Warp& w = emu::cb->warps[threadIdx.x / 32];
   const int lane = threadIdx.x & 31;
+  emu::race::Unchecked unchecked;
   std::memcpy(&w.slot[lane], &v, sizeof(T));
-  emu::warp_barrier();
+  emu::warp_barrier(false);
   T r = v;
   if (src_of_lane_ok) std::memcpy(&r, &w.slot[src & 31], sizeof(T));
-  emu::warp_barrier();
+  emu::warp_barrier(false);
   (void)lane;
   return r;
 }
@@ -485,11 +645,20 @@ inline unsigned __float_as_uint(float f) {
   return u;
 }
 template <typename T>
-inline T atomicAdd(T* p, T v) {
-  T old = *p;
-  *p = old + v;
-  return old;
+inline T atomicAdd(T* p, T v) {  // relaxed, as on the GPU (the race check sees an atomic)
+  return std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed);
 }
+template <typename T>
+inline T atomicExch(T* p, T v) {
+  return std::atomic_ref<T>(*p).exchange(v, std::memory_order_relaxed);
+}
+namespace emu {
+/// The dataflow kernel's ld.acquire.gpu (prepare_headers.sh). Its waits are followed by a
+/// __threadfence, so the race check needs no more than an atomic load here.
+inline unsigned load_acquire(const unsigned* p) {
+  return std::atomic_ref<unsigned>(*const_cast<unsigned*>(p)).load(std::memory_order_acquire);
+}
+}  // namespace emu
 template <typename T>
 inline T __ldcg(const T* p) {
   return *p;
