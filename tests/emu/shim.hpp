@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-// Race check (tests/emu/README.md): built with -fsanitize=thread, every emulated thread is a
+// Race check (docs/design.md, tests/emu): built with -fsanitize=thread, every emulated thread is a
 // ThreadSanitizer fiber, switched to without synchronisation, and the emulator tells TSan what
 // the GPU orders: barriers (block, warp, cluster) release and acquire, a kernel's end and a
 // fence order global memory. Two threads' accesses to one address with none of these between
