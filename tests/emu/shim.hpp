@@ -64,7 +64,6 @@ extern "C" char __start_emu_shared[], __stop_emu_shared[];
 namespace emu {
 namespace race {  // no-ops unless EMU_RACECHECK
 #ifdef EMU_RACECHECK
-constexpr bool kOn = true;
 inline void* new_fiber() {
   return __tsan_create_fiber(0);
 }
@@ -85,9 +84,9 @@ inline void release(const void* p) {
 inline void acquire(const void* p) {
   __tsan_acquire(const_cast<void*>(p));
 }
-/// Starts a new epoch of the calling thread. A release publishes the thread's current epoch,
-/// and the runtime (g++ 12's libtsan) moves to the next only at a function entry or exit, so
-/// without this the kernel's accesses right after a barrier would count as published by it.
+/// Starts a new epoch of the calling thread after a barrier or fence, so that none of the
+/// kernel's accesses after it can count as published by the release before it. A safeguard:
+/// with g++ 12's libtsan, a race planted right after a barrier was reported without it too.
 inline void new_epoch() {
   __tsan_func_entry(__builtin_return_address(0));
   __tsan_func_exit();
@@ -118,7 +117,6 @@ inline void forget_pages(void* p, size_t n) {
   std::memcpy(reinterpret_cast<void*>(lo), keep.data(), hi - lo);
 }
 #else
-constexpr bool kOn = false;
 inline void* new_fiber() {
   return nullptr;
 }
