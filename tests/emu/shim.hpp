@@ -149,10 +149,30 @@ struct Fiber {
   void* tsan = nullptr;  // race check: its TSan fiber
   bool started = false;
 };
+/// One barrier (a block's, a warp's, a cluster's): its generation and the threads arrived at
+/// it. Exited threads count as arrived.
+struct Rendezvous {
+  unsigned gen = 0, arrived = 0;
+  // Race check: what the arrivals of an even or odd generation release and its leavers
+  // acquire. Two objects, so that what a thread does after one barrier is never acquired by a
+  // thread still leaving it.
+  char sync[2];
+  /// Waits until `live` threads have arrived. `orders_memory`: __syncwarp and the block and
+  /// cluster barriers order memory among their threads; a shuffle or vote only exchanges
+  /// values (PTX), so it waits for the lanes without ordering their other accesses.
+  inline void arrive(int live, bool orders_memory = true);
+  /// A thread has exited, leaving `live`: those may all be waiting here already.
+  void on_exit(int live) {
+    if (arrived > 0 && arrived >= static_cast<unsigned>(live)) {
+      arrived = 0;
+      ++gen;
+    }
+  }
+};
 struct Warp {
-  unsigned gen = 0, arrived = 0, live = 0;
+  Rendezvous bar;
+  int live = 32;
   uint64_t slot[32];
-  char sync[2];  // race check: what a barrier of even and odd generation releases
 };
 struct Block;
 /// The blocks of one thread-block cluster (sm_90): they are resident together, share a barrier
@@ -160,8 +180,7 @@ struct Block;
 struct Cluster {
   std::vector<Block*> blocks;  // by rank
   int live = 0;                // threads not yet exited, over every block
-  unsigned gen = 0, arrived = 0;
-  char sync[2];    // race check: what a barrier of even and odd generation releases
+  Rendezvous bar;
   char exit_sync;  // race check: what its threads release as they exit
 };
 /// One resident block: its threads, barrier state, shared memory (dynamic, and a saved copy of
@@ -170,8 +189,7 @@ struct Block {
   uint3 idx;
   std::vector<Fiber> fibers;
   int live = 0;
-  unsigned bar_gen = 0, bar_arrived = 0;
-  char bar_sync[2];  // race check: what a barrier of even and odd generation releases
+  Rendezvous bar;
   Warp warps[64];
   std::vector<unsigned char> dyn, saved_static;
   unsigned char* dyn_aligned = nullptr;
@@ -233,57 +251,34 @@ inline void yield_spin() {  // a spin-wait: runnable again at the next sweep
   race::switch_to(sched_fiber, false);
   swapcontext(&f.ctx, &sched_ctx);
 }
-// Race check: each arriving thread releases into its generation's object and each leaving
-// thread acquires it. Generations alternate between two objects, so what a thread does after
-// one barrier is never acquired by a thread still leaving it.
-inline void block_barrier() {
+inline void Rendezvous::arrive(int live, bool orders_memory) {
   race::Unchecked unchecked;
-  Block& b = *cb;
-  const unsigned g = b.bar_gen;
-  race::release(&b.bar_sync[g & 1]);
-  if (++b.bar_arrived >= static_cast<unsigned>(b.live)) {
-    b.bar_arrived = 0;
-    ++b.bar_gen;
+  const unsigned g = gen;
+  if (orders_memory) race::release(&sync[g & 1]);
+  if (++arrived >= static_cast<unsigned>(live)) {
+    arrived = 0;
+    ++gen;
   } else {
-    wait_until_changed(&b.bar_gen, g);
-  }
-  race::acquire(&b.bar_sync[g & 1]);
-  race::new_epoch();
-}
-/// `orders_memory`: __syncwarp orders memory among the warp's threads; a shuffle or vote only
-/// exchanges values (PTX), so it waits for the lanes without ordering their other accesses.
-inline void warp_barrier(bool orders_memory = true) {
-  race::Unchecked unchecked;
-  Warp& w = cb->warps[cur / 32];
-  const unsigned g = w.gen;
-  if (orders_memory) race::release(&w.sync[g & 1]);
-  if (++w.arrived >= w.live) {
-    w.arrived = 0;
-    ++w.gen;
-  } else {
-    wait_until_changed(&w.gen, g);
+    wait_until_changed(&gen, g);
   }
   if (orders_memory) {
-    race::acquire(&w.sync[g & 1]);
+    race::acquire(&sync[g & 1]);
     race::new_epoch();
   }
+}
+inline void block_barrier() {
+  cb->bar.arrive(cb->live);
+}
+inline void warp_barrier(bool orders_memory = true) {
+  Warp& w = cb->warps[cur / 32];
+  w.bar.arrive(w.live, orders_memory);
 }
 inline unsigned char* static_begin();
 inline size_t static_size();
 /// cluster.sync(): every thread of every block of the cluster (exited threads count as arrived).
 inline void cluster_barrier() {
-  race::Unchecked unchecked;
   Cluster& c = *cb->cluster;
-  const unsigned g = c.gen;
-  race::release(&c.sync[g & 1]);
-  if (++c.arrived >= static_cast<unsigned>(c.live)) {
-    c.arrived = 0;
-    ++c.gen;
-  } else {
-    wait_until_changed(&c.gen, g);
-  }
-  race::acquire(&c.sync[g & 1]);
-  race::new_epoch();
+  c.bar.arrive(c.live);
 }
 /// cluster.map_shared_rank(p, rank): the same shared variable (static, or an offset into the
 /// dynamic shared memory) in the block of that rank. While one block's fibers run, the static
@@ -329,10 +324,7 @@ inline void exit_thread() {
   --b.live;
   Cluster& c = *b.cluster;
   --c.live;
-  if (c.arrived > 0 && c.arrived >= static_cast<unsigned>(c.live)) {
-    c.arrived = 0;
-    ++c.gen;
-  }
+  c.bar.on_exit(c.live);
   if (b.live == 0) {
     // The block has exited: its shared memory is gone (another block of its cluster reading
     // it now reads poison). It is in the section now; the next swap saves the poison.
@@ -341,15 +333,8 @@ inline void exit_thread() {
   }
   Warp& w = b.warps[cur / 32];
   --w.live;
-  // Exited threads count as arrived.
-  if (b.bar_arrived > 0 && b.bar_arrived >= static_cast<unsigned>(b.live)) {
-    b.bar_arrived = 0;
-    ++b.bar_gen;
-  }
-  if (w.arrived > 0 && w.arrived >= w.live) {
-    w.arrived = 0;
-    ++w.gen;
-  }
+  b.bar.on_exit(b.live);
+  w.bar.on_exit(w.live);
 }
 inline char* take_stack() {
   if (stacks.empty()) return static_cast<char*>(std::malloc(kStack));
@@ -429,7 +414,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     b->fibers.assign(n, Fiber{});
     b->live = n;
     for (int w = 0; w < n / 32; ++w)
-      b->warps[w] = Warp{0, 0, 32, {}};
+      b->warps[w] = Warp{};
     for (int i = 0; i < n; ++i) {
       Fiber& f = b->fibers[i];
       f.stack = take_stack();
@@ -484,7 +469,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
                    name, res.size());
       for (auto& b : res)
         std::fprintf(stderr, "  block (%u,%u,%u): %d live, bar arrived %u\n", b->idx.x, b->idx.y,
-                     b->idx.z, b->live, b->bar_arrived);
+                     b->idx.z, b->live, b->bar.arrived);
       std::abort();
     }
     // Retire finished clusters' blocks; start the next ones of the grid.
@@ -550,7 +535,7 @@ inline unsigned __activemask() {
 inline void emu_warp_gather(unsigned v, unsigned (&all)[32]) {
   emu::Warp& w = emu::cb->warps[threadIdx.x / 32];
   if (w.live != 32) {
-    std::fprintf(stderr, "emu: full-mask warp vote with %u live lanes (thread %u)\n", w.live,
+    std::fprintf(stderr, "emu: full-mask warp vote with %d live lanes (thread %u)\n", w.live,
                  threadIdx.x);
     std::abort();
   }
