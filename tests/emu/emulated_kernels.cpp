@@ -11,7 +11,8 @@
 // and length update bit for bit against the reference append (rows past the capacity
 // dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties; a block's
 // shared memory is poisoned as it exits (a cluster peer reading it later fails).
-//   emulated_kernels [all|NAME|fuzz|long|hist|topk|race|race_selftest] [REPEATS] [SEED]
+//   emulated_kernels [all|NAME|fuzz|long|hist|topk|race|race_selftest|race_selftest_cluster]
+//                    [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
 // barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
@@ -663,6 +664,33 @@ static void run_race_selftest() {
   std::printf("race_selftest: %d of 256 threads saw the flag\n", ones);
 }
 
+// `race_selftest_cluster`: across a cluster. Each block reads its neighbour's count through
+// map_shared_rank after a cluster barrier, then rewrites its own with no second cluster barrier
+// (the neighbour may still be reading it). The race-check build must report it (race_alias.cpp
+// checks a block's static shared memory where its neighbours reach it); the plain build runs it
+// and checks nothing.
+static void run_race_selftest_cluster() {
+  static int seen[128];
+  emu::launch(
+      dim3(2), dim3(64), 0,
+      [] {
+        namespace cg = cooperative_groups;
+        const cg::cluster_group cluster = cg::this_cluster();
+        __shared__ int s_count;
+        if (threadIdx.x == 0) s_count = 1;
+        cluster.sync();
+        seen[blockIdx.x * 64 + threadIdx.x] =
+            *cluster.map_shared_rank(&s_count, cluster.block_rank() ^ 1u);
+        __syncthreads();                    // a cluster.sync() belongs here
+        if (threadIdx.x == 0) s_count = 2;  // the neighbour may not have read 1 yet
+      },
+      "race_selftest_cluster", 2, 2);
+  int ones = 0;
+  for (int v : seen)
+    ones += v == 1;
+  std::printf("race_selftest_cluster: %d of 128 threads read their neighbour's 1\n", ones);
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
@@ -750,6 +778,10 @@ int main(int argc, char** argv) {
   }
   if (only == "race_selftest") {
     run_race_selftest();
+    return 0;
+  }
+  if (only == "race_selftest_cluster") {
+    run_race_selftest_cluster();
     return 0;
   }
   if (only.empty() || only == "topk" || race)

@@ -41,6 +41,9 @@ extern "C" void __tsan_ignore_thread_begin();
 extern "C" void __tsan_ignore_thread_end();
 extern "C" void __tsan_func_entry(void* caller_pc);  // the compiler's instrumentation entry points
 extern "C" void __tsan_func_exit();
+// race_alias.cpp: the running block's saved copy of the static section, where its accesses to
+// that section are checked a second time (beside its neighbours' map_shared_rank accesses).
+extern "C" unsigned char* emu_race_block_copy;
 #endif
 
 #undef __global__
@@ -102,6 +105,8 @@ struct Unchecked {
 /// Forgets every access to [p, p + n), rounded out to whole pages (their contents are kept):
 /// the static shared-memory section is one address range that every block uses in turn, so
 /// each block starts on it with no history. TSan resets the shadow of a range mapped anew.
+/// (race_alias.cpp checks the same accesses again in the block's saved copy, which keeps its
+/// history for the block's lifetime: there they meet its cluster neighbours' accesses.)
 inline void forget_pages(void* p, size_t n) {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
@@ -115,6 +120,11 @@ inline void forget_pages(void* p, size_t n) {
     std::abort();
   }
   std::memcpy(reinterpret_cast<void*>(lo), keep.data(), hi - lo);
+}
+/// The block whose threads run next: race_alias.cpp checks their accesses to the static section
+/// at the same offsets in its saved copy too (null: none).
+inline void set_block_copy(unsigned char* copy) {
+  emu_race_block_copy = copy;
 }
 #else
 inline void* new_fiber() {
@@ -130,6 +140,7 @@ inline void acquire(const void*) {}
 inline void new_epoch() {}
 struct Unchecked {};
 inline void forget_pages(void*, size_t) {}
+inline void set_block_copy(unsigned char*) {}
 #endif
 /// What a __threadfence releases and acquires: every fence orders against every other, more
 /// than the GPU promises (a fence orders only with the flag it is paired with), so a missing
@@ -410,7 +421,9 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     b->dyn_size = smem;
     b->dyn_aligned = reinterpret_cast<unsigned char*>(
         (reinterpret_cast<uintptr_t>(b->dyn.data()) + 15) & ~uintptr_t{15});
-    b->saved_static.assign(static_size(), 0xFF);  // poisoned static shared memory
+    // Poisoned static shared memory. Race check: a race reported on a "heap block" allocated
+    // here is on a static __shared__ variable at that offset (race_alias.cpp).
+    b->saved_static.assign(static_size(), 0xFF);
     b->fibers.assign(n, Fiber{});
     b->live = n;
     for (int w = 0; w < n / 32; ++w)
@@ -445,6 +458,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
         in_section = b;
       }
       cb = b;
+      race::set_block_copy(b->saved_static.data());
       dyn_smem = b->dyn_aligned;
       blockIdx = b->idx;
       for (int i = 0; i < n; ++i)
@@ -491,6 +505,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     if (order == 2 && res.size() > 1) std::shuffle(res.begin(), res.end(), rng);
   }
   race::acquire(&race::launch_sync);  // the host reads what the kernel wrote
+  race::set_block_copy(nullptr);
   cb = nullptr;
   body = nullptr;
 }
