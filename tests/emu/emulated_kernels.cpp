@@ -11,8 +11,8 @@
 // and length update bit for bit against the reference append (rows past the capacity
 // dropped). Poisoned outputs and workspace, NaN rows past each length, exact ties; a block's
 // shared memory is poisoned as it exits (a cluster peer reading it later fails).
-//   emulated_kernels [all|NAME|fuzz|long|hist|topk|race|race_selftest|race_selftest_cluster]
-//                    [REPEATS] [SEED]
+//   emulated_kernels [all|NAME|fuzz|long|hist|topk|race|race_selftest|race_selftest_cluster|
+//                     race_selftest_cluster_shared] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
 // barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
@@ -665,12 +665,16 @@ static void run_race_selftest() {
 }
 
 // `race_selftest_cluster`: across a cluster. Each block reads its neighbour's count through
-// map_shared_rank after a cluster barrier, then rewrites its own with no second cluster barrier
-// (the neighbour may still be reading it). The race-check build must report it (race_alias.cpp
-// checks a block's static shared memory where its neighbours reach it); the plain build runs it
-// and checks nothing.
-static void run_race_selftest_cluster() {
+// map_shared_rank after a cluster barrier, then rewrites its own while the neighbour may still
+// be reading it: with only a block barrier between (`race_selftest_cluster`: TSan reports it,
+// as race_cluster.cpp checks a block's static shared memory where its neighbours reach it), or
+// with device::cluster_sync_shared between (`race_selftest_cluster_shared`: its fences do not
+// order that read before the write; race_cluster.cpp reports it). A cluster.sync() belongs
+// there. The race-check build must report each; the plain build runs them and checks nothing.
+static void run_race_selftest_cluster(bool shared_barrier) {
   static int seen[128];
+  static bool shared_only;
+  shared_only = shared_barrier;
   emu::launch(
       dim3(2), dim3(64), 0,
       [] {
@@ -678,13 +682,17 @@ static void run_race_selftest_cluster() {
         const cg::cluster_group cluster = cg::this_cluster();
         __shared__ int s_count;
         if (threadIdx.x == 0) s_count = 1;
-        cluster.sync();
+        device::cluster_sync_shared(cluster);
         seen[blockIdx.x * 64 + threadIdx.x] =
             *cluster.map_shared_rank(&s_count, cluster.block_rank() ^ 1u);
-        __syncthreads();                    // a cluster.sync() belongs here
+        if (shared_only)
+          device::cluster_sync_shared(cluster);
+        else
+          __syncthreads();
         if (threadIdx.x == 0) s_count = 2;  // the neighbour may not have read 1 yet
+        cluster.sync();
       },
-      "race_selftest_cluster", 2, 2);
+      shared_barrier ? "race_selftest_cluster_shared" : "race_selftest_cluster", 2, 2);
   int ones = 0;
   for (int v : seen)
     ones += v == 1;
@@ -780,8 +788,8 @@ int main(int argc, char** argv) {
     run_race_selftest();
     return 0;
   }
-  if (only == "race_selftest_cluster") {
-    run_race_selftest_cluster();
+  if (only == "race_selftest_cluster" || only == "race_selftest_cluster_shared") {
+    run_race_selftest_cluster(only == "race_selftest_cluster_shared");
     return 0;
   }
   if (only.empty() || only == "topk" || race)

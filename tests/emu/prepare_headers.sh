@@ -1,5 +1,5 @@
 #!/bin/sh
-# Copies the library's headers (SRC, the include/ folder) to DEST and makes the four textual
+# Copies the library's headers (SRC, the include/ folder) to DEST and makes the five textual
 # changes the CPU emulation needs; everything else compiles unchanged with shim.hpp included
 # first. A change that no longer applies fails here, so the emulation cannot silently run
 # other code than the library's.
@@ -35,3 +35,8 @@ applied kernels/fused_kernel.cuh '__CUDA_ARCH__'
 #    a host compiler parses them.
 perl -0pi -e 's/<<<.*?>>>//gs' kernels/*.cuh
 for f in kernels/*.cuh; do applied "$f" '<<<'; done
+# 5. The cluster barrier with shared-memory fences only (device/cluster_sync.cuh): the emulator's
+#    barrier of that kind, which the race check tells apart from cluster.sync().
+sed -i -E 's/^  cluster\.sync\(\);  \/\/ older toolkits.*$/  ::emu::cluster_barrier(false);  \/\/ emulated: cluster_sync_shared/' \
+  device/cluster_sync.cuh
+applied device/cluster_sync.cuh '^  cluster\.sync\(\);'

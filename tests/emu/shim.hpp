@@ -41,9 +41,7 @@ extern "C" void __tsan_ignore_thread_begin();
 extern "C" void __tsan_ignore_thread_end();
 extern "C" void __tsan_func_entry(void* caller_pc);  // the compiler's instrumentation entry points
 extern "C" void __tsan_func_exit();
-// race_alias.cpp: the running block's saved copy of the static section, where its accesses to
-// that section are checked a second time (beside its neighbours' map_shared_rank accesses).
-extern "C" unsigned char* emu_race_block_copy;
+#include "race_view.h"  // what race_cluster.cpp is told about the running block
 #endif
 
 #undef __global__
@@ -105,7 +103,7 @@ struct Unchecked {
 /// Forgets every access to [p, p + n), rounded out to whole pages (their contents are kept):
 /// the static shared-memory section is one address range that every block uses in turn, so
 /// each block starts on it with no history. TSan resets the shadow of a range mapped anew.
-/// (race_alias.cpp checks the same accesses again in the block's saved copy, which keeps its
+/// (race_cluster.cpp checks the same accesses again in the block's saved copy, which keeps its
 /// history for the block's lifetime: there they meet its cluster neighbours' accesses.)
 inline void forget_pages(void* p, size_t n) {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
@@ -121,11 +119,6 @@ inline void forget_pages(void* p, size_t n) {
   }
   std::memcpy(reinterpret_cast<void*>(lo), keep.data(), hi - lo);
 }
-/// The block whose threads run next: race_alias.cpp checks their accesses to the static section
-/// at the same offsets in its saved copy too (null: none).
-inline void set_block_copy(unsigned char* copy) {
-  emu_race_block_copy = copy;
-}
 #else
 inline void* new_fiber() {
   return nullptr;
@@ -140,7 +133,6 @@ inline void acquire(const void*) {}
 inline void new_epoch() {}
 struct Unchecked {};
 inline void forget_pages(void*, size_t) {}
-inline void set_block_copy(unsigned char*) {}
 #endif
 /// What a __threadfence releases and acquires: every fence orders against every other, more
 /// than the GPU promises (a fence orders only with the flag it is paired with), so a missing
@@ -192,7 +184,8 @@ struct Cluster {
   std::vector<Block*> blocks;  // by rank
   int live = 0;                // threads not yet exited, over every block
   Rendezvous bar;
-  char exit_sync;  // race check: what its threads release as they exit
+  unsigned last_full = 0;  // race check: the phase (bar.gen) the last cluster.sync() began
+  char exit_sync;          // race check: what its threads release as they exit
 };
 /// One resident block: its threads, barrier state, shared memory (dynamic, and a saved copy of
 /// the static section while another block runs).
@@ -207,7 +200,44 @@ struct Block {
   size_t dyn_size = 0;
   std::shared_ptr<Cluster> cluster;
   int rank = 0;  // in its cluster
+  // Race check: per 4-byte word of the static section and of the dynamic shared memory, the
+  // latest read by another block of the cluster (race_cluster.cpp).
+  std::vector<unsigned> static_reads, dyn_reads;
 };
+namespace race {
+#ifdef EMU_RACECHECK
+/// Tells race_cluster.cpp which block runs next, its cluster and their shared memory (null: no
+/// kernel runs).
+inline void enter_block(const Block* b, const char* kernel) {
+  EmuRaceView& v = emu_race_view;
+  v = EmuRaceView{};
+  if (b == nullptr) return;
+  const Cluster& c = *b->cluster;
+  if (c.blocks.size() > static_cast<size_t>(EmuRaceView::kMaxBlocks)) {
+    std::fprintf(stderr, "emu: race check: clusters of at most %d blocks\n",
+                 EmuRaceView::kMaxBlocks);
+    std::abort();
+  }
+  v.kernel = kernel;
+  v.rank = b->rank;
+  v.blocks = static_cast<int>(c.blocks.size());
+  v.static_size = b->saved_static.size();
+  v.dyn_size = b->dyn_size;
+  for (int r = 0; r < v.blocks; ++r) {
+    Block* t = c.blocks[r];
+    if (t == nullptr) continue;  // not started yet
+    v.static_copy[r] = t->saved_static.data();
+    v.dyn[r] = t->dyn_aligned;
+    v.static_reads[r] = t->static_reads.data();
+    v.dyn_reads[r] = t->dyn_reads.data();
+  }
+  v.phase = &c.bar.gen;
+  v.last_full = &c.last_full;
+}
+#else
+inline void enter_block(const Block*, const char*) {}
+#endif
+}  // namespace race
 inline ucontext_t sched_ctx;
 inline void* sched_fiber = nullptr;  // race check: the scheduler's TSan fiber
 /// Fiber stacks not in use, freed at exit (so a leak checker finds none).
@@ -286,10 +316,15 @@ inline void warp_barrier(bool orders_memory = true) {
 }
 inline unsigned char* static_begin();
 inline size_t static_size();
-/// cluster.sync(): every thread of every block of the cluster (exited threads count as arrived).
-inline void cluster_barrier() {
+/// cluster.sync() (`full`), or device::cluster_sync_shared (prepare_headers.sh): every thread of
+/// every block of the cluster (exited threads count as arrived). Both order everything here;
+/// race_cluster.cpp checks what the second does not order (a neighbour's read before it
+/// against a write after it).
+inline void cluster_barrier(bool full = true) {
   Cluster& c = *cb->cluster;
   c.bar.arrive(c.live);
+  race::Unchecked unchecked;
+  if (full) c.last_full = c.bar.gen;
 }
 /// cluster.map_shared_rank(p, rank): the same shared variable (static, or an offset into the
 /// dynamic shared memory) in the block of that rank. While one block's fibers run, the static
@@ -422,8 +457,12 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     b->dyn_aligned = reinterpret_cast<unsigned char*>(
         (reinterpret_cast<uintptr_t>(b->dyn.data()) + 15) & ~uintptr_t{15});
     // Poisoned static shared memory. Race check: a race reported on a "heap block" allocated
-    // here is on a static __shared__ variable at that offset (race_alias.cpp).
+    // here is on a static __shared__ variable at that offset (race_cluster.cpp).
     b->saved_static.assign(static_size(), 0xFF);
+#ifdef EMU_RACECHECK
+    b->static_reads.assign((static_size() + 3) / 4, 0u);
+    b->dyn_reads.assign((smem + 3) / 4, 0u);
+#endif
     b->fibers.assign(n, Fiber{});
     b->live = n;
     for (int w = 0; w < n / 32; ++w)
@@ -458,7 +497,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
         in_section = b;
       }
       cb = b;
-      race::set_block_copy(b->saved_static.data());
+      race::enter_block(b, name);
       dyn_smem = b->dyn_aligned;
       blockIdx = b->idx;
       for (int i = 0; i < n; ++i)
@@ -505,7 +544,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
     if (order == 2 && res.size() > 1) std::shuffle(res.begin(), res.end(), rng);
   }
   race::acquire(&race::launch_sync);  // the host reads what the kernel wrote
-  race::set_block_copy(nullptr);
+  race::enter_block(nullptr, nullptr);
   cb = nullptr;
   body = nullptr;
 }
