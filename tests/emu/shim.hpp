@@ -207,8 +207,10 @@ struct Block {
 namespace race {
 #ifdef EMU_RACECHECK
 /// Tells race_cluster.cpp which block runs next, its cluster and their shared memory (null: no
-/// kernel runs).
-inline void enter_block(const Block* b, const char* kernel) {
+/// kernel thread runs until the next call). The view must never outlive the blocks it names:
+/// race_cluster.cpp writes through it. Not instrumented, so that race_cluster.cpp never sees
+/// the view half written.
+__attribute__((no_sanitize("thread"))) inline void enter_block(const Block* b, const char* kernel) {
   EmuRaceView& v = emu_race_view;
   v = EmuRaceView{};
   if (b == nullptr) return;
@@ -234,8 +236,16 @@ inline void enter_block(const Block* b, const char* kernel) {
   v.phase = &c.bar.gen;
   v.last_full = &c.last_full;
 }
+/// A block is about to be freed: no view may name it.
+inline void expect_no_block() {
+  if (emu_race_view.blocks != 0) {
+    std::fprintf(stderr, "emu: race check: a block retired while race_cluster.cpp sees it\n");
+    std::abort();
+  }
+}
 #else
 inline void enter_block(const Block*, const char*) {}
+inline void expect_no_block() {}
 #endif
 }  // namespace race
 inline ucontext_t sched_ctx;
@@ -516,6 +526,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
         f.started = true;
         swapcontext(&sched_ctx, &f.ctx);
       }
+      race::enter_block(nullptr, nullptr);  // the scheduler's own accesses, and blocks retired
     }
     if (!ran) {
       std::fprintf(stderr, "emu: DEADLOCK in %s: every thread of the %zu resident blocks waits\n",
@@ -526,6 +537,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, const std::function<void(
       std::abort();
     }
     // Retire finished clusters' blocks; start the next ones of the grid.
+    race::expect_no_block();
     for (size_t bi = 0; bi < res.size();) {
       if (res[bi]->cluster->live == 0) {
         // The next blocks reuse its stacks: their threads follow its threads' exit.
