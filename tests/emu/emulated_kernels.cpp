@@ -15,7 +15,8 @@
 //                     race_selftest_cluster_shared] [REPEATS] [SEED]
 // NAME runs the cases or modes whose name contains it; `fuzz N SEED` N random shapes; `long`
 // lengths past 16k. Environment: EMU_ORDER=fwd|rev|rand (the order threads resume after a
-// barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved).
+// barrier), EMU_BLOCKS=fwd|rev (block order), EMU_RESIDENT (blocks interleaved),
+// EMU_RESIDENT_CLUSTERS (clusters interleaved; EMU_RESIDENT unless set).
 // What it cannot show: memory ordering (the emulation is sequentially consistent; built with
 // -fsanitize=thread, as emulated_kernels_race, it reports accesses that no barrier, fence or
 // atomic orders: shim.hpp), warp divergence (__activemask() is the calling lane), the
@@ -46,6 +47,15 @@ static int g_fail = 0, g_cases = 0;
 static bool g_strict = false;
 static const int g_resident =
     std::getenv("EMU_RESIDENT") ? std::atoi(std::getenv("EMU_RESIDENT")) : 1;
+// Clusters resident at once (EMU_RESIDENT_CLUSTERS, else EMU_RESIDENT): the race check follows
+// at most 8128 threads, fewer than two clusters of eight 512-thread blocks.
+static const int g_resident_clusters = std::getenv("EMU_RESIDENT_CLUSTERS")
+                                           ? std::atoi(std::getenv("EMU_RESIDENT_CLUSTERS"))
+                                           : g_resident;
+/// The blocks a launch keeps resident: clusters of `cluster` blocks, or single blocks.
+static int resident_blocks(int cluster) {
+  return cluster == 1 ? g_resident : cluster * g_resident_clusters;
+}
 #define CHECK(cond, ...)                                            \
   do {                                                              \
     if (!(cond)) {                                                  \
@@ -310,7 +320,7 @@ void run(const Case& c, Mode mode, uint64_t seed) {
       emu::launch(
           dim3(k::kClusterBlocks, plan.units.per_batch, p.batch), dim3(k::kFusedThreads), smem,
           [&] { k::sparq_fused_kernel<T, D, k::kClusterBlocks>(fp); }, "sparq_fused_kernel",
-          k::kClusterBlocks * g_resident, k::kClusterBlocks);
+          resident_blocks(k::kClusterBlocks), k::kClusterBlocks);
     } else if (!flow) {
       // launch_sparq_scores (attend_counters: the score kernel clears them with dependent launches)
       const bool dep = mode == Mode::kThreeDependent;
@@ -342,7 +352,7 @@ void run(const Case& c, Mode mode, uint64_t seed) {
                                   size_t smem, int cluster, auto&& body) {
           std::memset(plan.indices, 0xFF, ni * sizeof(int));
           std::memset(plan.alpha, 0xFF, na * sizeof(float));
-          emu::launch(grid, dim3(threads), smem, body, kernel, cluster * g_resident, cluster);
+          emu::launch(grid, dim3(threads), smem, body, kernel, resident_blocks(cluster), cluster);
           size_t diff_i = 0, diff_a = 0;
           for (size_t i = 0; i < ni; ++i)
             diff_i += idx_stream[i] != plan.indices[i];
