@@ -172,8 +172,10 @@ __global__ void __launch_bounds__(kFlowThreads, 1) sparq_dataflow_kernel(FlowPar
     __syncthreads();
   }
   // Each block draws tickets until one past the schedule, so total + gridDim.x in all: the
-  // last one drawn is the last use of the ticket.
-  if (threadIdx.x == 0 && static_cast<int64_t>(s_ticket) == total + gridDim.x - 1) *p.ticket = 0u;
+  // last one drawn is the last use of the ticket. Atomic, as the counters' resets are (the
+  // attend kernel's counter says why).
+  if (threadIdx.x == 0 && static_cast<int64_t>(s_ticket) == total + gridDim.x - 1)
+    atomicExch(p.ticket, 0u);
 }
 
 /// Dynamic shared memory of the dataflow kernel: the largest of a score item's queries, the
