@@ -683,11 +683,9 @@ static void run_race_selftest() {
 // there. The race-check build must report each; the plain build runs them and checks nothing.
 static void run_race_selftest_cluster(bool shared_barrier) {
   static int seen[128];
-  static bool shared_only;
-  shared_only = shared_barrier;
   emu::launch(
       dim3(2), dim3(64), 0,
-      [] {
+      [shared_barrier] {
         namespace cg = cooperative_groups;
         const cg::cluster_group cluster = cg::this_cluster();
         __shared__ int s_count;
@@ -695,7 +693,7 @@ static void run_race_selftest_cluster(bool shared_barrier) {
         device::cluster_sync_shared(cluster);
         seen[blockIdx.x * 64 + threadIdx.x] =
             *cluster.map_shared_rank(&s_count, cluster.block_rank() ^ 1u);
-        if (shared_only)
+        if (shared_barrier)
           device::cluster_sync_shared(cluster);
         else
           __syncthreads();

@@ -18,10 +18,10 @@
 //    earlier phase, with no cluster.sync() since, is reported.
 //
 // This file replaces the instrumentation's entry points for the accesses the kernels make
-// (loads, stores, 32-bit atomics). Accesses through memcpy and memset (TSan's interceptors) are
-// checked where they happen only. Compiled without -fsanitize=thread, so that nothing here is
-// instrumented, and linked into the race-check programs, whose instrumented code then calls
-// these functions instead of libtsan's.
+// (loads, stores, 32-bit atomics), keeping the kernel's line in every report. Accesses through
+// memcpy and memset (TSan's interceptors) are checked where they happen only. Compiled without
+// -fsanitize=thread, so that nothing here is instrumented, and linked into the race-check programs,
+// whose instrumented code then calls these functions instead of libtsan's.
 #include "race_view.h"
 
 #include <dlfcn.h>
@@ -189,44 +189,41 @@ EMU_CHECKED_UNALIGNED(write, 16)
 #undef EMU_CHECKED_UNALIGNED
 
 // 32-bit atomics (atomicAdd and atomicExch on shared counts and histograms, and the loads and
-// stores of std::atomic_ref): the operation itself is libtsan's, on the real address; the copy
-// sees an atomic read (a load) or an atomic read-modify-write that adds 0 (the others), which
-// TSan checks as it would the operation and which leaves the copy's contents as they were.
+// stores of std::atomic_ref). The copy sees an atomic read (a load) or an atomic
+// read-modify-write that adds 0 (the others), which TSan checks as it would the operation and
+// which leaves the copy's contents as they were. Then the operation itself, libtsan's, on the
+// real address, as a tail call: libtsan takes its caller's return address, the kernel's line.
 using Atomic32 = std::uint32_t;
-extern "C" Atomic32 __tsan_atomic32_load(const volatile Atomic32* a, int mo) {
-  static const auto real = reinterpret_cast<Atomic32 (*)(const volatile Atomic32*, int)>(
-      runtime_function("__tsan_atomic32_load"));
-  const Atomic32 v = real(a, mo);
-  if (void* c = in_block_copy(const_cast<Atomic32*>(a))) real(static_cast<Atomic32*>(c), mo);
-  note_read(const_cast<Atomic32*>(a), 4);
-  return v;
-}
-namespace {
+using Load32 = Atomic32 (*)(const volatile Atomic32*, int);
 using Rmw32 = Atomic32 (*)(volatile Atomic32*, Atomic32, int);
-Rmw32 runtime_fetch_add() {
-  static const auto real = reinterpret_cast<Rmw32>(runtime_function("__tsan_atomic32_fetch_add"));
-  return real;
-}
+using Store32 = void (*)(volatile Atomic32*, Atomic32, int);
+namespace {
 void check_as_rmw(const volatile Atomic32* a, int mo) {
+  static const auto fetch_add =
+      reinterpret_cast<Rmw32>(runtime_function("__tsan_atomic32_fetch_add"));
   if (void* c = in_block_copy(const_cast<Atomic32*>(a)))
-    runtime_fetch_add()(static_cast<Atomic32*>(c), 0, mo);
+    fetch_add(static_cast<Atomic32*>(c), 0, mo);
   note_write(const_cast<Atomic32*>(a), 4);
 }
 }  // namespace
+extern "C" Atomic32 __tsan_atomic32_load(const volatile Atomic32* a, int mo) {
+  static const auto real = reinterpret_cast<Load32>(runtime_function("__tsan_atomic32_load"));
+  if (void* c = in_block_copy(const_cast<Atomic32*>(a))) real(static_cast<Atomic32*>(c), mo);
+  note_read(const_cast<Atomic32*>(a), 4);
+  return real(a, mo);
+}
 extern "C" Atomic32 __tsan_atomic32_fetch_add(volatile Atomic32* a, Atomic32 v, int mo) {
-  const Atomic32 old = runtime_fetch_add()(a, v, mo);
+  static const auto real = reinterpret_cast<Rmw32>(runtime_function("__tsan_atomic32_fetch_add"));
   check_as_rmw(a, mo);
-  return old;
+  return real(a, v, mo);
 }
 extern "C" Atomic32 __tsan_atomic32_exchange(volatile Atomic32* a, Atomic32 v, int mo) {
   static const auto real = reinterpret_cast<Rmw32>(runtime_function("__tsan_atomic32_exchange"));
-  const Atomic32 old = real(a, v, mo);
   check_as_rmw(a, mo);
-  return old;
+  return real(a, v, mo);
 }
 extern "C" void __tsan_atomic32_store(volatile Atomic32* a, Atomic32 v, int mo) {
-  static const auto real = reinterpret_cast<void (*)(volatile Atomic32*, Atomic32, int)>(
-      runtime_function("__tsan_atomic32_store"));
-  real(a, v, mo);
+  static const auto real = reinterpret_cast<Store32>(runtime_function("__tsan_atomic32_store"));
   check_as_rmw(a, mo);
+  real(a, v, mo);
 }
