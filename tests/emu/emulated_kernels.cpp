@@ -710,8 +710,10 @@ static void run_race_selftest_cluster(bool shared_barrier) {
 int main(int argc, char** argv) {
   const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;  // seeds per case and mode
-  // `race`: the race check's short run (emulated_kernels_race; 136-145 s on the 2-core CPU
-  // machine): every mode on one small case with ties, the top-k key sets and one dense case.
+  // `race`: the race check's short run (emulated_kernels_race on the 2-core CPU machine:
+  // 136-145 s with one block resident, 164-183 s as its ctest runs it, four resident and
+  // threads in random order): every mode on one small case with ties, the top-k key sets and
+  // one dense case.
   const bool race = only == "race";
   auto wanted = [&](const std::string& name, const char* mode) {
     if (race) return name == "ties_period1_k_small" || name == "dense_gqa4_d64";
