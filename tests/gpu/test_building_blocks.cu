@@ -146,6 +146,37 @@ TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
   EXPECT_EQ(e.l, 0.f);
 }
 
+TEST(BuildingBlocksHost, SoftmaxStatsFoldMatchesDirectSums) {
+  // fold_stats (the fused kernels' online stats): chunks of 8 with a short last one, and
+  // values past n that must not count.
+  std::mt19937 gen(6);
+  std::normal_distribution<float> nd(0.f, 4.f);
+  std::vector<float> x(1003);
+  for (float& v : x)
+    v = nd(gen);
+  sparq::device::SoftmaxStats s = sparq::device::empty_stats();
+  for (size_t i = 0; i < x.size(); i += 8) {
+    float chunk[8];
+    for (int j = 0; j < 8; ++j)
+      chunk[j] = i + j < x.size() ? x[i + j] : 1e30f;  // poison past the end
+    s = sparq::device::fold_stats(s, chunk, static_cast<int>(x.size() - i));
+  }
+  EXPECT_EQ(s.m, *std::max_element(x.begin(), x.end()));
+  double direct = 0.0;
+  for (float v : x)
+    direct += std::exp(double(v) - s.m);
+  EXPECT_NEAR(s.l, direct, 1e-5 * direct);
+  // Nothing to fold, or only -inf: the stats are unchanged.
+  const float none[4] = {-INFINITY, -INFINITY, 5.f, 5.f};
+  const sparq::device::SoftmaxStats e =
+      sparq::device::fold_stats(sparq::device::empty_stats(), none, 2);
+  EXPECT_EQ(e.m, -INFINITY);
+  EXPECT_EQ(e.l, 0.f);
+  const sparq::device::SoftmaxStats same = sparq::device::fold_stats(s, none, 0);
+  EXPECT_EQ(same.m, s.m);
+  EXPECT_EQ(same.l, s.l);
+}
+
 TEST(BuildingBlocksHost, MeanInterpolation) {
   EXPECT_FLOAT_EQ(sparq::device::interpolate_mean(1.f, 2.5f, 100.f, 4), 2.5f);
   EXPECT_FLOAT_EQ(sparq::device::interpolate_mean(0.f, 2.5f, 100.f, 4), 25.f);

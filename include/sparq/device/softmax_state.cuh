@@ -25,4 +25,21 @@ SPARQ_HOST_DEVICE inline SoftmaxStats merge_stats(SoftmaxStats a, SoftmaxStats b
   return {m, a.l * expf(a.m - m) + b.l * expf(b.m - m)};
 }
 
+/// Stats s with the first n of x[0..N) folded in, online: one rescale of s per call, not per
+/// value (a thread folds its values as it computes them, with no second pass to sum the exps).
+template <int N>
+SPARQ_HOST_DEVICE inline SoftmaxStats fold_stats(SoftmaxStats s, const float (&x)[N], int n) {
+  float mc = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    if (i < n) mc = fmaxf(mc, x[i]);
+  const float m = fmaxf(s.m, mc);
+  if (m == -INFINITY) return s;
+  float l = s.l * expf(s.m - m);
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    if (i < n) l += expf(x[i] - m);
+  return {m, l};
+}
+
 }  // namespace sparq::device
