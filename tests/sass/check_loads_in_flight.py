@@ -52,8 +52,10 @@ REGISTERS = [
     ("attend_kernel<__nv_bfloat16, 128, true>", 168, 0),
     # The cluster route: 3 blocks of 256 threads per SM, so that batch 1's 32 clusters of 8
     # are resident at once on an H100 (fused_min_blocks; at 128 registers 29 were). Under that
-    # cap ptxas keeps one value (the KV head) in local memory, stored once and reloaded at
-    # three step boundaries; more than that is a spill in a loop.
+    # cap ptxas may keep one value in local memory, stored once and reloaded at step
+    # boundaries (once the KV head; since the online softmax stats of the twenty-fourth
+    # session a predicate, stored after the prologue and reloaded once before the attention
+    # step); more than that is a spill in a loop.
     ("sparq_fused_kernel<__nv_bfloat16, 128, 8>", 80, 8),
 ]
 

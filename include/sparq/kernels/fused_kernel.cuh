@@ -182,7 +182,9 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
   loaded_query_prologue<kFusedThreads, T, D>(nh, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   SPARQ_PHASE(kMarkQuery);
 
-  // Step 3: approximate logits of this block's positions, into shared memory.
+  // Step 3: approximate logits of this block's positions, into shared memory. With one head
+  // each thread folds its logits into its softmax stats as it writes them (online).
+  device::SoftmaxStats own_stats = device::empty_stats();
   const T* kt = p.cache.kt_row(b, kvh, 0);
   for (int s0 = begin + threadIdx.x * V; s0 < end; s0 += kFusedThreads * V) {
     for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
@@ -194,38 +196,50 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
         if (hb + h >= nh) break;
         const float inv = s_inv_tau[hb + h];
 #pragma unroll
-        for (int v = 0; v < V; ++v)
-          if (s0 + v < end) s_logits[(hb + h) * seg + s0 + v - begin] = acc[h][v] * inv;
+        for (int v = 0; v < V; ++v) {
+          acc[h][v] *= inv;
+          if (s0 + v < end) s_logits[(hb + h) * seg + s0 + v - begin] = acc[h][v];
+        }
       }
+      if (in_place) own_stats = device::fold_stats(own_stats, acc[0], end - s0);
     }
   }
-  __syncthreads();
-  SPARQ_PHASE(kMarkScores);
-
-  // Softmax normalisers: this block's (max, sum of exp) per head, then every block merges
-  // all ranks' in rank order, so all hold bitwise the same values.
-  for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
-    float mx[kHeadsPerPass], sum[kHeadsPerPass];
+  // The stats of the segment, per head (the keys' step reads other threads' logits after the
+  // cluster barrier below). Every block then merges all ranks' in rank order, so all hold
+  // bitwise the same values.
+  if (in_place) {
+    // One barrier, in the block's merge of its threads' online stats. The mark is thread 0's
+    // own logits written (no barrier of the scores' own).
+    SPARQ_PHASE(kMarkScores);
+    const device::SoftmaxStats seg_stats =
+        device::block_merge_stats<kFusedThreads>(own_stats, s_ml);
+    if (threadIdx.x == 0) s_stats[0] = seg_stats;
+  } else {  // several heads: (max, then sum of exp) over the logits written
+    __syncthreads();
+    SPARQ_PHASE(kMarkScores);
+    for (int hb = 0; hb < nh; hb += kHeadsPerPass) {
+      float mx[kHeadsPerPass], sum[kHeadsPerPass];
 #pragma unroll
-    for (int h = 0; h < kHeadsPerPass; ++h) {
-      mx[h] = -INFINITY;
-      if (hb + h < nh)
-        for (int s = threadIdx.x; s < n; s += kFusedThreads)
-          mx[h] = fmaxf(mx[h], s_logits[(hb + h) * seg + s]);
-    }
-    device::block_max<kHeadsPerPass, kFusedThreads>(mx, s_scratch);
+      for (int h = 0; h < kHeadsPerPass; ++h) {
+        mx[h] = -INFINITY;
+        if (hb + h < nh)
+          for (int s = threadIdx.x; s < n; s += kFusedThreads)
+            mx[h] = fmaxf(mx[h], s_logits[(hb + h) * seg + s]);
+      }
+      device::block_max<kHeadsPerPass, kFusedThreads>(mx, s_scratch);
 #pragma unroll
-    for (int h = 0; h < kHeadsPerPass; ++h) {
-      sum[h] = 0.f;
-      if (hb + h < nh && mx[h] != -INFINITY)
-        for (int s = threadIdx.x; s < n; s += kFusedThreads)
-          sum[h] += __expf(s_logits[(hb + h) * seg + s] - mx[h]);
-    }
-    device::block_sum<kHeadsPerPass, kFusedThreads>(sum, s_scratch);
-    if (threadIdx.x == 0) {
+      for (int h = 0; h < kHeadsPerPass; ++h) {
+        sum[h] = 0.f;
+        if (hb + h < nh && mx[h] != -INFINITY)
+          for (int s = threadIdx.x; s < n; s += kFusedThreads)
+            sum[h] += __expf(s_logits[(hb + h) * seg + s] - mx[h]);
+      }
+      device::block_sum<kHeadsPerPass, kFusedThreads>(sum, s_scratch);
+      if (threadIdx.x == 0) {
 #pragma unroll
-      for (int h = 0; h < kHeadsPerPass; ++h)
-        if (hb + h < nh) s_stats[hb + h] = {mx[h], sum[h]};
+        for (int h = 0; h < kHeadsPerPass; ++h)
+          if (hb + h < nh) s_stats[hb + h] = {mx[h], sum[h]};
+      }
     }
   }
   device::cluster_sync_shared(cluster);  // every block's stats are published
@@ -249,6 +263,7 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
       out[s] = s;  // every row taken
     first = begin;
     last = end;
+    __syncthreads();  // this block's positions in `out` are visible to all its threads
   } else {
     // Four consecutive positions per thread and step: 16-byte shared-memory reads and writes,
     // four keys' chains in flight (one position per step took 6 µs at 32k on an H200, 16
@@ -284,8 +299,8 @@ __global__ void __launch_bounds__(kFusedThreads, fused_min_blocks<T, D>(kBlocks)
         cluster, s_sel, s_keys, n, keff, begin, rank, out, &first, &last, [&](uint32_t key, int) {
           if (in_place) own_alpha += device::key_shat(key);
         });
+    // cluster_top_k ends with the compaction's barrier: `out` is visible to the block.
   }
-  __syncthreads();  // this block's positions in `out` are visible to all its threads
 
   // alpha: this block's share of the sum of s-hat over the selected positions, per head.
   if (in_place && keff != len) {  // from the keys (own_alpha)
@@ -395,40 +410,36 @@ __global__ void __launch_bounds__(kFusedBlockThreads) sparq_fused_block_kernel(F
   uint32_t* s_keys = reinterpret_cast<uint32_t*>(s_x);  // 16-byte aligned (D % 64 == 0)
   int* out = p.indices + (static_cast<int64_t>(b) * p.units_per_batch + h) * p.index_stride;
 
-  // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory.
+  // Steps 1-3: top-r, temperature, approximate logits of every position into shared memory,
+  // each thread folding its logits into its softmax stats as it writes them (online).
+  TopK::clear_histogram(s_topk);  // ordered before step 4's adds by the barriers between
   loaded_query_prologue<kThreads, T, D>(1, p.r, s_q, s_comp_keys, s_comp, s_inv_tau);
   SPARQ_PHASE(kMarkQuery);
   const T* kt = p.cache.kt_row(b, kvh, 0);
   const float inv_tau = s_inv_tau[0];
+  device::SoftmaxStats own_stats = device::empty_stats();
   for (int s0 = threadIdx.x * V; s0 < len; s0 += kThreads * V) {
     float acc[1][V];
     device::approx_logits<T, 1>(kt, p.cache.kt_stride_d, s_comp, p.r, s_q, D, 0, 1, s0, len,
                                 p.capacity, acc);
 #pragma unroll
-    for (int v = 0; v < V; ++v)
-      if (s0 + v < len) s_x[s0 + v] = acc[0][v] * inv_tau;
+    for (int v = 0; v < V; ++v) {
+      acc[0][v] *= inv_tau;
+      if (s0 + v < len) s_x[s0 + v] = acc[0][v];
+    }
+    own_stats = device::fold_stats(own_stats, acc[0], len - s0);
   }
-  __syncthreads();
-  SPARQ_PHASE(kMarkScores);
+  SPARQ_PHASE(kMarkScores);  // thread 0's own logits written (no barrier of the scores' own)
 
-  // The softmax normaliser of the approximate logits.
-  float mx[1] = {-INFINITY};
-  for (int s = threadIdx.x; s < len; s += kThreads)
-    mx[0] = fmaxf(mx[0], s_x[s]);
-  device::block_max<1, kThreads>(mx, s_scratch);
-  float sum[1] = {0.f};
-  if (mx[0] != -INFINITY)
-    for (int s = threadIdx.x; s < len; s += kThreads)
-      sum[0] += __expf(s_x[s] - mx[0]);
-  device::block_sum<1, kThreads>(sum, s_scratch);
-  const float m = mx[0], inv_sum = sum[0] > 0.f ? 1.f / sum[0] : 0.f;
+  // The softmax normaliser of the approximate logits, in one barrier, which also publishes
+  // the logits to step 4's threads.
+  const device::SoftmaxStats stats = device::block_merge_stats<kThreads>(own_stats, s_ml);
+  const float m = stats.m, inv_sum = stats.l > 0.f ? 1.f / stats.l : 0.f;
   SPARQ_PHASE(kMarkStats);
 
   // Step 4: each logit becomes its key in place (s-hat; the window forced in) and counts in
   // the first radix histogram. alpha: the window's s-hat here (every row's when all are taken).
   const bool take_all = keff == len;
-  TopK::clear_histogram(s_topk);
-  __syncthreads();
   float alpha[1] = {0.f};
   // Four consecutive positions per thread and step (16-byte reads and writes, four keys'
   // chains in flight), each thread overwriting only the logits it has read. Whole warps in
