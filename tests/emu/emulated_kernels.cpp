@@ -760,6 +760,21 @@ int main(int argc, char** argv) {
           return Status::kSuccess;
         });
       }
+  // The fused kernels over more positions than one pass of their threads covers (the
+  // cluster kernel's 256 threads take 8 bf16 logits each, 2048 per block, so its segments
+  // pass that from 16k positions; the block kernel's 512 from 4096): each thread folds its
+  // online softmax stats over several vectors. Fused routes only (the other routes' long
+  // runs are `long`); d = 128 is the register-capped cluster kernel. About 10 s.
+  {
+    const Case f64{"fused_long_17000", 1, 2, 2, 64, 17000, {17000}, 8, 700, 3, true,
+                   GqaMode::kShared};
+    const Case f128{"fused_long_16500_d128", 1, 2, 2, 128, 16500, {16500}, 16, 1100, 5, true,
+                    GqaMode::kShared};
+    for (Mode m : {Mode::kFusedBlock, Mode::kFusedCluster}) {
+      if (!race && wanted(f64.name, mode_name(m))) run<64>(f64, m, 600 + g_cases);
+      if (!race && wanted(f128.name, mode_name(m))) run<128>(f128, m, 600 + g_cases);
+    }
+  }
   if (only == "fuzz") {  // random shapes: fuzz N [seed]
     std::mt19937_64 rng(argc > 3 ? std::atoll(argv[3]) : 7);
     auto pick = [&](int lo, int hi) { return lo + int(rng() % uint64_t(hi - lo + 1)); };
