@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu/gpu_support.cuh"
+#include "support/random.hpp"
 #include "support/topk_key_sets.hpp"
 #include "support/topk_test_kernels.cuh"
 
@@ -149,11 +150,7 @@ TEST(BuildingBlocksHost, SoftmaxStatsMergeIsExact) {
 TEST(BuildingBlocksHost, SoftmaxStatsFoldMatchesDirectSums) {
   // fold_stats (the fused kernels' online stats): chunks of 8 with a short last one, and
   // values past n that must not count.
-  std::mt19937 gen(6);
-  std::normal_distribution<float> nd(0.f, 4.f);
-  std::vector<float> x(1003);
-  for (float& v : x)
-    v = nd(gen);
+  const std::vector<float> x = sparq::test::random_normal<float>(1003, 6, 4.f);
   sparq::device::SoftmaxStats s = sparq::device::empty_stats();
   for (size_t i = 0; i < x.size(); i += 8) {
     float chunk[8];

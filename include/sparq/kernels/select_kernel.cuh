@@ -87,12 +87,7 @@ __device__ void head_normalisers(const SelectParams& p, const UnitView& u, float
       for (int i = 0; i < kBatch; ++i)
         if (c + i * 32 < used_chunks) acc = device::merge_stats(acc, x[i]);
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      device::SoftmaxStats other{__shfl_xor_sync(0xffffffffu, acc.m, o),
-                                 __shfl_xor_sync(0xffffffffu, acc.l, o)};
-      acc = device::merge_stats(acc, other);
-    }
+    acc = device::warp_merge_stats(acc);
     if (lane == 0) {
       s_max[h] = acc.m;
       s_inv_sum[h] = acc.l > 0.f ? 1.f / acc.l : 0.f;
